@@ -1,0 +1,12 @@
+"""Test setup: 8 fake CPU devices, set before JAX touches a backend."""
+import os
+
+os.environ["XLA_FLAGS"] = (
+    os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=8").strip()
+os.environ.setdefault("JAX_PLATFORMS", "cpu")
+# Keep each xdist worker to one intra-op thread pool that fits two cores.
+os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
+
+import jax  # noqa: E402
+
+jax.config.update("jax_threefry_partitionable", True)
