@@ -1,0 +1,81 @@
+"""Orbax checkpoints of the train state together with the grain iterator state.
+
+``workdir/checkpoints/<step>/`` holds ``state`` (the TrainState pytree, saved sharded),
+``data`` (each process's grain iterator position) and ``meta`` (JSON: step, spec name). Saves
+are asynchronous and keep the newest N. A run resumes from, in order: its own workdir, the
+spec's ``resume`` directory, the spec's ``init_from`` (parameters only), or scratch.
+"""
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import grain
+import jax
+import orbax.checkpoint as ocp
+
+from xmodal.registry import SpecError
+
+
+def manager(workdir: str, keep: int, async_save: bool = True) -> ocp.CheckpointManager:
+    return ocp.CheckpointManager(
+        os.path.abspath(os.path.join(workdir, "checkpoints")),
+        options=ocp.CheckpointManagerOptions(
+            max_to_keep=keep, create=True, enable_async_checkpointing=async_save,
+            # A failed or killed save leaves a tmp folder; clean it up on the next start.
+            cleanup_tmp_directories=True),
+        item_names=("state", "data", "meta"),
+        item_handlers={"state": ocp.StandardCheckpointHandler(),
+                       "data": grain.checkpoint.CheckpointHandler(),
+                       "meta": ocp.JsonCheckpointHandler()},
+    )
+
+
+def save(mngr: ocp.CheckpointManager, step: int, state, data_iter, meta: dict, force=False) -> bool:
+    return mngr.save(step, args=ocp.args.Composite(
+        state=ocp.args.StandardSave(state),
+        data=grain.checkpoint.CheckpointSave(data_iter),
+        meta=ocp.args.JsonSave(meta)), force=force)
+
+
+def restore(mngr: ocp.CheckpointManager, step: int, abstract_state, data_iter):
+    """Restores state (with the abstract state's shardings) and the iterator in place."""
+    got = mngr.restore(step, args=ocp.args.Composite(
+        state=ocp.args.StandardRestore(abstract_state),
+        data=grain.checkpoint.CheckpointRestore(data_iter)))
+    return got["state"]
+
+
+def find_step_dir(path: str) -> tuple[str, int]:
+    """A checkpoint root (``.../checkpoints``), a workdir, or one step's folder → (root, step)."""
+    path = os.path.abspath(path)
+    for root in (path, os.path.join(path, "checkpoints")):
+        if os.path.isdir(root):
+            steps = ocp.utils.checkpoint_steps(root)  # committed steps only
+            if steps:
+                return root, max(steps)
+    parent, leaf = os.path.split(path)
+    if leaf.isdigit() and os.path.isdir(os.path.join(path, "state")):
+        return parent, int(leaf)
+    raise SpecError(f"no committed checkpoint found at {path!r} (looked for <step>/state under "
+                    f"it and under {os.path.join(path, 'checkpoints')!r})")
+
+
+def restore_params(path: str, abstract_params) -> Any:
+    """Parameters only (for ``init_from``), placed with ``abstract_params``' shardings.
+
+    Only the ``params`` subtree is read: the source may have had another optimizer.
+    """
+    root, step = find_step_dir(path)
+    state_dir = os.path.join(root, str(step), "state")
+    ckptr = ocp.StandardCheckpointer()
+    meta = ckptr.metadata(state_dir)
+    tree = meta.item_metadata.tree if hasattr(meta, "item_metadata") else meta.tree
+    if "params" not in tree:
+        raise SpecError(f"checkpoint {state_dir!r} has no 'params'; it holds {sorted(tree)}")
+    target = jax.tree.map(lambda m: ocp.utils.to_shape_dtype_struct(m) if hasattr(m, "shape") else m, tree)
+    target["params"] = abstract_params
+    # Restore the other subtrees on the host, unsharded, then drop them.
+    restored = ckptr.restore(state_dir, target=target)
+    ckptr.close()
+    return restored["params"]

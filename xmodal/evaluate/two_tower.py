@@ -1,0 +1,33 @@
+"""Retrieval and zero-shot evaluators for two-tower models."""
+from __future__ import annotations
+
+import numpy as np
+
+from xmodal.evaluate import EVALUATORS
+from xmodal.evaluate.context import EvalContext
+from xmodal.evaluate.retrieval import retrieval_metrics
+from xmodal.evaluate.zeroshot import PROMPT_TEMPLATES, zeroshot_accuracy, zeroshot_classifier
+
+
+@EVALUATORS.register("retrieval")
+def retrieval(ks: tuple = (1, 5, 10), chunk_size: int = 256):
+    """Image↔text retrieval on the eval split; text i describes image i."""
+    def run(ctx: EvalContext) -> dict:
+        zimg = ctx.encode_image(ctx.arrays["image"])
+        ztxt = ctx.encode_text(ctx.arrays["text"])
+        return retrieval_metrics(zimg, ztxt, np.arange(len(ztxt)), ks=tuple(ks),
+                                 chunk_size=chunk_size)
+    return run
+
+
+@EVALUATORS.register("zeroshot")
+def zeroshot(templates: tuple = PROMPT_TEMPLATES, ks: tuple = (1, 5)):
+    """Classifies eval images into ``class_names`` by prompt-ensembled text embeddings."""
+    def run(ctx: EvalContext) -> dict:
+        names = list(ctx.class_names)
+        prompts = [t.format(c.lower()) for c in names for t in templates]
+        ztxt = ctx.encode_text(ctx.tokenize(prompts)).reshape(len(names), len(templates), -1)
+        zimg = ctx.encode_image(ctx.arrays["image"])
+        acc = zeroshot_accuracy(zimg, zeroshot_classifier(ztxt), ctx.arrays["label"], ks=tuple(ks))
+        return {f"zeroshot_{k}": v for k, v in acc.items()}
+    return run

@@ -1,0 +1,46 @@
+"""Command line: ``python -m xmodal.main --spec=specs/clip.py:runlocal --workdir=runs/clip``.
+
+``--spec`` takes ``path[:arg]`` (the arg goes to the spec's ``get_config``) and overrides such as
+``--spec.train.steps=10``. ``--mode=train`` trains (resuming if the workdir has a checkpoint);
+``--mode=eval`` evaluates the workdir's newest checkpoint.
+"""
+from __future__ import annotations
+
+import sys
+
+from absl import app, flags, logging
+from ml_collections import config_flags
+
+from xmodal import spec as spec_lib
+from xmodal.registry import SpecError
+
+_SPEC = config_flags.DEFINE_config_file("spec", None, "spec file, path[:arg]", lock_config=True)
+_WORKDIR = flags.DEFINE_string("workdir", None, "where checkpoints, metrics and spec.json go")
+_MODE = flags.DEFINE_enum("mode", "train", ["train", "eval"], "what to do")
+_UNTIL = flags.DEFINE_integer(
+    "until_step", 0, "stop this invocation after this step (checkpointed) even if train.steps "
+    "is larger; the schedule still follows train.steps. 0 = run to the end")
+flags.mark_flags_as_required(["spec", "workdir"])
+
+
+def main(argv):
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    try:
+        spec = spec_lib.validate(_SPEC.value)
+    except SpecError as e:
+        sys.exit(f"spec error: {e}")
+    import jax
+    jax.config.update("jax_threefry_partitionable", True)
+    from xmodal import trainer  # after flags: grain workers need parsed absl flags
+    try:
+        trainer.run(spec, _WORKDIR.value, mode=_MODE.value, until_step=_UNTIL.value)
+    except SpecError as e:
+        sys.exit(f"spec error: {e}")
+    except trainer.NonFiniteError as e:
+        logging.error("%s", e)
+        sys.exit(f"stopped: {e}")
+
+
+if __name__ == "__main__":
+    app.run(main)

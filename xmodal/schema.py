@@ -1,0 +1,98 @@
+"""The schema of a (stage) spec: every valid key with its default value and type.
+
+Plain values give the type a spec value must have. ``Component`` marks a node that names a
+registered callable (``{"name": "two_tower", ...kwargs}``); its kwargs are checked against the
+callable's signature. ``Components`` is a mapping of such nodes (e.g. several evaluators).
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Callable
+
+
+@dataclasses.dataclass(frozen=True)
+class Component:
+    registry: Callable[[], object]  # lazy, so the schema imports no model code
+
+
+@dataclasses.dataclass(frozen=True)
+class Components:
+    registry: Callable[[], object]
+
+
+def _models():
+    from xmodal.nn import MODELS
+    return MODELS
+
+
+def _objectives():
+    from xmodal.objectives import OBJECTIVES
+    return OBJECTIVES
+
+
+def _evaluators():
+    from xmodal.evaluate import EVALUATORS
+    return EVALUATORS
+
+
+def defaults() -> dict:
+    return {
+        "seed": 0,
+        # Mesh axis sizes; -1 takes the remaining devices. Batch is split over (data, fsdp).
+        "mesh": {"data": -1, "fsdp": 1, "model": 1},
+        # Multi-host: empty coordinator = single process, or read XMODAL_COORDINATOR et al.
+        "distributed": {"coordinator_address": "", "num_processes": 1, "process_id": -1},
+        # compute_dtype 'bfloat16' = bf16 matmul inputs with f32 accumulation; params stay f32.
+        "precision": {"compute_dtype": "bfloat16", "param_dtype": "float32"},
+        "data": {
+            "name": "emoji",
+            "data_dir": "",            # '' = $XMODAL_DATA_DIR or ~/.cache/xmodal/datasets
+            "train_split": "train",
+            "eval_split": "test",
+            "image_size": 32,
+            "max_text_len": 32,
+            "text_field": "name",
+            "batch_size": 256,          # global batch, over all processes
+            "num_workers": 2,           # grain worker processes per host (0 = in-process)
+            "eval_max_examples": 0,     # 0 = the whole eval split
+        },
+        "model": Component(_models),
+        "objective": Component(_objectives),
+        "optim": {
+            "name": "adamw",            # adamw | sgd
+            "lr": 1e-3,
+            "weight_decay": 1e-4,
+            "b1": 0.9,
+            "b2": 0.98,
+            "eps": 1e-6,
+            "momentum": 0.9,            # sgd only
+            "schedule": "cosine",       # cosine | linear | constant (after linear warmup)
+            "warmup_steps": 0,
+            "end_lr_factor": 0.0,
+            "grad_clip_norm": 1.0,      # 0 = off
+            "grad_accum": 1,            # micro-batches per update
+            # [(regex over '/'-joined param path, multiplier)]; first match wins; 0 freezes.
+            "lr_mults": [],
+            "freeze": [],               # regexes of params that are never updated
+            "decay_exclude": [r".*bias$", r".*scale$", r".*logit_.*", r".*embedding$"],
+        },
+        "train": {
+            "steps": 1000,
+            "log_every": 50,
+            "eval_every": 500,          # 0 = only at the end
+            "ckpt_every": 500,
+            "keep_ckpts": 3,
+            "ema_decay": 0.0,           # 0 = no EMA copy of the parameters
+            "check_finite": True,       # stop with the step and metric name on NaN/Inf
+        },
+        "evals": Components(_evaluators),
+        "sharding": {
+            # [(regex, PartitionSpec as a tuple of axis names/None)], first match wins.
+            "rules": [(r".*", ())],
+            # Logical activation axes → mesh axes (flax logical axis rules).
+            "logical_axis_rules": [("batch", ("data", "fsdp")), ("length", None),
+                                   ("embed", None), ("mlp", "model"), ("heads", "model")],
+        },
+        "resume": "",       # a checkpoint directory to resume the whole train state from
+        "init_from": "",    # a checkpoint directory to take parameters only from
+    }

@@ -1,0 +1,261 @@
+"""One generic training loop, read top to bottom in phases.
+
+mesh → data → model + objective → sharded state → restore → step fn → evals → loop.
+Contrastive, flow and distillation runs share it: family-specific behaviour lives in the
+objective (what is minimised, per parameter group) and the evaluators (what is measured).
+"""
+from __future__ import annotations
+
+import os
+import signal
+import time
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import ml_collections as mlc
+import numpy as np
+import optax
+from absl import logging
+
+from xmodal import checkpoint as ckpt_lib
+from xmodal import flops, optim, parallel, run_io, spec as spec_lib
+from xmodal import train_state as ts
+from xmodal.data import pipeline, sources
+from xmodal.data.tokenizer import ByteTokenizer
+from xmodal.evaluate import EVALUATORS
+from xmodal.evaluate.context import EvalContext, batched
+from xmodal.nn import MODELS
+from xmodal.nn.precision import Policy
+from xmodal.objectives import OBJECTIVES
+from xmodal.registry import SpecError
+from xmodal.writers import MetricWriter
+
+
+class NonFiniteError(FloatingPointError):
+    """Training produced NaN/Inf; the message names the step and the metric."""
+
+
+def run(spec: mlc.ConfigDict, workdir: str, mode: str = "train", until_step: int = 0) -> dict:
+    """Runs every stage of ``spec`` in order (``workdir/<stage>`` each); returns final metrics."""
+    results = {}
+    for name, stage in spec_lib.stages_of(spec):
+        stage_dir = os.path.join(workdir, name) if name else workdir
+        results[name or "main"] = run_stage(stage, stage_dir, mode=mode, until_step=until_step)
+    return results
+
+
+def run_stage(spec: mlc.ConfigDict, workdir: str, mode: str = "train", until_step: int = 0) -> dict:
+    # ---------------------------------------------------------------- workdir and processes
+    run_io.check_writable(workdir)
+    parallel.init_distributed(spec.distributed)
+    pid, nproc = jax.process_index(), jax.process_count()
+
+    # ---------------------------------------------------------------- mesh
+    mesh = parallel.make_mesh(spec.mesh)
+    n_batch_dev = parallel.batch_size_per_device(mesh)
+    if spec.data.batch_size % (n_batch_dev * spec.optim.grad_accum):
+        raise SpecError(f"data.batch_size={spec.data.batch_size} must divide by the batch "
+                        f"devices ({n_batch_dev}) × optim.grad_accum ({spec.optim.grad_accum})")
+    logging.info("mesh %s over %d devices, %d process(es)", dict(mesh.shape), mesh.size, nproc)
+
+    # ---------------------------------------------------------------- data
+    data_dir = spec.data.data_dir or None
+    builder = sources.prepare(spec.data.name, data_dir)
+    transform = pipeline.ImageTextTransform(spec.data.image_size, spec.data.max_text_len,
+                                            text_field=spec.data.text_field)
+    train_source = sources.data_source(spec.data.name, spec.data.train_split, data_dir)
+    loader = pipeline.train_loader(
+        train_source, transform, global_batch_size=spec.data.batch_size, seed=spec.seed,
+        shard_index=pid, shard_count=nproc, worker_count=spec.data.num_workers)
+    train_iter = iter(loader)
+    eval_source = sources.data_source(spec.data.name, spec.data.eval_split, data_dir)
+    eval_arrays = pipeline.eval_arrays(eval_source, transform,
+                                       max_examples=spec.data.eval_max_examples or None)
+    class_names = builder.info.features["group"].names
+    tokenizer = ByteTokenizer(spec.data.max_text_len)
+
+    # ---------------------------------------------------------------- model + objective
+    policy = Policy.from_spec(spec.precision)
+    model = MODELS.build(spec.model.name, dtype=policy.compute_dtype,
+                         param_dtype=policy.param_dtype, **spec_lib.component_kwargs(spec.model))
+    objective = OBJECTIVES.build(spec.objective.name,
+                                 **spec_lib.component_kwargs(spec.objective))(model, mesh)
+
+    # ---------------------------------------------------------------- sharded train state
+    first = next(train_iter)
+    batch_spec = {k: jax.ShapeDtypeStruct((v.shape[0] * nproc,) + v.shape[1:], v.dtype,
+                                          sharding=parallel.batch_sharding(mesh))
+                  for k, v in first.items()}
+    rng = jax.random.key(spec.seed)
+    init_rng, state_rng = jax.random.split(rng)
+    abstract_params = jax.eval_shape(objective.init, init_rng, batch_spec)
+    total = spec.train.steps
+    txs, schedules = {}, {}
+    for g in objective.groups:
+        txs[g], schedules[g] = optim.make(spec.optim, abstract_params[g], total)
+    ema = spec.train.ema_decay > 0
+
+    def init_state(r):
+        return ts.create(objective.init(r, batch_spec_zeros()), txs, state_rng, ema)
+
+    def batch_spec_zeros():
+        return {k: jnp.zeros(v.shape, v.dtype) for k, v in batch_spec.items()}
+
+    abstract_state = jax.eval_shape(init_state, init_rng)
+    state_shardings = parallel.tree_shardings(mesh, spec.sharding.rules, abstract_state)
+    abstract_state = jax.tree.map(
+        lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s),
+        abstract_state, state_shardings)
+
+    # ---------------------------------------------------------------- restore
+    mngr = ckpt_lib.manager(workdir, spec.train.keep_ckpts)
+    state, source = None, "scratch"
+    if mngr.latest_step() is not None:
+        state = ckpt_lib.restore(mngr, mngr.latest_step(), abstract_state, train_iter)
+        source = f"workdir checkpoint {mngr.latest_step()}"
+    elif spec.resume:
+        root, step = ckpt_lib.find_step_dir(spec.resume)
+        other = ckpt_lib.manager(os.path.dirname(root), keep=spec.train.keep_ckpts)
+        state = ckpt_lib.restore(other, step, abstract_state, train_iter)
+        other.close()
+        source = f"resume {root}/{step}"
+    if state is None:
+        with jax.sharding.use_mesh(mesh):
+            state = jax.jit(init_state, out_shardings=state_shardings)(init_rng)
+        if spec.init_from:
+            params = ckpt_lib.restore_params(spec.init_from, abstract_state.params)
+            state = state.replace(params=params,
+                                  ema=jax.tree.map(jnp.copy, params) if ema else {})
+            source = f"init_from {spec.init_from}"
+        # The first batch was drawn to learn shapes; start the stream from its beginning again.
+        train_iter = iter(loader)
+    start = int(jax.device_get(state.step))
+    logging.info("train state from %s at step %d", source, start)
+    if pid == 0:
+        run_io.truncate_metrics(workdir, start)
+        spec_lib.write_json(spec, workdir)
+    writer = MetricWriter(workdir)
+
+    # ---------------------------------------------------------------- step function
+    accum = spec.optim.grad_accum
+
+    def grads_of(params, group, batch, rng):
+        def loss_fn(p, mb, r):
+            return objective.loss(dict(params, **{group: p}), mb, r, group)
+        grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
+        if accum == 1:
+            return grad_fn(params[group], batch, rng)
+        # Micro-batch j takes rows j::accum, so every device contributes to every micro-batch.
+        micro = jax.tree.map(lambda x: x.reshape((-1, accum) + x.shape[1:]).swapaxes(0, 1), batch)
+
+        def body(carry, inp):
+            mb, j = inp
+            (loss, aux), g = grad_fn(params[group], mb, jax.random.fold_in(rng, j))
+            return jax.tree.map(jnp.add, carry, ((loss, aux), g)), None
+
+        zero = jax.eval_shape(lambda: grad_fn(params[group], jax.tree.map(lambda x: x[0], micro), rng))
+        zero = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), zero)
+        total_, _ = jax.lax.scan(body, zero, (micro, jnp.arange(accum)))
+        return jax.tree.map(lambda x: x / accum, total_)
+
+    def train_step(state: ts.TrainState, batch: dict):
+        rng = state.step_rng()
+        params, opt_state, ema_p = dict(state.params), dict(state.opt_state), dict(state.ema)
+        metrics = {}
+        for i, g in enumerate(objective.groups):
+            (loss, aux), grads = grads_of(params, g, batch, jax.random.fold_in(rng, i))
+            updates, opt_state[g] = txs[g].update(grads, opt_state[g], params[g])
+            params[g] = optax.apply_updates(params[g], updates)
+            if ema:
+                d = spec.train.ema_decay
+                ema_p[g] = jax.tree.map(lambda e, p: d * e + (1 - d) * p, ema_p[g], params[g])
+            prefix = "train/" if len(objective.groups) == 1 else f"train/{g}/"
+            metrics.update({prefix + "loss": loss,
+                            prefix + "grad_norm": optax.global_norm(grads),
+                            prefix + "update_norm": optax.global_norm(updates),
+                            prefix + "param_norm": optax.global_norm(params[g]),
+                            prefix + "lr": schedules[g](state.step)})
+            metrics.update({prefix + k: v for k, v in aux.items() if v is not None})
+        new = state.replace(step=state.step + 1, params=params, opt_state=opt_state, ema=ema_p)
+        return new, metrics
+
+    batch_sharding = parallel.batch_sharding(mesh)
+    step_fn = jax.jit(train_step, donate_argnums=(0,),
+                      in_shardings=(state_shardings, batch_sharding),
+                      out_shardings=(state_shardings, parallel.replicated(mesh)))
+
+    # ---------------------------------------------------------------- evals
+    evaluators = {k: EVALUATORS.build(c.name, **spec_lib.component_kwargs(c))
+                  for k, c in spec.evals.items()}
+
+    def evaluate(state) -> dict:
+        params = state.ema if ema else state.params
+        enc = lambda method: batched(  # noqa: E731
+            lambda x: model.apply({"params": params["model"]}, x, method=method), mesh,
+            spec.data.batch_size)
+        ctx = EvalContext(eval_arrays, class_names, enc("encode_image"), enc("encode_text"),
+                          tokenizer.encode_batch)
+        out = {}
+        for name, fn in evaluators.items():
+            out.update({f"eval/{k}": float(v) for k, v in fn(ctx).items()})
+        return out
+
+    if mode == "eval":
+        result = evaluate(state)
+        writer.write(start, result)
+        writer.close()
+        mngr.close()
+        run_io.print_table(result, f"eval at step {start}")
+        return result
+
+    # ---------------------------------------------------------------- loop
+    stop_at = min(until_step, total) if until_step else total
+    sigterm = run_io.SigtermFlag()
+    with jax.sharding.use_mesh(mesh):
+        compiled = step_fn.lower(state, {k: v for k, v in batch_spec.items()}).compile()
+    step_flops = flops.compiled_flops(compiled)
+    peak = flops.measured_peak() * jax.device_count()
+    meter = run_io.Progress(start, stop_at, spec.data.batch_size, step_flops, peak)
+    pending = None          # previous step's metrics, checked one step late to keep dispatch async
+    final = {}
+    step = start
+    while step < stop_at:
+        local = next(train_iter)
+        batch = parallel.global_batch(local, mesh)
+        state, metrics = compiled(state, batch)
+        step += 1
+        if pending is not None:
+            run_io.check_finite(*pending, enabled=spec.train.check_finite)
+        pending = (step, metrics)
+        if step % spec.train.log_every == 0 or step == stop_at:
+            host = {k: float(v) for k, v in jax.device_get(metrics).items()}
+            run_io.check_finite(step, host, enabled=spec.train.check_finite)
+            host.update(meter.update(step))
+            writer.write(step, host)
+            if pid == 0:
+                logging.info(meter.line(step, host))
+                print(meter.line(step, host), flush=True)
+        is_last = step == stop_at
+        if (spec.train.eval_every and step % spec.train.eval_every == 0) or is_last:
+            if evaluators:
+                final = evaluate(state)
+                writer.write(step, final)
+                meter.pause()
+        preempted = sigterm.any_process()
+        if step % spec.train.ckpt_every == 0 or is_last or preempted:
+            ckpt_lib.save(mngr, step, state, train_iter,
+                          {"step": step, "stage": os.path.basename(workdir)}, force=True)
+        if preempted:
+            logging.warning("SIGTERM: saved checkpoint at step %d, exiting", step)
+            print(f"SIGTERM received: checkpoint saved at step {step}", flush=True)
+            break
+    if pending is not None:
+        run_io.check_finite(*pending, enabled=spec.train.check_finite)
+    mngr.wait_until_finished()
+    mngr.close()
+    writer.close()
+    sigterm.restore()
+    if pid == 0 and final:
+        run_io.print_table(final, f"final metrics at step {step}")
+    return final
