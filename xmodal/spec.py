@@ -62,14 +62,25 @@ def base() -> mlc.ConfigDict:
     return mlc.ConfigDict(out)
 
 
+def _import(path: str):
+    if not os.path.isfile(path):
+        raise SpecError(f"spec file {path!r} does not exist")
+    name = "xmodal_spec_" + os.path.splitext(os.path.basename(path))[0]
+    mod_spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(mod_spec)
+    mod_spec.loader.exec_module(module)
+    return module
+
+
+def sibling(this_file: str, name: str):
+    """Another spec file in the same folder, as a module: lets a spec derive from another."""
+    return _import(os.path.join(os.path.dirname(os.path.abspath(this_file)), name))
+
+
 def load(path_and_arg: str) -> mlc.ConfigDict:
     """Imports ``specs/x.py`` and calls its ``get_config(arg)``; no validation yet."""
     path, _, arg = path_and_arg.partition(":")
-    if not os.path.isfile(path):
-        raise SpecError(f"spec file {path!r} does not exist")
-    mod_spec = importlib.util.spec_from_file_location("xmodal_spec", path)
-    module = importlib.util.module_from_spec(mod_spec)
-    mod_spec.loader.exec_module(module)
+    module = _import(path)
     if not hasattr(module, "get_config"):
         raise SpecError(f"spec file {path!r} defines no get_config(arg)")
     return module.get_config(arg or None)
@@ -175,6 +186,10 @@ def _check_components(spec: mlc.ConfigDict) -> None:
 def _check_one(registry, comp: Mapping[str, Any], where: str) -> None:
     kwargs = {k: v for k, v in comp.items() if k != "name"}
     registry.check_kwargs(comp["name"], kwargs, where=where)
+    # Nested components of the same kind (a two-tower model's towers) are checked too.
+    for key, value in kwargs.items():
+        if isinstance(value, Mapping) and "name" in value and value["name"] in registry.names():
+            _check_one(registry, value, f"{where}.{key}")
 
 
 def component_kwargs(comp: Mapping[str, Any]) -> dict:

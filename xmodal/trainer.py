@@ -233,8 +233,8 @@ def run_stage(spec: mlc.ConfigDict, workdir: str, mode: str = "train", until_ste
             run_io.check_finite(step, host, enabled=spec.train.check_finite)
             host.update(meter.update(step))
             writer.write(step, host)
+            logging.info("process %d: %s", pid, meter.line(step, host))
             if pid == 0:
-                logging.info(meter.line(step, host))
                 print(meter.line(step, host), flush=True)
         is_last = step == stop_at
         if (spec.train.eval_every and step % spec.train.eval_every == 0) or is_last:

@@ -1,0 +1,58 @@
+"""CLIP (Radford et al. 2021) on emoji: OpenMoji images ↔ their Unicode names.
+
+    python -m xmodal.main --spec=specs/clip.py:runlocal --workdir=runs/clip
+
+Arguments: ``runlocal`` (a 2-core CPU in minutes), ``batch=N``, ``steps=N``.
+Held-out emoji (by base emoji, skin-tone variants together) are the retrieval test set.
+"""
+import math
+
+from xmodal.spec import base, parse_arg
+
+
+def get_config(arg=None):
+    a = parse_arg(arg, runlocal=False, batch=0, steps=0)
+    c = base()
+    c.data.name = "emoji"
+    c.data.image_size = 64
+    c.data.max_text_len = 48
+    c.data.batch_size = 1024
+    c.model = dict(
+        name="two_tower", embed_dim=512, temperature_init=math.log(1 / 0.07),
+        image=dict(name="vit", patch_size=8, width=512, depth=8, num_heads=8, pool="gap"),
+        text=dict(name="text_transformer", max_len=48, width=512, depth=8, num_heads=8,
+                  pool="eos"))
+    c.objective = dict(name="clip", ring=True)
+    c.optim.lr = 5e-4
+    c.optim.weight_decay = 0.05
+    c.optim.warmup_steps = 500
+    c.train.steps = 20_000
+    c.train.log_every = 100
+    c.train.eval_every = 2000
+    c.train.ckpt_every = 2000
+    c.evals = dict(retrieval=dict(name="retrieval"), zeroshot=dict(name="zeroshot"))
+    c.sharding.rules = [
+        # fsdp: split the big matrices' input dimension; everything else replicated.
+        (r".*/(kernel|embedding)$", ("fsdp",)),
+        (r".*", ()),
+    ]
+    if a.runlocal:
+        c.data.image_size = 32
+        c.data.max_text_len = 32
+        c.data.batch_size = 128
+        c.model.embed_dim = 128
+        c.model.image = dict(name="vit", patch_size=4, width=128, depth=3, num_heads=4, pool="gap")
+        c.model.text = dict(name="text_transformer", max_len=32, width=128, depth=3, num_heads=4,
+                            pool="eos")
+        c.objective.ring = False
+        c.optim.lr = 1e-3
+        c.optim.warmup_steps = 50
+        c.train.steps = 1500
+        c.train.log_every = 50
+        c.train.eval_every = 500
+        c.train.ckpt_every = 500
+    if a.batch:
+        c.data.batch_size = a.batch
+    if a.steps:
+        c.train.steps = a.steps
+    return c

@@ -1,0 +1,46 @@
+"""Runs ``python -m xmodal.main`` as a user would, with a tiny model for speed."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+# Small enough to compile and step in seconds on 2 cores, same code paths as the real specs.
+TINY = [
+    "--spec.data.name=emoji/tiny",
+    "--spec.data.batch_size=16",
+    "--spec.data.num_workers=0",
+    "--spec.data.eval_max_examples=48",
+    "--spec.model.embed_dim=16",
+    "--spec.model.image.width=16", "--spec.model.image.depth=1", "--spec.model.image.num_heads=2",
+    "--spec.model.text.width=16", "--spec.model.text.depth=1", "--spec.model.text.num_heads=2",
+    "--spec.train.log_every=1",
+    "--spec.train.eval_every=0",
+    "--spec.optim.warmup_steps=0",
+]
+
+
+def env(devices: int = 8, **extra: str) -> dict:
+    e = dict(os.environ)
+    e["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={devices}"
+    e["JAX_PLATFORMS"] = "cpu"
+    e["PYTHONUNBUFFERED"] = "1"
+    e.update(extra)
+    return e
+
+
+def command(spec: str, workdir, *args: str) -> list[str]:
+    return [sys.executable, "-m", "xmodal.main", f"--spec={spec}", f"--workdir={workdir}",
+            *TINY, *args]
+
+
+def run(spec: str, workdir, *args: str, devices: int = 8, timeout: int = 600,
+        check: bool = True) -> subprocess.CompletedProcess:
+    r = subprocess.run(command(spec, workdir, *args), cwd=ROOT, env=env(devices),
+                       capture_output=True, text=True, timeout=timeout)
+    if check and r.returncode != 0:
+        raise AssertionError(f"exit {r.returncode}\nstdout:\n{r.stdout[-3000:]}\n"
+                             f"stderr:\n{r.stderr[-5000:]}")
+    return r
