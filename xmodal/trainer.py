@@ -6,9 +6,8 @@ objective (what is minimised, per parameter group) and the evaluators (what is m
 """
 from __future__ import annotations
 
+import dataclasses
 import os
-import signal
-import time
 from typing import Any
 
 import jax
@@ -45,7 +44,38 @@ def run(spec: mlc.ConfigDict, workdir: str, mode: str = "train", until_step: int
     return results
 
 
+@dataclasses.dataclass
+class Setup:
+    """Everything the loop needs, built once by ``build``; also what the benchmarks time."""
+    spec: mlc.ConfigDict
+    workdir: str
+    mesh: Any
+    loader: Any
+    train_iter: Any
+    state: ts.TrainState
+    batch_spec: dict
+    step_fn: Any                 # jitted train step (state, global batch) -> (state, metrics)
+    evaluate: Any                # state -> {"eval/...": value}
+    has_evals: bool
+    mngr: Any
+    writer: MetricWriter
+    start: int
+
+
 def run_stage(spec: mlc.ConfigDict, workdir: str, mode: str = "train", until_step: int = 0) -> dict:
+    setup = build(spec, workdir)
+    if mode == "eval":
+        result = setup.evaluate(setup.state)
+        setup.writer.write(setup.start, result)
+        setup.writer.close()
+        setup.mngr.close()
+        run_io.print_table(result, f"eval at step {setup.start}")
+        return result
+    return train(setup, until_step)
+
+
+def build(spec: mlc.ConfigDict, workdir: str) -> Setup:
+    """Phases mesh → data → model + objective → sharded state → restore → step fn → evals."""
     # ---------------------------------------------------------------- workdir and processes
     run_io.check_writable(workdir)
     parallel.init_distributed(spec.distributed)
@@ -201,21 +231,23 @@ def run_stage(spec: mlc.ConfigDict, workdir: str, mode: str = "train", until_ste
             out.update({f"eval/{k}": float(v) for k, v in fn(ctx).items()})
         return out
 
-    if mode == "eval":
-        result = evaluate(state)
-        writer.write(start, result)
-        writer.close()
-        mngr.close()
-        run_io.print_table(result, f"eval at step {start}")
-        return result
+    return Setup(spec, workdir, mesh, loader, train_iter, state, batch_spec, step_fn, evaluate,
+                 bool(evaluators), mngr, writer, start)
 
+
+def train(setup: Setup, until_step: int = 0) -> dict:
+    """The loop: step, log, evaluate, checkpoint; stops at the end, at until_step or on SIGTERM."""
+    spec, workdir, state, train_iter = setup.spec, setup.workdir, setup.state, setup.train_iter
+    mesh, mngr, writer, evaluate = setup.mesh, setup.mngr, setup.writer, setup.evaluate
+    pid, start, total = jax.process_index(), setup.start, spec.train.steps
     # ---------------------------------------------------------------- loop
     stop_at = min(until_step, total) if until_step else total
     sigterm = run_io.SigtermFlag()
     with jax.sharding.use_mesh(mesh):
-        compiled = step_fn.lower(state, {k: v for k, v in batch_spec.items()}).compile()
+        compiled = setup.step_fn.lower(state, setup.batch_spec).compile()
     step_flops = flops.compiled_flops(compiled)
-    peak = flops.measured_peak() * jax.device_count()
+    # Fake CPU devices share one processor, so the CPU peak is counted once, not per device.
+    peak = flops.measured_peak() * (1 if jax.default_backend() == "cpu" else jax.device_count())
     meter = run_io.Progress(start, stop_at, spec.data.batch_size, step_flops, peak)
     pending = None          # previous step's metrics, checked one step late to keep dispatch async
     final = {}
@@ -238,7 +270,7 @@ def run_stage(spec: mlc.ConfigDict, workdir: str, mode: str = "train", until_ste
                 print(meter.line(step, host), flush=True)
         is_last = step == stop_at
         if (spec.train.eval_every and step % spec.train.eval_every == 0) or is_last:
-            if evaluators:
+            if setup.has_evals:
                 final = evaluate(state)
                 writer.write(step, final)
                 meter.pause()

@@ -1,0 +1,101 @@
+"""Training speed of a spec: bare jitted step, the trainer's loop, the input pipeline, MFU.
+
+    python bench/train.py --spec=specs/clip.py:runlocal [--steps=40] [--spec.data.batch_size=256]
+
+Reports steps/s and examples/s of (a) the bare compiled step on a device-resident batch,
+(b) the trainer's loop (input pipeline, host→device, NaN guard, logging) and their ratio, which is
+the trainer's per-step overhead; (c) the input pipeline alone and how many times the trainer's
+consumption it delivers; (d) MFU = XLA's FLOPs per step / step time / a measured matmul peak.
+"""
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import time
+
+import jax
+import ml_collections as mlc
+from absl import app, flags
+from ml_collections import config_flags
+
+from xmodal import flops, parallel, spec as spec_lib
+
+_SPEC = config_flags.DEFINE_config_file("spec", None, "spec file, path[:arg]", lock_config=True)
+_STEPS = flags.DEFINE_integer("steps", 40, "timed steps per measurement")
+_OUT = flags.DEFINE_string("out", "", "also write the numbers as JSON here")
+
+
+def _timed_steps(fn, state, batch, n):
+    state, m = fn(state, batch)
+    jax.block_until_ready(m)
+    t = time.perf_counter()
+    for _ in range(n):
+        state, m = fn(state, batch)
+    jax.block_until_ready(m)
+    return (time.perf_counter() - t) / n, state
+
+
+def main(_):
+    from xmodal import trainer
+    raw = mlc.ConfigDict(_SPEC.value.to_dict())
+    raw.evals = {}
+    raw.train.log_every = _STEPS.value
+    raw.train.ckpt_every = 10**9
+    raw.train.steps = 10**6   # keep the schedule away from its end
+    spec = spec_lib.validate(raw)
+    n = _STEPS.value
+    out = {"spec": _SPEC.value.to_dict()["model"]["name"], "device": jax.devices()[0].device_kind,
+           "devices": jax.device_count(), "batch": spec.data.batch_size,
+           "compute_dtype": spec.precision.compute_dtype}
+    with tempfile.TemporaryDirectory() as workdir:
+        setup = trainer.build(spec, workdir)
+        mesh = setup.mesh
+        with jax.sharding.use_mesh(mesh):
+            compiled = setup.step_fn.lower(setup.state, setup.batch_spec).compile()
+        step_flops = flops.compiled_flops(compiled)
+
+        # (c) input pipeline alone, on a fresh iterator of the same loader.
+        it = iter(setup.loader)
+        next(it)
+        t = time.perf_counter()
+        for _ in range(n):
+            next(it)
+        data_s = (time.perf_counter() - t) / n
+
+        # (a) bare step on one device-resident batch.
+        batch = parallel.global_batch(next(setup.train_iter), mesh)
+        bare_s, state = _timed_steps(compiled, setup.state, batch, n)
+        setup.state = state
+
+        # (b) the trainer's loop: two logging windows; the second one is the measurement.
+        start = int(jax.device_get(state.step))
+        setup.start = start
+        trainer.train(setup, until_step=start + 2 * n)
+        rows = [json.loads(line) for line in open(os.path.join(workdir, "metrics.jsonl"))]
+        loop_sps = [r["perf/steps_per_s"] for r in rows if "perf/steps_per_s" in r][-1]
+
+    peak = flops.measured_peak()
+    if jax.default_backend() != "cpu":
+        peak *= jax.device_count()
+    b = spec.data.batch_size
+    out.update({
+        "bare_steps_per_s": 1 / bare_s, "bare_examples_per_s": b / bare_s,
+        "loop_steps_per_s": loop_sps, "loop_examples_per_s": loop_sps * b,
+        "loop_overhead_pct": 100 * (1 / loop_sps - bare_s) / bare_s,
+        "data_examples_per_s": b / data_s,
+        "data_over_consumption": (b / data_s) / (loop_sps * b),
+        "step_gflops": step_flops / 1e9, "peak_tflops": peak / 1e12,
+        "mfu_pct": 100 * step_flops / bare_s / peak,
+    })
+    width = max(map(len, out))
+    for k, v in out.items():
+        print(f"{k:<{width}}  {v:.4g}" if isinstance(v, float) else f"{k:<{width}}  {v}")
+    if _OUT.value:
+        with open(_OUT.value, "w") as f:
+            json.dump(out, f, indent=2)
+
+
+if __name__ == "__main__":
+    flags.mark_flags_as_required(["spec"])
+    app.run(main)

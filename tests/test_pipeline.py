@@ -1,0 +1,166 @@
+import itertools
+
+import numpy as np
+import orbax.checkpoint as ocp
+import pytest
+from absl import flags
+
+from xmodal.data import sources
+from xmodal.data.pipeline import (ImageTextTransform, eval_arrays, iterator_checkpoint_args,
+                                  train_loader)
+from xmodal.data.tokenizer import ByteTokenizer
+
+BATCH = 16
+
+
+@pytest.fixture(scope="module")
+def source(tmp_path_factory):
+    data_dir = str(tmp_path_factory.mktemp("data"))
+    return sources.data_source("emoji/tiny", "train", data_dir)
+
+
+# Codepoints are unique per record, so the decoded text identifies the example.
+ID_TRANSFORM = ImageTextTransform(image_size=32, max_text_len=64, text_field="codepoints")
+
+
+def loader(source, seed=0, shard_index=0, shard_count=1, worker_count=0, num_epochs=None,
+           global_batch_size=BATCH):
+    return train_loader(source, ID_TRANSFORM, global_batch_size=global_batch_size, seed=seed,
+                        shard_index=shard_index, shard_count=shard_count,
+                        worker_count=worker_count, num_epochs=num_epochs)
+
+
+def first(iterator, n):
+    return list(itertools.islice(iterator, n))
+
+
+def ids(batch):
+    tok = ByteTokenizer(64)
+    return [tok.decode(row) for row in batch["text"]]
+
+
+def assert_same_batches(a, b):
+    assert len(a) == len(b)
+    for x, y in zip(a, b):
+        assert x.keys() == y.keys()
+        for key in x:
+            np.testing.assert_array_equal(x[key], y[key])
+
+
+def test_batch_layout(source):
+    batch = next(iter(loader(source)))
+    assert batch["image"].shape == (BATCH, 32, 32, 3) and batch["image"].dtype == np.uint8
+    assert batch["text"].shape == (BATCH, 64) and batch["text"].dtype == np.int32
+    assert batch["label"].shape == (BATCH,) and batch["label"].dtype == np.int32
+    assert len(set(ids(batch))) == BATCH
+
+
+def test_same_seed_same_batches_other_seed_different(source):
+    a = first(iter(loader(source, seed=3)), 3)
+    b = first(iter(loader(source, seed=3)), 3)
+    c = first(iter(loader(source, seed=4)), 3)
+    assert_same_batches(a, b)
+    assert [ids(x) for x in a] != [ids(x) for x in c]
+
+
+def test_workers_do_not_change_batches(source):
+    flags.FLAGS.mark_as_parsed()  # grain worker processes read absl flags
+    in_process = first(iter(loader(source, seed=7, worker_count=0)), 3)
+    it = iter(loader(source, seed=7, worker_count=2))
+    with_workers = first(it, 3)
+    it.close()  # stops the worker processes now rather than at garbage collection
+    assert_same_batches(in_process, with_workers)
+
+
+def test_shards_are_disjoint(source):
+    seen = []
+    for shard in (0, 1):
+        batches = list(loader(source, shard_index=shard, shard_count=2, num_epochs=1,
+                              global_batch_size=2 * 8))
+        assert batches and all(b["text"].shape[0] == 8 for b in batches)
+        seen.append([i for b in batches for i in ids(b)])
+    assert len(set(seen[0])) == len(seen[0]) and len(set(seen[1])) == len(seen[1])
+    assert not set(seen[0]) & set(seen[1])
+    # each shard holds len // 2 records; full batches of 8 cover all but the remainder
+    assert len(seen[0]) == len(seen[1]) == (len(source) // 2) // 8 * 8
+
+
+def test_shards_together_make_the_single_process_batch(source):
+    single = first(iter(loader(source, seed=2, global_batch_size=16)), 3)
+    shards = [first(iter(loader(source, seed=2, shard_index=i, shard_count=2,
+                                global_batch_size=16)), 3) for i in (0, 1)]
+    for step in range(3):
+        assert sorted(ids(shards[0][step]) + ids(shards[1][step])) == sorted(ids(single[step]))
+
+
+def test_one_epoch_visits_every_record_once(source):
+    batches = list(loader(source, num_epochs=1))
+    visited = [i for b in batches for i in ids(b)]
+    assert len(visited) == len(source) // BATCH * BATCH == len(set(visited))
+
+
+def test_state_resumes_at_next_batch(source):
+    k = 3
+    reference = first(iter(loader(source, seed=11)), k + 2)
+    it = iter(loader(source, seed=11))
+    first(it, k)
+    state = it.get_state()
+    resumed = iter(loader(source, seed=11))
+    resumed.set_state(state)
+    assert_same_batches(first(resumed, 2), reference[k:k + 2])
+
+
+def test_state_round_trips_through_orbax(source, tmp_path):
+    k = 2
+    reference = first(iter(loader(source, seed=5)), k + 1)
+    it = iter(loader(source, seed=5))
+    first(it, k)
+    with ocp.CheckpointManager(tmp_path / "ckpt") as manager:
+        manager.save(k, args=ocp.args.Composite(data=iterator_checkpoint_args(it)))
+        manager.wait_until_finished()
+    resumed = iter(loader(source, seed=5))
+    with ocp.CheckpointManager(tmp_path / "ckpt") as manager:
+        manager.restore(k, args=ocp.args.Composite(
+            data=iterator_checkpoint_args(resumed, restore=True)))
+    assert_same_batches([next(resumed)], [reference[k]])
+
+
+def test_batch_size_must_divide_over_shards(source):
+    with pytest.raises(ValueError, match="not divisible by shard_count 3"):
+        loader(source, shard_count=3, global_batch_size=16)
+    with pytest.raises(ValueError, match="lower global_batch_size"):
+        loader(source, global_batch_size=10_000)
+
+
+def test_transform_resizes_tokenizes_and_labels(source):
+    record = source[0]
+    out = ImageTextTransform(image_size=16, max_text_len=24).map(record)
+    assert out["image"].shape == (16, 16, 3) and out["image"].dtype == np.uint8
+    np.testing.assert_array_equal(out["text"], ByteTokenizer(24).encode(record["name"]))
+    assert out["label"].dtype == np.int32 and out["label"] == record["group"]
+    same_size = ImageTextTransform(image_size=32, max_text_len=24).map(record)
+    np.testing.assert_array_equal(same_size["image"], record["image"])
+
+
+def test_empty_caption_encodes(source):
+    record = dict(source[0], name=b"")
+    out = ImageTextTransform(image_size=32, max_text_len=8).map(record)
+    np.testing.assert_array_equal(out["text"], [1, 2, 0, 0, 0, 0, 0, 0])
+
+
+def test_missing_field_names_the_fields(source):
+    with pytest.raises(KeyError, match="no field 'caption'.*name_fr"):
+        ImageTextTransform(32, 16, text_field="caption").map(source[0])
+
+
+def test_eval_arrays_in_source_order(source):
+    transform = ImageTextTransform(image_size=32, max_text_len=32)
+    arrays = eval_arrays(source, transform)
+    assert arrays["image"].shape == (len(source), 32, 32, 3)
+    tok = ByteTokenizer(32)
+    for i in (0, 1, len(source) - 1):
+        np.testing.assert_array_equal(arrays["text"][i], tok.encode(source[i]["name"]))
+        assert arrays["label"][i] == source[i]["group"]
+    head = eval_arrays(source, transform, max_examples=5)
+    assert head["text"].shape == (5, 32)
+    np.testing.assert_array_equal(head["image"], arrays["image"][:5])

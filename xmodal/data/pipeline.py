@@ -1,0 +1,145 @@
+"""grain input pipelines for image-text pairs.
+
+Training reads a random-access source (``sources.data_source``) through grain's dataset API:
+a global shuffle per epoch (seeded, so a run is reproducible), each JAX process taking a
+disjoint shard, and a per-process batch of ``global_batch_size // shard_count``. The batches
+do not depend on the number of worker processes. The iterator's state (a few integers) is saved
+next to the model with orbax, so a resumed run sees exactly the batches it would have seen
+without the interruption.
+"""
+from __future__ import annotations
+
+from typing import Any, Mapping, Sequence
+
+import grain
+import numpy as np
+from PIL import Image
+
+from xmodal.data.tokenizer import ByteTokenizer
+
+
+class ImageTextTransform(grain.transforms.Map):
+    """Record -> {"image": uint8 [S, S, 3], "text": int32 [max_text_len], "label": int32}.
+
+    ``text`` is the ByteTokenizer encoding of ``record[text_field]``; an empty caption encodes
+    to [bos, eos, pad, ...] like any other. ``label`` is ``record[label_field]`` (the emoji
+    group). Images whose stored size differs from ``image_size`` are resized with Lanczos.
+    """
+
+    def __init__(self, image_size: int, max_text_len: int, text_field: str = "name",
+                 label_field: str = "group"):
+        if not isinstance(image_size, int) or image_size < 1:
+            raise ValueError(f"ImageTextTransform image_size must be a positive int, "
+                             f"got {image_size!r}")
+        self.image_size = image_size
+        self.tokenizer = ByteTokenizer(max_text_len)
+        self.text_field = text_field
+        self.label_field = label_field
+
+    def __repr__(self) -> str:
+        return (f"ImageTextTransform(image_size={self.image_size}, "
+                f"max_text_len={self.tokenizer.max_len}, text_field={self.text_field!r}, "
+                f"label_field={self.label_field!r})")
+
+    def map(self, record: Mapping[str, Any]) -> dict[str, np.ndarray]:
+        for field in ("image", self.text_field, self.label_field):
+            if field not in record:
+                raise KeyError(
+                    f"ImageTextTransform: record has no field {field!r}; fields: "
+                    f"{', '.join(sorted(record))} (set text_field/label_field to one of them)")
+        return {
+            "image": self.resize(np.asarray(record["image"])),
+            "text": self.tokenizer.encode(record[self.text_field]),
+            "label": np.int32(record[self.label_field]),
+        }
+
+    def resize(self, image: np.ndarray) -> np.ndarray:
+        if image.dtype != np.uint8 or image.ndim != 3 or image.shape[-1] != 3:
+            raise ValueError(f"ImageTextTransform expects uint8 [H, W, 3] images, got "
+                             f"{image.dtype} {image.shape}")
+        size = self.image_size
+        if image.shape[:2] == (size, size):
+            return image
+        resized = Image.fromarray(image).resize((size, size), Image.Resampling.LANCZOS)
+        return np.asarray(resized, dtype=np.uint8)
+
+
+def train_loader(source: Sequence, transform: grain.transforms.Map, *, global_batch_size: int,
+                 seed: int, shard_index: int, shard_count: int, worker_count: int,
+                 num_epochs: int | None = None, read_threads: int = 4,
+                 prefetch_batches: int = 8) -> grain.IterDataset:
+    """Shuffled, sharded, batched training stream; its ``iter()`` has ``get_state``/``set_state``.
+
+    Order of operations, and why:
+      1. ``shuffle(seed)`` then ``repeat(num_epochs)``: a global permutation of the records,
+         reseeded every epoch (epochs do not mix; ``num_epochs=None`` repeats forever).
+      2. shard: process ``shard_index`` takes elements ``shard_index, shard_index +
+         shard_count, ...`` of that one global stream (after dropping the last
+         ``len % shard_count`` so every process has as many batches). The union of the
+         processes' step-t batches is then exactly the step-t batch of a single process with
+         ``global_batch_size``: the data order does not depend on the number of processes.
+      3. ``map(transform)``, ``batch(global_batch_size // shard_count, drop_remainder=True)``.
+      4. ``mp_prefetch`` with ``worker_count`` processes (0: in this process). Batches are
+         formed before the work is split, each worker computing whole batches, so the
+         batches are identical for every ``worker_count``.
+    Each process (and each worker) reads with ``read_threads`` threads and keeps up to
+    ``prefetch_batches`` batches ready; grain's default of 500 elements would hold 500
+    *batches* here (1.5 GB at 256 x 64 px).
+    Built on grain's dataset API rather than ``grain.DataLoader``: the DataLoader batches
+    inside each worker from an interleaved record stream, so its batches change with
+    ``worker_count``.
+    """
+    if shard_count < 1 or not 0 <= shard_index < shard_count:
+        raise ValueError(f"train_loader needs 0 <= shard_index < shard_count, got "
+                         f"shard_index={shard_index}, shard_count={shard_count}")
+    if global_batch_size % shard_count:
+        raise ValueError(
+            f"global_batch_size {global_batch_size} is not divisible by shard_count "
+            f"{shard_count}; use a multiple of {shard_count}")
+    per_process_batch = global_batch_size // shard_count
+    if not 1 <= global_batch_size <= len(source):
+        raise ValueError(
+            f"global_batch_size {global_batch_size} must be between 1 and the {len(source)} "
+            "records of the source, else no full batch exists; lower global_batch_size")
+    if worker_count < 0:
+        raise ValueError(f"train_loader worker_count must be >= 0, got {worker_count}")
+    if not isinstance(seed, int) or not 0 <= seed < 2**32:
+        raise ValueError(f"train_loader seed must be an int in [0, 2**32), got {seed!r}")
+
+    records = grain.MapDataset.source(source).shuffle(seed=seed).repeat(num_epochs)
+    if num_epochs is not None:
+        records = records[: len(records) // shard_count * shard_count]
+    shard = records[shard_index::shard_count]
+    batches = shard.map(transform).batch(per_process_batch, drop_remainder=True)
+    stream = batches.to_iter_dataset(grain.ReadOptions(
+        num_threads=read_threads, prefetch_buffer_size=prefetch_batches))
+    if worker_count > 0:
+        stream = stream.mp_prefetch(grain.MultiprocessingOptions(num_workers=worker_count))
+    return stream
+
+
+def iterator_checkpoint_args(iterator: grain.DatasetIterator, restore: bool = False):
+    """orbax args that save (or restore into) ``iterator``'s position.
+
+    Use as one item of ``ocp.args.Composite(..., data=iterator_checkpoint_args(it))``; the
+    grain handler writes one small JSON file per JAX process. Restoring sets the state of
+    ``iterator`` in place, so pass a fresh iterator of an identically built loader, with the
+    same ``worker_count`` too: grain's state layout differs with and without workers.
+    """
+    if restore:
+        return grain.checkpoint.CheckpointRestore(iterator)
+    return grain.checkpoint.CheckpointSave(iterator)
+
+
+def eval_arrays(source: Sequence, transform: grain.transforms.Map,
+                max_examples: int | None = None) -> dict[str, np.ndarray]:
+    """The first ``max_examples`` records (all if None) in source order, transformed and stacked.
+
+    For evaluation sets small enough to hold in memory (here at most ~10^4 items).
+    """
+    count = len(source) if max_examples is None else min(max_examples, len(source))
+    if count < 1:
+        raise ValueError(f"eval_arrays needs at least one example; source has {len(source)}, "
+                         f"max_examples={max_examples}")
+    examples = [transform.map(source[i]) for i in range(count)]
+    return {key: np.stack([e[key] for e in examples]) for key in examples[0]}

