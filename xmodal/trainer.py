@@ -106,7 +106,7 @@ def build(spec: mlc.ConfigDict, workdir: str) -> Setup:
     tokenizer = ByteTokenizer(spec.data.max_text_len)
 
     # ---------------------------------------------------------------- model + objective
-    policy = Policy.from_spec(spec.precision)
+    policy = Policy.from_mapping(spec.precision)
     model = MODELS.build(spec.model.name, dtype=policy.compute_dtype,
                          param_dtype=policy.param_dtype, **spec_lib.component_kwargs(spec.model))
     objective = OBJECTIVES.build(spec.objective.name,
