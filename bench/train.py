@@ -51,7 +51,7 @@ def main(_):
     with tempfile.TemporaryDirectory() as workdir:
         setup = trainer.build(spec, workdir)
         mesh = setup.mesh
-        with jax.sharding.use_mesh(mesh):
+        with jax.set_mesh(mesh):
             compiled = setup.step_fn.lower(setup.state, setup.batch_spec).compile()
         step_flops = flops.compiled_flops(compiled)
 

@@ -10,6 +10,7 @@ import orbax.checkpoint as ocp
 import pytest
 
 from tests import cli
+from xmodal.checkpoint import read_numpy
 from xmodal.writers import read_metrics
 
 pytestmark = pytest.mark.slow
@@ -20,7 +21,7 @@ def _losses(wd):
 
 
 def _params(wd, step):
-    tree = ocp.StandardCheckpointer().restore(os.path.join(wd, "checkpoints", str(step), "state"))
+    tree = read_numpy(os.path.join(wd, "checkpoints", str(step), "state"))
     return [np.asarray(x) for x in jax.tree.leaves(tree["params"])]
 
 

@@ -10,6 +10,7 @@ import orbax.checkpoint as ocp
 import pytest
 
 from tests import cli
+from xmodal.checkpoint import read_numpy
 from xmodal.writers import read_metrics
 
 pytestmark = pytest.mark.slow
@@ -20,7 +21,7 @@ TOTAL = "--spec.train.steps=1000"  # the schedule's horizon; each run stops earl
 
 def _params(workdir, step):
     path = os.path.join(workdir, "checkpoints", str(step), "state")
-    tree = ocp.StandardCheckpointer().restore(path)
+    tree = read_numpy(path)
     return jax.tree.leaves(tree["params"]), jax.tree.leaves(tree["opt_state"])
 
 
@@ -81,3 +82,29 @@ def test_sigterm_saves_and_exits_zero(tmp_path):
     assert "SIGTERM received: checkpoint saved at step" in out
     steps = ocp.utils.checkpoint_steps(os.path.join(wd, "checkpoints"))
     assert len(steps) == 1 and 1 <= steps[0] < 1000
+
+
+def test_resume_order_workdir_then_resume_then_init_from(tmp_path):
+    src = str(tmp_path / "src")
+    cli.run("specs/clip.py:runlocal", src, "--spec.train.steps=2")
+
+    # spec.resume: the whole state (step, optimizer, data position) continues from src.
+    res = str(tmp_path / "res")
+    r = cli.run("specs/clip.py:runlocal", res, "--spec.train.steps=3", f"--spec.resume={src}")
+    assert "train state from resume" in r.stderr
+    assert [row["step"] for row in read_metrics(res) if "train/loss" in row] == [3]
+
+    # spec.init_from: parameters only; the step count and optimizer start from zero.
+    ini = str(tmp_path / "ini")
+    r = cli.run("specs/clip.py:runlocal", ini, "--spec.train.steps=1", f"--spec.init_from={src}")
+    assert "train state from init_from" in r.stderr
+    src_params = jax.tree.leaves(read_numpy(os.path.join(src, "checkpoints", "2", "state"))["params"])
+    ini_state = read_numpy(os.path.join(ini, "checkpoints", "1", "state"))
+    assert int(ini_state["step"]) == 1
+    # One small Adam step away from the source parameters, far closer than a fresh init.
+    diffs = [np.abs(a - b).max() for a, b in zip(src_params, jax.tree.leaves(ini_state["params"]))]
+    assert max(diffs) < 5e-3
+
+    # A workdir checkpoint wins over spec.resume.
+    r = cli.run("specs/clip.py:runlocal", res, "--spec.train.steps=4", f"--spec.resume={src}")
+    assert "train state from workdir checkpoint 3" in r.stderr

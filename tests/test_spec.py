@@ -57,15 +57,23 @@ def test_unknown_key_lists_valid_keys():
         spec_lib.validate(c)
 
 
+def _with(path, value):
+    d = _minimal().to_dict()
+    node = d
+    for key in path[:-1]:
+        node = node[key]
+    node[path[-1]] = value
+    return mlc.ConfigDict(d)
+
+
 def test_wrong_type_names_field():
-    c = _minimal()
-    c.train.steps = "ten"
+    # A spec written from scratch (not from base()) is only type-checked by validate.
     with pytest.raises(SpecError, match=r"'train.steps' must be int"):
-        spec_lib.validate(c)
-    c = _minimal()
-    c.train.check_finite = 1
+        spec_lib.validate(_with(("train", "steps"), "ten"))
     with pytest.raises(SpecError, match=r"'train.check_finite' must be a bool"):
-        spec_lib.validate(c)
+        spec_lib.validate(_with(("train", "check_finite"), 1))
+    with pytest.raises(SpecError, match=r"'data' must be a mapping"):
+        spec_lib.validate(_with(("data",), 3))
 
 
 def test_missing_and_unknown_components():

@@ -12,6 +12,7 @@ from typing import Any
 
 import grain
 import jax
+import numpy as np
 import orbax.checkpoint as ocp
 
 from xmodal.registry import SpecError
@@ -61,21 +62,29 @@ def find_step_dir(path: str) -> tuple[str, int]:
                     f"it and under {os.path.join(path, 'checkpoints')!r})")
 
 
+def read_numpy(state_dir: str) -> Any:
+    """One saved train state as a tree of numpy arrays on the host, whatever mesh or number of
+    processes wrote it (for inspection, tests and converting checkpoints)."""
+    ckptr = ocp.PyTreeCheckpointer()
+    tree = ckptr.metadata(state_dir).item_metadata.tree
+    args = jax.tree.map(lambda _: ocp.RestoreArgs(restore_type=np.ndarray), tree)
+    return ckptr.restore(state_dir, args=ocp.args.PyTreeRestore(restore_args=args))
+
+
 def restore_params(path: str, abstract_params) -> Any:
     """Parameters only (for ``init_from``), placed with ``abstract_params``' shardings.
 
-    Only the ``params`` subtree is read: the source may have had another optimizer.
+    The source may have had another optimizer, mesh or process count: its state is read on the
+    host and only ``params`` is placed on the devices.
     """
     root, step = find_step_dir(path)
-    state_dir = os.path.join(root, str(step), "state")
-    ckptr = ocp.StandardCheckpointer()
-    meta = ckptr.metadata(state_dir)
-    tree = meta.item_metadata.tree if hasattr(meta, "item_metadata") else meta.tree
+    tree = read_numpy(os.path.join(root, str(step), "state"))
     if "params" not in tree:
-        raise SpecError(f"checkpoint {state_dir!r} has no 'params'; it holds {sorted(tree)}")
-    target = jax.tree.map(lambda m: ocp.utils.to_shape_dtype_struct(m) if hasattr(m, "shape") else m, tree)
-    target["params"] = abstract_params
-    # Restore the other subtrees on the host, unsharded, then drop them.
-    restored = ckptr.restore(state_dir, target=target)
-    ckptr.close()
-    return restored["params"]
+        raise SpecError(f"checkpoint {root}/{step} has no 'params'; it holds {sorted(tree)}")
+    got, want = jax.tree.structure(tree["params"]), jax.tree.structure(abstract_params)
+    if got != want:
+        raise SpecError(f"init_from {root}/{step}: its parameters do not match this model's "
+                        f"({len(jax.tree.leaves(tree['params']))} vs "
+                        f"{len(jax.tree.leaves(abstract_params))} arrays)")
+    return jax.tree.map(lambda x, a: jax.device_put(x.astype(a.dtype), a.sharding),
+                        tree["params"], abstract_params)

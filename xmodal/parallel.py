@@ -33,8 +33,9 @@ def init_distributed(cfg: Mapping[str, Any]) -> None:
         raise SpecError("distributed.process_id (or XMODAL_PROCESS_ID) must be set with a coordinator")
     if jax.distributed.is_initialized():
         return
-    if jax.default_backend() == "cpu" or os.environ.get("JAX_PLATFORMS", "") == "cpu":
-        jax.config.update("jax_cpu_collectives_implementation", "gloo")
+    # Only affects the CPU client (harmless on accelerators); asking for the backend here
+    # would initialise it, which must not happen before jax.distributed.initialize.
+    jax.config.update("jax_cpu_collectives_implementation", "gloo")
     jax.distributed.initialize(coordinator_address=address, num_processes=num, process_id=pid)
 
 

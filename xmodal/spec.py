@@ -184,6 +184,7 @@ def _check_components(spec: mlc.ConfigDict) -> None:
 
 
 def _check_one(registry, comp: Mapping[str, Any], where: str) -> None:
+    comp = _plain(comp)
     kwargs = {k: v for k, v in comp.items() if k != "name"}
     registry.check_kwargs(comp["name"], kwargs, where=where)
     # Nested components of the same kind (a two-tower model's towers) are checked too.

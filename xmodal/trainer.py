@@ -151,7 +151,7 @@ def build(spec: mlc.ConfigDict, workdir: str) -> Setup:
         other.close()
         source = f"resume {root}/{step}"
     if state is None:
-        with jax.sharding.use_mesh(mesh):
+        with jax.set_mesh(mesh):
             state = jax.jit(init_state, out_shardings=state_shardings)(init_rng)
         if spec.init_from:
             params = ckpt_lib.restore_params(spec.init_from, abstract_state.params)
@@ -243,7 +243,7 @@ def train(setup: Setup, until_step: int = 0) -> dict:
     # ---------------------------------------------------------------- loop
     stop_at = min(until_step, total) if until_step else total
     sigterm = run_io.SigtermFlag()
-    with jax.sharding.use_mesh(mesh):
+    with jax.set_mesh(mesh):
         compiled = setup.step_fn.lower(state, setup.batch_spec).compile()
     step_flops = flops.compiled_flops(compiled)
     # Fake CPU devices share one processor, so the CPU peak is counted once, not per device.
