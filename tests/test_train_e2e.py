@@ -61,3 +61,16 @@ def test_failed_start_keeps_existing_outputs(tmp_path):
     assert r.returncode != 0
     after = {p: os.path.getmtime(p) for p in glob.glob(str(wd / "**"), recursive=True)}
     assert before == after
+
+
+def test_multistage_spec_runs_stages_in_order(tmp_path):
+    import subprocess
+    wd = tmp_path / "ms"
+    r = subprocess.run([cli.sys.executable, "-m", "xmodal.main", "--spec=tests/specs/two_stage.py",
+                        f"--workdir={wd}"], cwd=cli.ROOT, env=cli.env(), capture_output=True,
+                       text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert os.listdir(wd / "a" / "checkpoints") == ["2"]
+    assert os.listdir(wd / "b" / "checkpoints") == ["1"]
+    assert f"init_from {wd / 'a'}" in r.stderr
+    assert json.load(open(wd / "b" / "spec.json"))["init_from"] == str(wd / "a")

@@ -15,6 +15,7 @@ import jax
 import numpy as np
 import orbax.checkpoint as ocp
 
+from xmodal.data.pipeline import iterator_checkpoint_args
 from xmodal.registry import SpecError
 
 
@@ -35,7 +36,7 @@ def manager(workdir: str, keep: int, async_save: bool = True) -> ocp.CheckpointM
 def save(mngr: ocp.CheckpointManager, step: int, state, data_iter, meta: dict, force=False) -> bool:
     return mngr.save(step, args=ocp.args.Composite(
         state=ocp.args.StandardSave(state),
-        data=grain.checkpoint.CheckpointSave(data_iter),
+        data=iterator_checkpoint_args(data_iter),
         meta=ocp.args.JsonSave(meta)), force=force)
 
 
@@ -43,7 +44,7 @@ def restore(mngr: ocp.CheckpointManager, step: int, abstract_state, data_iter):
     """Restores state (with the abstract state's shardings) and the iterator in place."""
     got = mngr.restore(step, args=ocp.args.Composite(
         state=ocp.args.StandardRestore(abstract_state),
-        data=grain.checkpoint.CheckpointRestore(data_iter)))
+        data=iterator_checkpoint_args(data_iter, restore=True)))
     return got["state"]
 
 

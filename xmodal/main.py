@@ -33,10 +33,13 @@ def main(argv):
     import jax
     jax.config.update("jax_threefry_partitionable", True)
     from xmodal import trainer  # after flags: grain workers need parsed absl flags
+    from xmodal.data.sources import DataSourceMissing
     try:
         trainer.run(spec, _WORKDIR.value, mode=_MODE.value, until_step=_UNTIL.value)
     except SpecError as e:
         sys.exit(f"spec error: {e}")
+    except DataSourceMissing as e:
+        sys.exit(f"data source missing: {e}")
     except trainer.NonFiniteError as e:
         logging.error("%s", e)
         sys.exit(f"stopped: {e}")

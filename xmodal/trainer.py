@@ -14,11 +14,10 @@ import jax
 import jax.numpy as jnp
 import ml_collections as mlc
 import numpy as np
-import optax
 from absl import logging
 
 from xmodal import checkpoint as ckpt_lib
-from xmodal import flops, optim, parallel, run_io, spec as spec_lib
+from xmodal import flops, optim, parallel, run_io, spec as spec_lib, step as step_lib
 from xmodal import train_state as ts
 from xmodal.data import pipeline, sources
 from xmodal.data.tokenizer import ByteTokenizer
@@ -40,8 +39,20 @@ def run(spec: mlc.ConfigDict, workdir: str, mode: str = "train", until_step: int
     results = {}
     for name, stage in spec_lib.stages_of(spec):
         stage_dir = os.path.join(workdir, name) if name else workdir
+        stage = _resolve_stage_refs(stage, workdir)
         results[name or "main"] = run_stage(stage, stage_dir, mode=mode, until_step=until_step)
     return results
+
+
+def _resolve_stage_refs(stage: mlc.ConfigDict, workdir: str) -> mlc.ConfigDict:
+    """``resume``/``init_from`` = ``"stage:vae"`` point at an earlier stage's workdir."""
+    refs = {k: stage[k] for k in ("resume", "init_from") if stage[k].startswith("stage:")}
+    if not refs:
+        return stage
+    stage = mlc.ConfigDict(stage.to_dict())
+    for key, ref in refs.items():
+        stage[key] = os.path.join(workdir, ref.removeprefix("stage:"))
+    return stage
 
 
 @dataclasses.dataclass
@@ -168,48 +179,9 @@ def build(spec: mlc.ConfigDict, workdir: str) -> Setup:
     writer = MetricWriter(workdir)
 
     # ---------------------------------------------------------------- step function
-    accum = spec.optim.grad_accum
-
-    def grads_of(params, group, batch, rng):
-        def loss_fn(p, mb, r):
-            return objective.loss(dict(params, **{group: p}), mb, r, group)
-        grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
-        if accum == 1:
-            return grad_fn(params[group], batch, rng)
-        # Micro-batch j takes rows j::accum, so every device contributes to every micro-batch.
-        micro = jax.tree.map(lambda x: x.reshape((-1, accum) + x.shape[1:]).swapaxes(0, 1), batch)
-
-        def body(carry, inp):
-            mb, j = inp
-            (loss, aux), g = grad_fn(params[group], mb, jax.random.fold_in(rng, j))
-            return jax.tree.map(jnp.add, carry, ((loss, aux), g)), None
-
-        zero = jax.eval_shape(lambda: grad_fn(params[group], jax.tree.map(lambda x: x[0], micro), rng))
-        zero = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), zero)
-        total_, _ = jax.lax.scan(body, zero, (micro, jnp.arange(accum)))
-        return jax.tree.map(lambda x: x / accum, total_)
-
-    def train_step(state: ts.TrainState, batch: dict):
-        rng = state.step_rng()
-        params, opt_state, ema_p = dict(state.params), dict(state.opt_state), dict(state.ema)
-        metrics = {}
-        for i, g in enumerate(objective.groups):
-            (loss, aux), grads = grads_of(params, g, batch, jax.random.fold_in(rng, i))
-            updates, opt_state[g] = txs[g].update(grads, opt_state[g], params[g])
-            params[g] = optax.apply_updates(params[g], updates)
-            if ema:
-                d = spec.train.ema_decay
-                ema_p[g] = jax.tree.map(lambda e, p: d * e + (1 - d) * p, ema_p[g], params[g])
-            prefix = "train/" if len(objective.groups) == 1 else f"train/{g}/"
-            metrics.update({prefix + "loss": loss,
-                            prefix + "grad_norm": optax.global_norm(grads),
-                            prefix + "update_norm": optax.global_norm(updates),
-                            prefix + "param_norm": optax.global_norm(params[g]),
-                            prefix + "lr": schedules[g](state.step)})
-            metrics.update({prefix + k: v for k, v in aux.items() if v is not None})
-        new = state.replace(step=state.step + 1, params=params, opt_state=opt_state, ema=ema_p)
-        return new, metrics
-
+    train_step = step_lib.make_train_step(
+        objective, txs, schedules, accum=spec.optim.grad_accum, ema_decay=spec.train.ema_decay,
+        logical_axis_rules=tuple(tuple(r) for r in spec.sharding.logical_axis_rules))
     batch_sharding = parallel.batch_sharding(mesh)
     step_fn = jax.jit(train_step, donate_argnums=(0,),
                       in_shardings=(state_shardings, batch_sharding),
