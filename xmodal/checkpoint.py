@@ -66,6 +66,9 @@ def find_step_dir(path: str) -> tuple[str, int]:
 def read_numpy(state_dir: str) -> Any:
     """One saved train state as a tree of numpy arrays on the host, whatever mesh or number of
     processes wrote it (for inspection, tests and converting checkpoints)."""
+    state_dir = os.path.abspath(state_dir)  # orbax finds no metadata under a relative path
+    if not os.path.isdir(state_dir):
+        raise SpecError(f"no saved train state at {state_dir!r}")
     ckptr = ocp.PyTreeCheckpointer()
     tree = ckptr.metadata(state_dir).item_metadata.tree
     args = jax.tree.map(lambda _: ocp.RestoreArgs(restore_type=np.ndarray), tree)

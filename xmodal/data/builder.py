@@ -1,0 +1,26 @@
+"""Base class for xmodal's TFDS builders: ArrayRecord output, no TensorFlow needed."""
+from __future__ import annotations
+
+import tensorflow_datasets as tfds
+from etils import epath
+
+
+class Builder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
+    """Subclass this (not GeneratorBasedBuilder) for every dataset in ``xmodal/data``.
+
+    - Writes ArrayRecord: the random access grain's samplers need (TFRecord has none).
+    - Images must be given to ``tfds.features.Image`` as PNG bytes (encoding arrays needs TF);
+      they decode with PIL through ``tfds.data_source``.
+    """
+
+    @tfds.core.utils.classproperty
+    @classmethod
+    def code_path(cls) -> epath.Path:
+        # TFDS 4.9.10 finds a packaged builder's file through the `importlib_resources`
+        # backport, which it declares only for Python < 3.9 (so it is absent here); the
+        # module's own file is what that lookup would return.
+        import sys
+        return epath.Path(sys.modules[cls.__module__].__file__)
+
+    def __init__(self, *, file_format: str = "array_record", **kwargs):
+        super().__init__(file_format=file_format, **kwargs)
