@@ -27,9 +27,9 @@ def test_rules_first_match_and_fallback_to_replication():
             "odd": {"kernel": jax.ShapeDtypeStruct((3, 6), np.float32)}}
     rules = [(r".*/kernel", ("fsdp",)), (r".*", ())]
     sh = parallel.tree_shardings(mesh, rules, tree)
-    assert sh["enc"]["kernel"].spec == P("fsdp", None)
+    assert sh["enc"]["kernel"].spec == P("fsdp")
     assert sh["enc"]["bias"].spec == P()
-    assert sh["odd"]["kernel"].spec == P(None, None)  # 3 rows do not split over fsdp=2
+    assert sh["odd"]["kernel"].spec == P()  # 3 rows do not split over fsdp=2
 
 
 def test_unmatched_parameter_is_named():

@@ -106,6 +106,8 @@ def fit_spec(spec: P, shape: Sequence[int], mesh: Mesh) -> P:
         axes = axis if isinstance(axis, tuple) else (axis,) if axis else ()
         size = int(np.prod([mesh.shape[a] for a in axes])) if axes else 1
         out.append(axis if axes and dim % size == 0 else None)
+    while out and out[-1] is None:  # P("fsdp") rather than P("fsdp", None): same meaning
+        out.pop()
     return P(*out)
 
 

@@ -68,9 +68,9 @@ def make_train_step(objective, txs: Mapping[str, optax.GradientTransformation],
         if ema_decay:
             new_ema = jax.tree.map(lambda e, p: ema_decay * e + (1 - ema_decay) * p,
                                    ema[g], new_params)
-        metrics = {"loss": loss, "grad_norm": optax.global_norm(grads),
-                   "update_norm": optax.global_norm(updates),
-                   "param_norm": optax.global_norm(new_params), "lr": schedules[g](step)}
+        metrics = {"loss": loss, "grad_norm": optax.tree.norm(grads),
+                   "update_norm": optax.tree.norm(updates),
+                   "param_norm": optax.tree.norm(new_params), "lr": schedules[g](step)}
         metrics.update({k: v for k, v in aux.items() if v is not None})
         metrics = jax.tree.map(lambda v: jnp.asarray(v, jnp.float32).reshape(()), metrics)
         return new_params, new_opt, new_ema, metrics
