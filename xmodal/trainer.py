@@ -7,6 +7,7 @@ objective (what is minimised, per parameter group) and the evaluators (what is m
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
 from typing import Any
 
@@ -124,10 +125,11 @@ def build(spec: mlc.ConfigDict, workdir: str) -> Setup:
                                  **spec_lib.component_kwargs(spec.objective))(model, mesh)
 
     # ---------------------------------------------------------------- sharded train state
-    first = next(train_iter)
-    batch_spec = {k: jax.ShapeDtypeStruct((v.shape[0] * nproc,) + v.shape[1:], v.dtype,
+    # Shapes come from one transformed record, so the stream itself is not advanced.
+    example = transform.map(train_source[0])
+    batch_spec = {k: jax.ShapeDtypeStruct((spec.data.batch_size,) + np.shape(v), np.asarray(v).dtype,
                                           sharding=parallel.batch_sharding(mesh))
-                  for k, v in first.items()}
+                  for k, v in example.items()}
     rng = jax.random.key(spec.seed)
     init_rng, state_rng = jax.random.split(rng)
     abstract_params = jax.eval_shape(objective.init, init_rng, batch_spec)
@@ -138,10 +140,8 @@ def build(spec: mlc.ConfigDict, workdir: str) -> Setup:
     ema = spec.train.ema_decay > 0
 
     def init_state(r):
-        return ts.create(objective.init(r, batch_spec_zeros()), txs, state_rng, ema)
-
-    def batch_spec_zeros():
-        return {k: jnp.zeros(v.shape, v.dtype) for k, v in batch_spec.items()}
+        zeros = {k: jnp.zeros(v.shape, v.dtype) for k, v in batch_spec.items()}
+        return ts.create(objective.init(r, zeros), txs, state_rng, ema)
 
     abstract_state = jax.eval_shape(init_state, init_rng)
     state_shardings = parallel.tree_shardings(mesh, spec.sharding.rules, abstract_state)
@@ -169,8 +169,6 @@ def build(spec: mlc.ConfigDict, workdir: str) -> Setup:
             state = state.replace(params=params,
                                   ema=jax.tree.map(jnp.copy, params) if ema else {})
             source = f"init_from {spec.init_from}"
-        # The first batch was drawn to learn shapes; start the stream from its beginning again.
-        train_iter = iter(loader)
     start = int(jax.device_get(state.step))
     logging.info("train state from %s at step %d", source, start)
     if pid == 0:
@@ -191,12 +189,14 @@ def build(spec: mlc.ConfigDict, workdir: str) -> Setup:
     evaluators = {k: EVALUATORS.build(c.name, **spec_lib.component_kwargs(c))
                   for k, c in spec.evals.items()}
 
+    encoders = {m: batched(lambda p, x, m=m: model.apply({"params": p}, x, method=m), mesh,
+                           spec.data.batch_size) for m in ("encode_image", "encode_text")}
+
     def evaluate(state) -> dict:
-        params = state.ema if ema else state.params
-        enc = lambda method: batched(  # noqa: E731
-            lambda x: model.apply({"params": params["model"]}, x, method=method), mesh,
-            spec.data.batch_size)
-        ctx = EvalContext(eval_arrays, class_names, enc("encode_image"), enc("encode_text"),
+        params = (state.ema if ema else state.params)["model"]
+        ctx = EvalContext(eval_arrays, class_names,
+                          functools.partial(encoders["encode_image"], params),
+                          functools.partial(encoders["encode_text"], params),
                           tokenizer.encode_batch)
         out = {}
         for name, fn in evaluators.items():
@@ -259,6 +259,8 @@ def train(setup: Setup, until_step: int = 0) -> dict:
     mngr.wait_until_finished()
     mngr.close()
     writer.close()
+    if hasattr(train_iter, "close"):
+        train_iter.close()  # stops grain's worker processes and frees their shared memory
     sigterm.restore()
     if pid == 0 and final:
         run_io.print_table(final, f"final metrics at step {step}")

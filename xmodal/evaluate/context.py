@@ -20,18 +20,19 @@ class EvalContext:
     tokenize: Callable[[Sequence[str]], np.ndarray]
 
 
-def batched(fn: Callable, mesh: Mesh, batch_size: int) -> Callable[[np.ndarray], np.ndarray]:
-    """Applies a jitted per-batch fn over an array of any length, in fixed-size padded chunks.
+def batched(fn: Callable, mesh: Mesh, batch_size: int) -> Callable:
+    """``fn(params, x_batch)`` jitted once, applied over an array of any length in fixed-size
+    padded chunks: ``run(params, x) -> np.ndarray``.
 
     One compiled shape for every chunk; the chunk is split over the mesh's batch axes, and only
-    the embeddings (not the inputs) come back to the host.
+    the outputs (not the inputs) come back to the host.
     """
     n_dev = parallel.batch_size_per_device(mesh)
     batch_size = max(n_dev, batch_size // n_dev * n_dev)
     sharding = parallel.batch_sharding(mesh)
     jfn = jax.jit(fn, out_shardings=parallel.replicated(mesh))
 
-    def run(x: np.ndarray) -> np.ndarray:
+    def run(params, x: np.ndarray) -> np.ndarray:
         out = []
         for i in range(0, len(x), batch_size):
             chunk = x[i:i + batch_size]
@@ -39,7 +40,8 @@ def batched(fn: Callable, mesh: Mesh, batch_size: int) -> Callable[[np.ndarray],
             if pad:
                 chunk = np.concatenate([chunk, np.repeat(chunk[-1:], pad, axis=0)])
             # Every process holds the whole eval split, so each can serve any slice.
-            y = jfn(jax.make_array_from_callback(chunk.shape, sharding, lambda idx, c=chunk: c[idx]))
+            y = jfn(params, jax.make_array_from_callback(chunk.shape, sharding,
+                                                         lambda idx, c=chunk: c[idx]))
             out.append(np.asarray(jax.device_get(y))[: batch_size - pad])
         return np.concatenate(out)
 
