@@ -187,3 +187,11 @@ def test_policy():
         Policy.from_mapping({"compute_dtype": "bfloat"})
     with pytest.raises(ValueError, match="floating"):
         Policy.from_mapping({"param_dtype": np.int32})
+
+
+def test_auto_compute_dtype_follows_the_hardware():
+    from xmodal.nn.precision import Policy, fast_compute_dtype
+    want = fast_compute_dtype()
+    flags = open("/proc/cpuinfo").read()
+    assert want == ("bfloat16" if ("avx512_bf16" in flags or "amx_bf16" in flags) else "float32")
+    assert Policy.from_mapping({"compute_dtype": "auto"}).compute_dtype == jnp.dtype(want).type

@@ -43,7 +43,8 @@ def defaults() -> dict:
         # Multi-host: empty coordinator = single process, or read XMODAL_COORDINATOR et al.
         "distributed": {"coordinator_address": "", "num_processes": 1, "process_id": -1},
         # compute_dtype 'bfloat16' = bf16 matmul inputs with f32 accumulation; params stay f32.
-        "precision": {"compute_dtype": "bfloat16", "param_dtype": "float32"},
+        # 'auto' = bfloat16 where the hardware has native bf16 products, else float32.
+        "precision": {"compute_dtype": "auto", "param_dtype": "float32"},
         "data": {
             "name": "emoji",
             "data_dir": "",            # '' = $XMODAL_DATA_DIR or ~/.cache/xmodal/datasets

@@ -29,7 +29,26 @@ _DTYPE_NAMES = {"float32": jnp.float32, "f32": jnp.float32,
                 "float16": jnp.float16, "f16": jnp.float16}
 
 
+def fast_compute_dtype() -> str:
+    """'bfloat16' where the hardware multiplies bf16 natively, else 'float32'.
+
+    TPUs and GPUs do; a CPU does when it has AVX512-BF16 or AMX-BF16 (read from /proc/cpuinfo).
+    Elsewhere XLA emulates bf16 products and they run slower than f32.
+    """
+    import jax
+    if jax.default_backend() != "cpu":
+        return "bfloat16"
+    try:
+        with open("/proc/cpuinfo") as f:
+            flags = f.read()
+    except OSError:
+        return "float32"
+    return "bfloat16" if ("avx512_bf16" in flags or "amx_bf16" in flags) else "float32"
+
+
 def _parse_dtype(value: Any, what: str) -> Any:
+    if value == "auto":
+        value = fast_compute_dtype()
     if isinstance(value, str):
         if value not in _DTYPE_NAMES:
             raise ValueError(f"{what}={value!r} is not a dtype name; use one of "
