@@ -1,0 +1,203 @@
+"""Ranking metrics beyond one-positive retrieval, computed in query chunks.
+
+- ``person_retrieval_metrics``: Rank-K (CMC), mAP and mINP for text-to-image person retrieval
+  as evaluated by IRRA (Jiang & Ye 2023): a gallery with several images of each identity, every
+  gallery image of the query's identity is a positive. INP = |G| / R_hard, where R_hard is the
+  position of the last positive (Ye et al. 2021, "Deep Learning for Person Re-identification: A
+  Survey and Outlook").
+- ``entity_linking_metrics``: Hits@K and MRR of the gold entity among all entities (multimodal
+  entity linking, e.g. M3EL).
+- ``tagging_metrics``: P@K, R@K and F1@K of the top-K tags of each item (multi-label tagging,
+  e.g. M3PT).
+
+Scores are float32 dot products (cosine similarity for L2-normalised embeddings), computed one
+chunk of queries at a time by a jitted kernel; the last chunk is padded so it compiles once.
+
+Ties follow the rule of ``xmodal.evaluate.retrieval``: they go in the query's favour, i.e. in
+the ranked list a positive comes before any non-positive with the same score. For top-K tags
+(``tagging_metrics``) ties are broken by ``jax.lax.top_k``: the lower tag index first.
+Percentages are 0-100; MRR is a fraction in (0, 1] as in ``rank_summary``.
+"""
+from __future__ import annotations
+
+import functools
+from typing import Callable, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from xmodal.evaluate.retrieval import check_chunk_size, check_ks, ranks_t2i
+
+
+def check_query_gallery(queries, gallery, name_q: str, name_g: str) -> tuple[jax.Array, jax.Array]:
+    q = jnp.asarray(queries, jnp.float32)
+    g = jnp.asarray(gallery, jnp.float32)
+    if q.ndim != 2 or g.ndim != 2:
+        raise ValueError(
+            f"{name_q} and {name_g} must be 2-D [N, D]; got {tuple(q.shape)} and "
+            f"{tuple(g.shape)}.")
+    if q.shape[1] != g.shape[1]:
+        raise ValueError(
+            f"{name_q} {tuple(q.shape)} and {name_g} {tuple(g.shape)} have different embedding "
+            f"dims; both towers must project to the same dimension.")
+    if q.shape[0] == 0 or g.shape[0] == 0:
+        raise ValueError(
+            f"need at least one query and one gallery item; got {name_q} {tuple(q.shape)} and "
+            f"{name_g} {tuple(g.shape)}.")
+    return q, g
+
+
+def check_labels(values, shape: tuple[int, ...], name: str, what: str) -> np.ndarray:
+    values = np.asarray(values)
+    if values.shape != shape:
+        raise ValueError(f"{name} must have shape {shape}, {what}; got {values.shape}.")
+    return values
+
+
+def chunk_rows(kernel: Callable, queries: jax.Array, per_query: tuple[np.ndarray, ...],
+               fixed: tuple, chunk_size: int) -> tuple[np.ndarray, ...]:
+    """``kernel(query_chunk, *per_query_chunks, *fixed) -> tuple of [chunk]`` over all queries.
+
+    ``per_query`` arrays have the queries along axis 0 and any trailing shape.
+    """
+    n = queries.shape[0]
+    size = min(chunk_size, n)
+    outs = []
+    for start in range(0, n, size):
+        stop = min(start + size, n)
+        pad = size - (stop - start)
+        q = jnp.pad(queries[start:stop], ((0, pad), (0, 0)))
+        # Repeating the last row keeps padded queries valid; their results are dropped below.
+        extra = [jnp.asarray(np.pad(a[start:stop], [(0, pad)] + [(0, 0)] * (a.ndim - 1),
+                                    mode="edge")) for a in per_query]
+        outs.append([r[:stop - start] for r in kernel(q, *extra, *fixed)])
+    return tuple(np.concatenate([np.asarray(o[i]) for o in outs]) for i in range(len(outs[0])))
+
+
+@jax.jit
+def person_chunk(queries, query_ids, gallery, gallery_ids):
+    """Per query: position of the first positive, AP, INP and the number of positives.
+
+    Sorting by (score descending, positives first) realises the tie rule; then with hits_k the
+    number of positives among the first k items, AP = 1/|G| sum_{k: item k positive} hits_k / k
+    and INP = |G| / (position of the last positive).
+    """
+    scores = queries @ gallery.T
+    is_pos = gallery_ids[None, :] == query_ids[:, None]
+    _, _, matches = jax.lax.sort((-scores, (~is_pos).astype(jnp.int32), is_pos.astype(jnp.int32)),
+                                 dimension=1, num_keys=2)
+    position = jnp.arange(1, scores.shape[1] + 1, dtype=jnp.float32)
+    hits = jnp.cumsum(matches, axis=1).astype(jnp.float32)
+    n_pos = hits[:, -1]
+    safe = jnp.maximum(n_pos, 1.0)
+    ap = jnp.sum(jnp.where(matches > 0, hits / position, 0.0), axis=1) / safe
+    first = jnp.argmax(matches, axis=1) + 1
+    last = scores.shape[1] - jnp.argmax(matches[:, ::-1], axis=1)
+    inp = n_pos / last.astype(jnp.float32)
+    return first, ap, inp, n_pos
+
+
+def person_retrieval_metrics(query_emb, query_ids, gallery_emb, gallery_ids,
+                             ks: Sequence[int] = (1, 5, 10),
+                             chunk_size: int = 256) -> dict[str, float]:
+    """Rank-K, mAP and mINP (percent) of queries against a gallery with identity labels.
+
+    ``query_emb`` [Nq, D] (e.g. captions), ``query_ids`` [Nq], ``gallery_emb`` [Ng, D] (e.g.
+    images), ``gallery_ids`` [Ng]; every gallery item with the query's id is a positive.
+    Returns ``R@{k}`` (percent of queries with a positive in the top k), ``mAP``, ``mINP`` and
+    ``num_queries``: queries with no positive in the gallery have no AP and are left out of
+    every metric, so ``num_queries`` may be below Nq.
+    """
+    ks = check_ks(ks)
+    check_chunk_size(chunk_size)
+    q, g = check_query_gallery(query_emb, gallery_emb, "query_emb", "gallery_emb")
+    qid = check_labels(query_ids, (q.shape[0],), "query_ids", "one identity per query")
+    gid = check_labels(gallery_ids, (g.shape[0],), "gallery_ids", "one identity per item")
+    for name, ids in (("query_ids", qid), ("gallery_ids", gid)):
+        if not np.issubdtype(ids.dtype, np.integer):
+            raise ValueError(f"{name} must be integer identity labels; got dtype {ids.dtype}.")
+    # Dense int32 codes: raw ids may be int64 values that int32 device arrays cannot hold.
+    _, codes = np.unique(np.concatenate([qid, gid]), return_inverse=True)
+    codes = codes.astype(np.int32)
+    first, ap, inp, n_pos = chunk_rows(person_chunk, q, (codes[:q.shape[0]],),
+                                       (g, jnp.asarray(codes[q.shape[0]:])), chunk_size)
+    valid = n_pos > 0
+    if not valid.any():
+        raise ValueError(
+            "no query has a positive in the gallery (no gallery_ids value equals any "
+            "query_ids value); check that both use the same identity labels.")
+    first, ap, inp = first[valid], ap[valid], inp[valid]
+    out = {f"R@{k}": float(100.0 * np.mean(first <= k)) for k in ks}
+    out["mAP"] = float(100.0 * np.mean(ap))
+    out["mINP"] = float(100.0 * np.mean(inp))
+    out["num_queries"] = float(valid.sum())
+    return out
+
+
+def entity_linking_metrics(mention_emb, entity_emb, gold, ks: Sequence[int] = (1, 3, 5),
+                           chunk_size: int = 256) -> dict[str, float]:
+    """Hits@K (percent) and MRR of each mention's gold entity among all entities.
+
+    ``mention_emb`` [Nm, D], ``entity_emb`` [Ne, D], ``gold`` [Nm] (entity index per mention).
+    Returns ``H@{k}`` and ``MRR``; ranks are those of ``ranks_t2i``, mentions as the queries.
+    """
+    ks = check_ks(ks)
+    m, e = check_query_gallery(mention_emb, entity_emb, "mention_emb", "entity_emb")
+    gold = check_labels(gold, (m.shape[0],), "gold", "one entity index per mention")
+    if not np.issubdtype(gold.dtype, np.integer) or gold.min() < 0 or gold.max() >= e.shape[0]:
+        raise ValueError(
+            f"gold must hold integer entity indices in [0, {e.shape[0]}) (rows of entity_emb); "
+            f"got dtype {gold.dtype} and range [{gold.min()}, {gold.max()}].")
+    ranks = ranks_t2i(e, m, gold, chunk_size).astype(np.float64)
+    out = {f"H@{k}": float(100.0 * np.mean(ranks <= k)) for k in ks}
+    out["MRR"] = float(np.mean(1.0 / ranks))
+    return out
+
+
+@functools.partial(jax.jit, static_argnames="k")
+def tagging_chunk(queries, labels, tags, k: int):
+    """Per item and per K' <= k: the number of positives among its top-K' tags."""
+    scores = queries @ tags.T
+    _, top = jax.lax.top_k(scores, k)
+    hit = jnp.take_along_axis(labels, top, axis=1).astype(jnp.int32)
+    return jnp.cumsum(hit, axis=1), jnp.sum(labels, axis=1)
+
+
+def tagging_metrics(item_emb, tag_emb, labels, ks: Sequence[int] = (1, 3, 5),
+                    chunk_size: int = 256) -> dict[str, float]:
+    """P@K, R@K and F1@K (percent) of each item's top-K scoring tags.
+
+    ``item_emb`` [N, D], ``tag_emb`` [T, D], ``labels`` [N, T] bool (True = the tag applies).
+    For one item with positive tags P and top-K tags S_K:
+
+        P@K = |S_K n P| / K,    R@K = |S_K n P| / |P|
+
+    both averaged over items, and F1@K = 2 P@K R@K / (P@K + R@K) of the averages (0 when both
+    are 0). Items without any positive tag have no recall and are left out; ``num_items``
+    counts the items scored. Every K must be at most T.
+    """
+    ks = check_ks(ks)
+    check_chunk_size(chunk_size)
+    q, t = check_query_gallery(item_emb, tag_emb, "item_emb", "tag_emb")
+    labels = check_labels(labels, (q.shape[0], t.shape[0]), "labels",
+                          "[items, tags], True where the tag applies")
+    if labels.dtype != np.bool_:
+        raise ValueError(f"labels must be boolean (True = positive tag); got {labels.dtype}.")
+    if max(ks) > t.shape[0]:
+        raise ValueError(f"every k must be at most the number of tags {t.shape[0]}; got {ks}.")
+    hits, n_pos = chunk_rows(functools.partial(tagging_chunk, k=max(ks)), q, (labels,), (t,),
+                             chunk_size)
+    valid = n_pos > 0
+    if not valid.any():
+        raise ValueError("no item has a positive tag (labels is all False); nothing to score.")
+    hits, n_pos = hits[valid].astype(np.float64), n_pos[valid].astype(np.float64)
+    out = {}
+    for k in ks:
+        p = float(np.mean(hits[:, k - 1] / k))
+        r = float(np.mean(hits[:, k - 1] / n_pos))
+        out[f"P@{k}"] = 100.0 * p
+        out[f"R@{k}"] = 100.0 * r
+        out[f"F1@{k}"] = 100.0 * (2 * p * r / (p + r) if p + r > 0 else 0.0)
+    out["num_items"] = float(valid.sum())
+    return out
