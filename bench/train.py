@@ -20,6 +20,7 @@ from absl import app, flags
 from ml_collections import config_flags
 
 from xmodal import flops, parallel, spec as spec_lib
+from xmodal.nn.precision import Policy
 
 _SPEC = config_flags.DEFINE_config_file("spec", None, "spec file, path[:arg]", lock_config=True)
 _STEPS = flags.DEFINE_integer("steps", 40, "timed steps per measurement")
@@ -54,7 +55,7 @@ def main(_):
     n = _STEPS.value
     out = {"spec": _SPEC.value.to_dict()["model"]["name"], "device": jax.devices()[0].device_kind,
            "devices": jax.device_count(), "batch": spec.data.batch_size,
-           "compute_dtype": spec.precision.compute_dtype}
+           "compute_dtype": str(Policy.from_mapping(spec.precision).compute_dtype.__name__)}
     with tempfile.TemporaryDirectory() as workdir:
         setup = trainer.build(spec, workdir)
         mesh = setup.mesh
