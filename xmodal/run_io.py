@@ -46,10 +46,17 @@ def truncate_metrics(workdir: str, step: int) -> None:
 
 
 def check_finite(step: int, metrics: Mapping, enabled: bool = True) -> None:
+    """Raises NonFiniteError naming the step and the first non-finite metric.
+
+    Reads only the step's fused ``all_finite`` flag unless it is false.
+    """
     if not enabled:
         return
+    from xmodal.step import FINITE
     from xmodal.trainer import NonFiniteError
-    host = jax.device_get(dict(metrics))
+    if FINITE in metrics and bool(jax.device_get(metrics[FINITE])):
+        return
+    host = jax.device_get({k: v for k, v in metrics.items() if k != FINITE})
     for name in sorted(host):
         value = np.asarray(host[name])
         if np.issubdtype(value.dtype, np.floating) and not np.all(np.isfinite(value)):

@@ -16,6 +16,8 @@ import optax
 
 from xmodal.train_state import TrainState
 
+FINITE = "all_finite"  # metrics key of the step's NaN/Inf flag; not logged
+
 
 def accumulated_grads(grad_fn: Callable, params, batch: dict, rng: jax.Array, accum: int):
     """Mean over ``accum`` micro-batches of ``grad_fn(params, micro_batch, rng_j)``.
@@ -100,6 +102,8 @@ def make_train_step(objective, txs: Mapping[str, optax.GradientTransformation],
                     ema[g] = new_ema
                 prefix = "train/" if len(groups) == 1 else f"train/{g}/"
                 metrics.update({prefix + k: v for k, v in group_metrics.items()})
+            # One flag the host reads every step (one scalar transfer, not every metric).
+            metrics[FINITE] = jnp.all(jnp.stack([jnp.isfinite(v) for v in metrics.values()]))
             new = state.replace(step=state.step + 1, params=params, opt_state=opt_state, ema=ema)
             return new, metrics
 

@@ -233,8 +233,9 @@ def train(setup: Setup, until_step: int = 0) -> dict:
             run_io.check_finite(*pending, enabled=spec.train.check_finite)
         pending = (step, metrics)
         if step % spec.train.log_every == 0 or step == stop_at:
-            host = {k: float(v) for k, v in jax.device_get(metrics).items()}
-            run_io.check_finite(step, host, enabled=spec.train.check_finite)
+            run_io.check_finite(step, metrics, enabled=spec.train.check_finite)
+            host = {k: float(v) for k, v in jax.device_get(metrics).items()
+                    if k != step_lib.FINITE}
             host.update(meter.update(step))
             writer.write(step, host)
             logging.info("process %d: %s", pid, meter.line(step, host))
