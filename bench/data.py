@@ -4,8 +4,11 @@
 
 Each prepared (or preparable) dataset's train split is read through grain's dataset API with a
 seeded shuffle, a decoding map and batches of 64; records are left unstacked (their fields
-differ per dataset), so this measures reading + decoding, the part every pipeline shares. The
-image-text training pipeline (resize + tokenize + stack) is measured by ``bench/train.py``.
+differ per dataset), so this measures reading + decoding, the part every pipeline shares. With
+worker processes the unstacked records are also pickled between processes, which costs more
+than decoding for small records: the worker rows measure that transport, not decoding. The
+image-text training pipeline (resize + tokenize + stack into arrays) is measured by
+``bench/train.py``.
 Datasets whose packages are missing are listed with the install command and skipped.
 """
 from __future__ import annotations
@@ -33,8 +36,11 @@ def _touch(record):
 
 def measure(name: str, workers: int, batches: int, batch: int) -> float:
     src = sources.data_source(name, "train")
+    # The training pipeline's read options: grain's default buffer (500 batches) would fill
+    # during warm-up and the timed loop would only read the buffer.
     ds = (grain.MapDataset.source(src).shuffle(seed=0).repeat(None).map(_touch)
-          .batch(batch, batch_fn=list).to_iter_dataset())
+          .batch(batch, batch_fn=list)
+          .to_iter_dataset(grain.ReadOptions(num_threads=4, prefetch_buffer_size=8)))
     if workers:
         ds = ds.mp_prefetch(grain.MultiprocessingOptions(num_workers=workers))
     it = iter(ds)
