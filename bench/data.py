@@ -5,9 +5,8 @@
 Each prepared (or preparable) dataset's train split is read through grain's dataset API with a
 seeded shuffle, a decoding map and batches of 64; records are left unstacked (their fields
 differ per dataset), so this measures reading + decoding, the part every pipeline shares. With
-worker processes the unstacked records are also pickled between processes, which costs more
-than decoding for small records: the worker rows measure that transport, not decoding. The
-image-text training pipeline (resize + tokenize + stack into arrays) is measured by
+worker processes the unstacked records are also pickled between processes, so small records
+(motion, wordnet) gain little from workers. The image-text training pipeline (resize + tokenize + stack into arrays) is measured by
 ``bench/train.py``.
 Datasets whose packages are missing are listed with the install command and skipped.
 """

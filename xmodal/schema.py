@@ -56,6 +56,7 @@ def defaults() -> dict:
             "batch_size": 256,          # global batch, over all processes
             "num_workers": 2,           # grain worker processes per host (0 = in-process)
             "eval_max_examples": 0,     # 0 = the whole eval split
+            "crop_scale": (1.0, 1.0),   # random resized crop of this area range; (1, 1) = off
         },
         "model": Component(_models),
         "objective": Component(_objectives),

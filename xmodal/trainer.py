@@ -21,6 +21,7 @@ from xmodal import checkpoint as ckpt_lib
 from xmodal import flops, optim, parallel, run_io, spec as spec_lib, step as step_lib
 from xmodal import train_state as ts
 from xmodal.data import pipeline, sources
+from xmodal.data.augment import RandomResizedCrop
 from xmodal.data.tokenizer import ByteTokenizer
 from xmodal.evaluate import EVALUATORS
 from xmodal.evaluate.context import EvalContext, batched
@@ -107,9 +108,11 @@ def build(spec: mlc.ConfigDict, workdir: str) -> Setup:
     transform = pipeline.ImageTextTransform(spec.data.image_size, spec.data.max_text_len,
                                             text_field=spec.data.text_field)
     train_source = sources.data_source(spec.data.name, spec.data.train_split, data_dir)
+    crop = tuple(spec.data.crop_scale)
     loader = pipeline.train_loader(
         train_source, transform, global_batch_size=spec.data.batch_size, seed=spec.seed,
-        shard_index=pid, shard_count=nproc, worker_count=spec.data.num_workers)
+        shard_index=pid, shard_count=nproc, worker_count=spec.data.num_workers,
+        augment=RandomResizedCrop(crop) if crop != (1.0, 1.0) else None)
     train_iter = iter(loader)
     eval_source = sources.data_source(spec.data.name, spec.data.eval_split, data_dir)
     eval_arrays = pipeline.eval_arrays(eval_source, transform,

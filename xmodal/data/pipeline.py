@@ -67,7 +67,8 @@ class ImageTextTransform(grain.transforms.Map):
 def train_loader(source: Sequence, transform: grain.transforms.Map, *, global_batch_size: int,
                  seed: int, shard_index: int, shard_count: int, worker_count: int,
                  num_epochs: int | None = None, read_threads: int = 4,
-                 prefetch_batches: int = 8) -> grain.IterDataset:
+                 prefetch_batches: int = 8,
+                 augment: grain.transforms.RandomMap | None = None) -> grain.IterDataset:
     """Shuffled, sharded, batched training stream; its ``iter()`` has ``get_state``/``set_state``.
 
     Order of operations, and why:
@@ -110,7 +111,11 @@ def train_loader(source: Sequence, transform: grain.transforms.Map, *, global_ba
     if num_epochs is not None:
         records = records[: len(records) // shard_count * shard_count]
     shard = records[shard_index::shard_count]
-    batches = shard.map(transform).batch(per_process_batch, drop_remainder=True)
+    mapped = shard.map(transform)
+    if augment is not None:
+        # Seeded per record from (seed, position): the same crops on every run and resume.
+        mapped = mapped.random_map(augment, seed=seed)
+    batches = mapped.batch(per_process_batch, drop_remainder=True)
     stream = batches.to_iter_dataset(grain.ReadOptions(
         num_threads=read_threads, prefetch_buffer_size=prefetch_batches))
     if worker_count > 0:
