@@ -3,26 +3,13 @@ import hashlib
 import numpy as np
 import pytest
 
-from xmodal.data import sources
+from tests.data_helpers import read_all, skip_unless_installed
 from xmodal.data.sets import cards as cd
 
 
-def _missing(name):
-    try:
-        sources.check_installed(name)
-    except sources.DataSourceMissing as e:
-        return str(e)
-    return None
 
+pytestmark = skip_unless_installed("cards/tiny")
 
-pytestmark = pytest.mark.skipif(
-    _missing("cards/tiny") is not None, reason=str(_missing("cards/tiny")))
-
-
-def _read_all(name, data_dir):
-    return {split: [sources.data_source(name, split, data_dir)[i]
-                    for i in range(sources.num_examples(name, split, data_dir))]
-            for split in ("train", "test")}
 
 
 def _is_test(key: bytes) -> bool:
@@ -36,12 +23,12 @@ def data_dir(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def by_deck(data_dir):
-    return _read_all("cards/tiny", data_dir)
+    return read_all("cards/tiny", data_dir)
 
 
 @pytest.fixture(scope="module")
 def by_card(data_dir):
-    return _read_all("cards/by_card_tiny", data_dir)
+    return read_all("cards/by_card_tiny", data_dir)
 
 
 def test_tiny_split_by_deck(by_deck):

@@ -6,26 +6,14 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from tests.data_helpers import read_all, skip_unless_installed
 from xmodal.data import sources
 from xmodal.data.sets import emoji_styles as es
 
 
-def _missing(name):
-    try:
-        sources.check_installed(name)
-    except sources.DataSourceMissing as e:
-        return str(e)
-    return None
 
+pytestmark = skip_unless_installed("emoji_styles/tiny")
 
-pytestmark = pytest.mark.skipif(
-    _missing("emoji_styles/tiny") is not None, reason=str(_missing("emoji_styles/tiny")))
-
-
-def _read_all(name, data_dir):
-    return {split: [sources.data_source(name, split, data_dir)[i]
-                    for i in range(sources.num_examples(name, split, data_dir))]
-            for split in ("train", "test")}
 
 
 @pytest.fixture(scope="module")
@@ -35,12 +23,12 @@ def data_dir(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def records(data_dir):
-    return _read_all("emoji_styles/tiny", data_dir)
+    return read_all("emoji_styles/tiny", data_dir)
 
 
 @pytest.fixture(scope="module")
 def shift_records(data_dir):
-    return _read_all("emoji_styles/style_shift_tiny", data_dir)
+    return read_all("emoji_styles/style_shift_tiny", data_dir)
 
 
 def _emoji_test_lines():

@@ -5,28 +5,18 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from tests.data_helpers import read_all, skip_unless_installed
 from xmodal.data import sources
 from xmodal.data.sets import flags as fl
 
 
-def _missing(name):
-    try:
-        sources.check_installed(name)
-    except sources.DataSourceMissing as e:
-        return str(e)
-    return None
 
-
-pytestmark = pytest.mark.skipif(
-    _missing("flags/tiny") is not None, reason=str(_missing("flags/tiny")))
+pytestmark = skip_unless_installed("flags/tiny")
 
 
 @pytest.fixture(scope="module")
 def records(tmp_path_factory):
-    data_dir = str(tmp_path_factory.mktemp("data"))
-    return {split: [sources.data_source("flags/tiny", split, data_dir)[i]
-                    for i in range(sources.num_examples("flags/tiny", split, data_dir))]
-            for split in ("train", "test")}
+    return read_all("flags/tiny", str(tmp_path_factory.mktemp("data")))
 
 
 def test_split_by_flag_code(records):

@@ -5,28 +5,18 @@ import xml.etree.ElementTree as ET
 import numpy as np
 import pytest
 
+from tests.data_helpers import read_all, skip_unless_installed
 from xmodal.data import sources
 from xmodal.data.sets import openclipart as oc
 
 
-def _missing(name):
-    try:
-        sources.check_installed(name)
-    except sources.DataSourceMissing as e:
-        return str(e)
-    return None
 
-
-pytestmark = pytest.mark.skipif(
-    _missing("openclipart/tiny") is not None, reason=str(_missing("openclipart/tiny")))
+pytestmark = skip_unless_installed("openclipart/tiny")
 
 
 @pytest.fixture(scope="module")
 def records(tmp_path_factory):
-    data_dir = str(tmp_path_factory.mktemp("data"))
-    return {split: [sources.data_source("openclipart/tiny", split, data_dir)[i]
-                    for i in range(sources.num_examples("openclipart/tiny", split, data_dir))]
-            for split in ("train", "test")}
+    return read_all("openclipart/tiny", str(tmp_path_factory.mktemp("data")))
 
 
 def test_split_by_file_name(records):

@@ -5,26 +5,14 @@ import numpy as np
 import pytest
 import soundfile
 
+from tests.data_helpers import read_all, skip_unless_installed
 from xmodal.data import sources
 from xmodal.data.sets import tuxpaint as tp
 
 
-def _missing(name):
-    try:
-        sources.check_installed(name)
-    except sources.DataSourceMissing as e:
-        return str(e)
-    return None
 
+pytestmark = skip_unless_installed("tuxpaint/tiny")
 
-pytestmark = pytest.mark.skipif(
-    _missing("tuxpaint/tiny") is not None, reason=str(_missing("tuxpaint/tiny")))
-
-
-def _read_all(name, data_dir):
-    return {split: [sources.data_source(name, split, data_dir)[i]
-                    for i in range(sources.num_examples(name, split, data_dir))]
-            for split in ("train", "test")}
 
 
 @pytest.fixture(scope="module")
@@ -34,12 +22,12 @@ def data_dir(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def records(data_dir):
-    return _read_all("tuxpaint/tiny", data_dir)
+    return read_all("tuxpaint/tiny", data_dir)
 
 
 @pytest.fixture(scope="module")
 def speech(data_dir):
-    return _read_all("tuxpaint/speech_tiny", data_dir)
+    return read_all("tuxpaint/speech_tiny", data_dir)
 
 
 def _is_test(stamp: bytes) -> bool:
