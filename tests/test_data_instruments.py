@@ -5,6 +5,7 @@ import os
 import numpy as np
 import pytest
 
+from tests.data_helpers import read_all
 from xmodal.data import sources
 from xmodal.data.sets import instruments as ins
 
@@ -17,11 +18,6 @@ FLUIDR3_MISSING = not os.path.isfile(sources.resolve_file(ins.FLUIDR3_FILE))
 FLUIDR3_SKIP = "needs: apt-get update && apt-get install -y fluid-soundfont-gm"
 
 
-def _records(name, data_dir):
-    return {split: [sources.data_source(name, split, data_dir)[i]
-                    for i in range(sources.num_examples(name, split, data_dir))]
-            for split in ("train", "test")}
-
 
 @pytest.fixture(scope="module")
 def data_dir(tmp_path_factory):
@@ -30,7 +26,7 @@ def data_dir(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def tiny(data_dir):
-    return _records("instruments/tiny", data_dir)
+    return read_all("instruments/tiny", data_dir)
 
 
 def test_tiny_counts_and_item_split(tiny):
@@ -114,7 +110,7 @@ def test_silent_renders_are_dropped_and_recorded(tmp_path):
 
 @pytest.mark.skipif(FLUIDR3_MISSING, reason=FLUIDR3_SKIP)
 def test_fluidr3_has_the_same_items_as_timgm6mb(data_dir, tiny):
-    fluid = _records("instruments/fluidr3_tiny", data_dir)
+    fluid = read_all("instruments/fluidr3_tiny", data_dir)
     skipped = sources.prepare("instruments/fluidr3_tiny", data_dir).info.metadata["skipped_silent"]
     for split in ("train", "test"):
         tim_items = {r["item"] for r in tiny[split]}

@@ -5,6 +5,7 @@ import os
 import numpy as np
 import pytest
 
+from tests.data_helpers import read_all
 from xmodal.data import sources
 from xmodal.data.sets import instruments as ins
 from xmodal.data.sets import lass_mix as lm
@@ -23,11 +24,6 @@ def _sha_mod5(text):
     return int(hashlib.sha1(text.encode()).hexdigest()[:16], 16) % 5
 
 
-def _records(name, data_dir):
-    return {split: [sources.data_source(name, split, data_dir)[i]
-                    for i in range(sources.num_examples(name, split, data_dir))]
-            for split in ("train", "test")}
-
 
 @pytest.fixture(scope="module")
 def data_dir(tmp_path_factory):
@@ -36,7 +32,7 @@ def data_dir(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def tiny(data_dir):
-    return _records("lass_mix/tiny", data_dir)
+    return read_all("lass_mix/tiny", data_dir)
 
 
 def _labels(r):
@@ -103,7 +99,7 @@ def test_input_snr_formula():
 
 @pytest.mark.skipif(TUXPAINT_MISSING, reason=APT)
 def test_tuxpaint_config_mixes_effects_and_switches_font(data_dir):
-    records = _records("lass_mix/tuxpaint_tiny", data_dir)
+    records = read_all("lass_mix/tuxpaint_tiny", data_dir)
     assert {r["font"] for r in records["train"]} == {b"TimGM6mb"}
     assert {r["font"] for r in records["test"]} == {b"FluidR3_GM"}
     effect_labels = [label for rs in records.values() for r in rs for label in _labels(r)
@@ -119,7 +115,7 @@ def test_tuxpaint_config_mixes_effects_and_switches_font(data_dir):
 
 @pytest.mark.skipif(FLUIDR3_MISSING, reason=APT)
 def test_default_trains_on_timgm6mb_and_tests_on_fluidr3(data_dir):
-    records = _records("lass_mix/fluidr3_tiny", data_dir)
+    records = read_all("lass_mix/fluidr3_tiny", data_dir)
     assert {r["font"] for r in records["train"]} == {b"TimGM6mb"}
     assert {r["font"] for r in records["test"]} == {b"FluidR3_GM"}
     for r in records["train"] + records["test"]:

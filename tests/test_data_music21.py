@@ -4,7 +4,7 @@ import importlib.util
 import numpy as np
 import pytest
 
-from xmodal.data import sources
+from tests.data_helpers import read_all
 
 pytestmark = pytest.mark.skipif(
     any(importlib.util.find_spec(m) is None for m in ("music21", "pretty_midi", "tinysoundfont")),
@@ -15,10 +15,7 @@ from xmodal.data.sets import music21_tunes as m21  # noqa: E402
 
 @pytest.fixture(scope="module")
 def records(tmp_path_factory):
-    data_dir = str(tmp_path_factory.mktemp("data"))
-    return {split: [sources.data_source("music21/tiny", split, data_dir)[i]
-                    for i in range(sources.num_examples("music21/tiny", split, data_dir))]
-            for split in ("train", "test")}
+    return read_all("music21/tiny", str(tmp_path_factory.mktemp("data")))
 
 
 def test_ten_tunes_split_by_title(records):

@@ -6,6 +6,7 @@ import wave
 import numpy as np
 import pytest
 
+from tests.data_helpers import read_all
 from xmodal.data import sources
 from xmodal.data.sets import speech
 
@@ -19,10 +20,7 @@ needs_asterisk = pytest.mark.skipif(bool(MISSING), reason=APT)
 
 @pytest.fixture(scope="module")
 def records(tmp_path_factory):
-    data_dir = str(tmp_path_factory.mktemp("data"))
-    return {split: [sources.data_source("speech/tiny", split, data_dir)[i]
-                    for i in range(sources.num_examples("speech/tiny", split, data_dir))]
-            for split in ("train", "test")}
+    return read_all("speech/tiny", str(tmp_path_factory.mktemp("data")))
 
 
 @needs_asterisk

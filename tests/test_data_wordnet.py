@@ -3,6 +3,7 @@ import os
 
 import pytest
 
+from tests.data_helpers import read_all
 from xmodal.data import sources
 from xmodal.data.sets import wordnet as wn
 
@@ -14,10 +15,7 @@ pytestmark = pytest.mark.skipif(
 
 @pytest.fixture(scope="module")
 def records(tmp_path_factory):
-    data_dir = str(tmp_path_factory.mktemp("data"))
-    return {split: [sources.data_source(NAME, split, data_dir)[i]
-                    for i in range(sources.num_examples(NAME, split, data_dir))]
-            for split in ("train", "test")}
+    return read_all(NAME, str(tmp_path_factory.mktemp("data")))
 
 
 @pytest.fixture(scope="module")

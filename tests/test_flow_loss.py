@@ -131,7 +131,6 @@ def test_exact_marginal_velocity_gives_zero_loss():
 
 def test_loss_applies_condition_dropout_per_example():
     b = 2000
-    seen = {}
 
     def net(params, x_t, t, cond):
         # velocity = cond broadcast, so the loss depends on which conditions were nulled.

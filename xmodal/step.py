@@ -7,7 +7,7 @@ accumulation runs inside the step as a scan over micro-batches.
 """
 from __future__ import annotations
 
-from typing import Any, Callable, Mapping
+from typing import Callable, Mapping
 
 import flax.linen as nn
 import jax

@@ -27,25 +27,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from xmodal.evaluate.retrieval import check_chunk_size, check_ks, ranks_t2i
+from xmodal.evaluate.retrieval import check_chunk_size, check_ks, check_query_gallery, ranks_t2i
 
 
-def check_query_gallery(queries, gallery, name_q: str, name_g: str) -> tuple[jax.Array, jax.Array]:
-    q = jnp.asarray(queries, jnp.float32)
-    g = jnp.asarray(gallery, jnp.float32)
-    if q.ndim != 2 or g.ndim != 2:
-        raise ValueError(
-            f"{name_q} and {name_g} must be 2-D [N, D]; got {tuple(q.shape)} and "
-            f"{tuple(g.shape)}.")
-    if q.shape[1] != g.shape[1]:
-        raise ValueError(
-            f"{name_q} {tuple(q.shape)} and {name_g} {tuple(g.shape)} have different embedding "
-            f"dims; both towers must project to the same dimension.")
-    if q.shape[0] == 0 or g.shape[0] == 0:
-        raise ValueError(
-            f"need at least one query and one gallery item; got {name_q} {tuple(q.shape)} and "
-            f"{name_g} {tuple(g.shape)}.")
-    return q, g
 
 
 def check_labels(values, shape: tuple[int, ...], name: str, what: str) -> np.ndarray:

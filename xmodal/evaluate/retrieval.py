@@ -19,22 +19,28 @@ import jax.numpy as jnp
 import numpy as np
 
 
+def check_query_gallery(queries, gallery, name_q: str, name_g: str) -> tuple[jax.Array, jax.Array]:
+    """float32 [Nq, D] and [Ng, D] arrays, or a ValueError naming both arguments' shapes."""
+    q = jnp.asarray(queries, jnp.float32)
+    g = jnp.asarray(gallery, jnp.float32)
+    if q.ndim != 2 or g.ndim != 2:
+        raise ValueError(
+            f"{name_q} and {name_g} must be 2-D [N, D]; got {tuple(q.shape)} and "
+            f"{tuple(g.shape)}.")
+    if q.shape[1] != g.shape[1]:
+        raise ValueError(
+            f"{name_q} {tuple(q.shape)} and {name_g} {tuple(g.shape)} have different embedding "
+            f"dims; both towers must project to the same dimension.")
+    if q.shape[0] == 0 or g.shape[0] == 0:
+        raise ValueError(
+            f"need at least one query and one gallery item; got {name_q} {tuple(q.shape)} and "
+            f"{name_g} {tuple(g.shape)}.")
+    return q, g
+
+
 def check_embeddings(img_emb, txt_emb, txt_to_img) -> tuple[jax.Array, jax.Array, np.ndarray]:
     """float32 [Ni, D], [Nt, D] arrays and an int64 [Nt] index, or a ValueError saying why not."""
-    img = jnp.asarray(img_emb, jnp.float32)
-    txt = jnp.asarray(txt_emb, jnp.float32)
-    if img.ndim != 2 or txt.ndim != 2:
-        raise ValueError(
-            f"img_emb and txt_emb must be 2-D [N, D]; got {tuple(img.shape)} and "
-            f"{tuple(txt.shape)}.")
-    if img.shape[1] != txt.shape[1]:
-        raise ValueError(
-            f"img_emb {tuple(img.shape)} and txt_emb {tuple(txt.shape)} have different "
-            f"embedding dims; both towers must project to the same dimension.")
-    if img.shape[0] == 0 or txt.shape[0] == 0:
-        raise ValueError(
-            f"need at least one image and one text; got img_emb {tuple(img.shape)} and "
-            f"txt_emb {tuple(txt.shape)}.")
+    img, txt = check_query_gallery(img_emb, txt_emb, "img_emb", "txt_emb")
     index = np.asarray(txt_to_img)
     if index.shape != (txt.shape[0],):
         raise ValueError(
