@@ -3,10 +3,13 @@ import glob
 import json
 import os
 
+import jax
 import numpy as np
+import orbax.checkpoint as ocp
 import pytest
 
 from tests import cli
+from xmodal.checkpoint import read_numpy
 from xmodal.writers import read_metrics
 
 pytestmark = pytest.mark.slow
@@ -74,3 +77,17 @@ def test_multistage_spec_runs_stages_in_order(tmp_path):
     assert os.listdir(wd / "b" / "checkpoints") == ["1"]
     assert f"init_from {wd / 'a'}" in r.stderr
     assert json.load(open(wd / "b" / "spec.json"))["init_from"] == str(wd / "a")
+
+
+def test_nonfinite_state_is_never_checkpointed(tmp_path):
+    # Checkpoint every step, log rarely: the guard must still stop before saving a NaN state.
+    wd = tmp_path / "nan_ckpt"
+    r = cli.run("specs/clip.py:runlocal", wd, "--spec.train.steps=6", "--spec.train.log_every=100",
+                "--spec.train.ckpt_every=1", "--spec.optim.lr=1e30",
+                "--spec.optim.grad_clip_norm=0.0", check=False)
+    assert r.returncode != 0 and "is not finite" in r.stderr
+    root = wd / "checkpoints"
+    steps = ocp.utils.checkpoint_steps(str(root)) if root.exists() else []
+    for s in steps:
+        state = read_numpy(str(root / str(s) / "state"))
+        assert all(np.all(np.isfinite(x)) for x in jax.tree.leaves(state["params"]))

@@ -252,6 +252,8 @@ def train(setup: Setup, until_step: int = 0) -> dict:
                 meter.pause()
         preempted = sigterm.any_process()
         if step % spec.train.ckpt_every == 0 or is_last or preempted:
+            # Never save a non-finite state: check this step now, not one step late.
+            run_io.check_finite(step, metrics, enabled=spec.train.check_finite)
             ckpt_lib.save(mngr, step, state, train_iter,
                           {"step": step, "stage": os.path.basename(workdir)}, force=True)
         if preempted:
