@@ -18,7 +18,6 @@ from __future__ import annotations
 import collections
 import dataclasses
 import functools
-import hashlib
 import io
 import json
 import os
@@ -30,7 +29,7 @@ from PIL import Image
 
 from xmodal.data import sources
 from xmodal.data.builder import Builder
-from xmodal.data.emoji import EMOJI_GROUPS, encode_png, split_of
+from xmodal.data.emoji import EMOJI_GROUPS, encode_png, select_bases, split_of
 
 STYLES: tuple[str, ...] = ("noto", "twemoji", "openmoji", "fluent")
 HELD_OUT_STYLE = "fluent"
@@ -326,15 +325,6 @@ def cldr_json(emoji: str, cldr: Mapping[str, Mapping]) -> str:
         if entry:
             found[locale] = entry
     return json.dumps(found, ensure_ascii=False, sort_keys=True)
-
-
-def select_bases(entries, max_bases: int | None) -> list[EmojiTestEntry]:
-    """Entries of the first ``max_bases`` bases in sha1 order (a spread over all groups)."""
-    if max_bases is None:
-        return list(entries)
-    bases = sorted({e.base for e in entries}, key=lambda b: hashlib.sha1(b.encode()).hexdigest())
-    keep = set(bases[:max_bases])
-    return [e for e in entries if e.base in keep]
 
 
 @dataclasses.dataclass
