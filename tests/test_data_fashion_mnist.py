@@ -4,14 +4,12 @@ import os
 import numpy as np
 import pytest
 
-from tests.data_helpers import read_all
+from tests.data_helpers import read_all, skip_unless_installed
 from xmodal.data import sources
 from xmodal.data.sets import fashion_mnist as fm
 
 NAME = "fashion_mnist/tiny"
-pytestmark = pytest.mark.skipif(
-    not all(os.path.exists(sources.resolve_file(f)) for f in sources.DATASETS[NAME].files),
-    reason="needs Debian package: apt-get update && apt-get install -y dataset-fashion-mnist")
+pytestmark = skip_unless_installed(NAME)
 
 
 @pytest.fixture(scope="module")

@@ -1,18 +1,14 @@
 import hashlib
-import importlib.util
 import os
 
 import numpy as np
 import pytest
 
-from tests.data_helpers import read_all
+from tests.data_helpers import read_all, skip_unless_installed
 from xmodal.data import sources
 from xmodal.data.sets import instruments as ins
 
-pytestmark = pytest.mark.skipif(
-    importlib.util.find_spec("tinysoundfont") is None
-    or importlib.util.find_spec("pretty_midi") is None,
-    reason="needs: pip install pretty-midi && pip install --no-deps tinysoundfont")
+pytestmark = skip_unless_installed("instruments/tiny")
 
 FLUIDR3_MISSING = not os.path.isfile(sources.resolve_file(ins.FLUIDR3_FILE))
 FLUIDR3_SKIP = "needs: apt-get update && apt-get install -y fluid-soundfont-gm"

@@ -1,19 +1,15 @@
 import hashlib
-import importlib.util
 import os
 
 import numpy as np
 import pytest
 
-from tests.data_helpers import read_all
+from tests.data_helpers import read_all, skip_unless_installed
 from xmodal.data import sources
 from xmodal.data.sets import instruments as ins
 from xmodal.data.sets import lass_mix as lm
 
-pytestmark = pytest.mark.skipif(
-    importlib.util.find_spec("tinysoundfont") is None
-    or importlib.util.find_spec("pretty_midi") is None,
-    reason="needs: pip install pretty-midi soundfile && pip install --no-deps tinysoundfont")
+pytestmark = skip_unless_installed("lass_mix/tiny")
 
 FLUIDR3_MISSING = not os.path.isfile(sources.resolve_file(ins.FLUIDR3_FILE))
 TUXPAINT_MISSING = FLUIDR3_MISSING or not os.path.isdir(sources.resolve_file(lm.TUXPAINT_DIR))

@@ -1,14 +1,11 @@
 import hashlib
-import importlib.util
 
 import numpy as np
 import pytest
 
-from tests.data_helpers import read_all
+from tests.data_helpers import read_all, skip_unless_installed
 
-pytestmark = pytest.mark.skipif(
-    any(importlib.util.find_spec(m) is None for m in ("music21", "pretty_midi", "tinysoundfont")),
-    reason="needs: pip install music21 pretty-midi && pip install --no-deps tinysoundfont")
+pytestmark = skip_unless_installed("music21/tiny")
 
 from xmodal.data.sets import music21_tunes as m21  # noqa: E402
 

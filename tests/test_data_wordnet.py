@@ -1,16 +1,13 @@
 import hashlib
-import os
 
 import pytest
 
-from tests.data_helpers import read_all
+from tests.data_helpers import read_all, skip_unless_installed
 from xmodal.data import sources
 from xmodal.data.sets import wordnet as wn
 
 NAME = "wordnet/tiny"
-pytestmark = pytest.mark.skipif(
-    not all(os.path.exists(sources.resolve_file(f)) for f in sources.DATASETS[NAME].files),
-    reason="needs Debian package: apt-get update && apt-get install -y wordnet-base")
+pytestmark = skip_unless_installed(NAME)
 
 
 @pytest.fixture(scope="module")

@@ -117,7 +117,7 @@ def build(spec: mlc.ConfigDict, workdir: str) -> Setup:
     eval_source = sources.data_source(spec.data.name, spec.data.eval_split, data_dir)
     eval_arrays = pipeline.eval_arrays(eval_source, transform,
                                        max_examples=spec.data.eval_max_examples or None)
-    class_names = builder.info.features["group"].names
+    class_names = builder.info.features[transform.label_field].names
     tokenizer = ByteTokenizer(spec.data.max_text_len)
 
     # ---------------------------------------------------------------- model + objective
