@@ -14,8 +14,8 @@ def get_config(arg=None):
     a = parse_arg(arg, runlocal=False, batch=0, steps=0)
     c = base()
     c.data.name = "emoji"
-    c.data.image_size = 64
-    c.data.max_text_len = 48
+    c.data.transform = dict(name="image_text", image_size=64, max_text_len=48, text_field="name",
+                            label_field="group")
     c.data.batch_size = 1024
     c.model = dict(
         name="two_tower", embed_dim=512, temperature_init=math.log(1 / 0.07),
@@ -37,8 +37,8 @@ def get_config(arg=None):
         (r".*", ()),
     ]
     if a.runlocal:
-        c.data.image_size = 32
-        c.data.max_text_len = 32
+        c.data.transform.image_size = 32
+        c.data.transform.max_text_len = 32
         c.data.batch_size = 128
         c.model.embed_dim = 128
         c.model.image = dict(name="vit", patch_size=4, width=128, depth=3, num_heads=4, pool="gap")

@@ -6,7 +6,9 @@ built, so a misspelt key fails at start with the valid keys listed, never mid-ru
 """
 from __future__ import annotations
 
+import importlib
 import inspect
+import pkgutil
 from typing import Any, Callable, Mapping
 
 
@@ -63,3 +65,13 @@ def unknown_kwargs(fn: Callable[..., Any], kwargs: Mapping[str, Any]) -> set[str
     if any(p.kind == p.VAR_KEYWORD for p in sig.parameters.values()):
         return set()
     return set(kwargs) - set(accepted_kwargs(fn))
+
+
+def import_all(package_name: str, package_path) -> None:
+    """Imports every module of a package, so adding a component is adding a file.
+
+    Called at the end of a package's ``__init__`` (after its registry exists); each module
+    registers what it defines when imported.
+    """
+    for info in pkgutil.iter_modules(package_path):
+        importlib.import_module(f"{package_name}.{info.name}")

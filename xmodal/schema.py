@@ -13,6 +13,7 @@ from typing import Callable
 @dataclasses.dataclass(frozen=True)
 class Component:
     registry: Callable[[], object]  # lazy, so the schema imports no model code
+    default: dict | None = None     # None: the spec must set it
 
 
 @dataclasses.dataclass(frozen=True)
@@ -28,6 +29,11 @@ def _models():
 def _objectives():
     from xmodal.objectives import OBJECTIVES
     return OBJECTIVES
+
+
+def _transforms():
+    from xmodal.data.transforms import TRANSFORMS
+    return TRANSFORMS
 
 
 def _evaluators():
@@ -50,13 +56,11 @@ def defaults() -> dict:
             "data_dir": "",            # '' = $XMODAL_DATA_DIR or ~/.cache/xmodal/datasets
             "train_split": "train",
             "eval_split": "test",
-            "image_size": 32,
-            "max_text_len": 32,
-            "text_field": "name",
+            # record → example; see xmodal/data/transforms (image_text, ...)
+            "transform": Component(_transforms, default={"name": "image_text"}),
             "batch_size": 256,          # global batch, over all processes
             "num_workers": 2,           # grain worker processes per host (0 = in-process)
             "eval_max_examples": 0,     # 0 = the whole eval split
-            "crop_scale": (1.0, 1.0),   # random resized crop of this area range; (1, 1) = off
         },
         "model": Component(_models),
         "objective": Component(_objectives),

@@ -54,12 +54,22 @@ def base() -> mlc.ConfigDict:
     (``model``, ``objective``) have no default and must be set by the spec.
     """
     out = {}
-    for key, value in schema.defaults().items():
+    return mlc.ConfigDict(_defaults(schema.defaults()))
+
+
+def _defaults(node: Mapping[str, Any]) -> dict:
+    out = {}
+    for key, value in node.items():
         if isinstance(value, schema.Components):
             out[key] = {}
-        elif not isinstance(value, schema.Component):
+        elif isinstance(value, schema.Component):
+            if value.default is not None:
+                out[key] = dict(value.default)
+        elif isinstance(value, Mapping):
+            out[key] = _defaults(value)
+        else:
             out[key] = _copy(value)
-    return mlc.ConfigDict(out)
+    return out
 
 
 def _import(path: str):
@@ -125,10 +135,18 @@ def _fill(given: Mapping[str, Any], default: Mapping[str, Any], where: str) -> d
     for key, value in default.items():
         if key in out:
             continue
+        if isinstance(value, schema.Component) and value.default is not None:
+            out[key] = dict(value.default)
+            continue
         if isinstance(value, schema.Component):
             raise SpecError(f"spec needs {(where + '.' if where else '') + key!r} = "
                             f"{{'name': one of {', '.join(value.registry().names())}, ...}}")
-        out[key] = {} if isinstance(value, schema.Components) else _copy(value)
+        if isinstance(value, schema.Components):
+            out[key] = {}
+        elif isinstance(value, Mapping):
+            out[key] = _fill({}, value, f"{where}.{key}" if where else key)
+        else:
+            out[key] = _copy(value)
     return out
 
 
@@ -174,13 +192,19 @@ def _typed(value: Any, default: Any, path: str) -> Any:
 def _check_components(spec: mlc.ConfigDict) -> None:
     stages = spec.stages.items() if "stages" in spec else [("", spec)]
     for stage_name, stage in stages:
-        prefix = f"stages.{stage_name}." if stage_name else ""
-        for key, node in schema.defaults().items():
-            if isinstance(node, schema.Component):
-                _check_one(node.registry(), stage[key], prefix + key)
-            elif isinstance(node, schema.Components):
-                for name, comp in stage[key].items():
-                    _check_one(node.registry(), comp, f"{prefix}{key}.{name}")
+        _check_components_in(stage, schema.defaults(),
+                             f"stages.{stage_name}." if stage_name else "")
+
+
+def _check_components_in(node, defaults: Mapping[str, Any], prefix: str) -> None:
+    for key, default in defaults.items():
+        if isinstance(default, schema.Component):
+            _check_one(default.registry(), node[key], prefix + key)
+        elif isinstance(default, schema.Components):
+            for name, comp in node[key].items():
+                _check_one(default.registry(), comp, f"{prefix}{key}.{name}")
+        elif isinstance(default, Mapping):
+            _check_components_in(node[key], default, f"{prefix}{key}.")
 
 
 def _check_one(registry, comp: Mapping[str, Any], where: str) -> None:

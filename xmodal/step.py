@@ -7,6 +7,7 @@ accumulation runs inside the step as a scan over micro-batches.
 """
 from __future__ import annotations
 
+import inspect
 from typing import Callable, Mapping
 
 import flax.linen as nn
@@ -57,9 +58,13 @@ def make_train_step(objective, txs: Mapping[str, optax.GradientTransformation],
     """
     groups = tuple(objective.groups)
     cadence = dict(getattr(objective, "cadence", {}) or {})
+    # A loss that changes over training (a schedule of soft labels) takes ``step=``.
+    takes_step = "step" in inspect.signature(objective.loss).parameters
 
     def group_update(g, i, params, opt_state, ema, batch, rng, step):
         def loss_fn(p, mb, r):
+            if takes_step:
+                return objective.loss(dict(params, **{g: p}), mb, r, g, step=step)
             return objective.loss(dict(params, **{g: p}), mb, r, g)
         grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
         (loss, aux), grads = accumulated_grads(grad_fn, params[g], batch,

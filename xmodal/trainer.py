@@ -7,7 +7,6 @@ objective (what is minimised, per parameter group) and the evaluators (what is m
 from __future__ import annotations
 
 import dataclasses
-import functools
 import os
 from typing import Any
 
@@ -21,10 +20,9 @@ from xmodal import checkpoint as ckpt_lib
 from xmodal import flops, optim, parallel, run_io, spec as spec_lib, step as step_lib
 from xmodal import train_state as ts
 from xmodal.data import pipeline, sources
-from xmodal.data.augment import RandomResizedCrop
-from xmodal.data.tokenizer import ByteTokenizer
+from xmodal.data.transforms import TRANSFORMS
 from xmodal.evaluate import EVALUATORS
-from xmodal.evaluate.context import EvalContext, batched
+from xmodal.evaluate.context import Applier, EvalContext
 from xmodal.nn import MODELS
 from xmodal.nn.precision import Policy
 from xmodal.objectives import OBJECTIVES
@@ -47,14 +45,17 @@ def run(spec: mlc.ConfigDict, workdir: str, mode: str = "train", until_step: int
 
 
 def _resolve_stage_refs(stage: mlc.ConfigDict, workdir: str) -> mlc.ConfigDict:
-    """``resume``/``init_from`` = ``"stage:vae"`` point at an earlier stage's workdir."""
-    refs = {k: stage[k] for k in ("resume", "init_from") if stage[k].startswith("stage:")}
-    if not refs:
-        return stage
-    stage = mlc.ConfigDict(stage.to_dict())
-    for key, ref in refs.items():
-        stage[key] = os.path.join(workdir, ref.removeprefix("stage:"))
-    return stage
+    """Any string ``"stage:vae"`` in a stage spec (``resume``, ``init_from``, an objective's
+    ``vae_from``...) becomes the path of that earlier stage's workdir."""
+    def resolve(node):
+        if isinstance(node, dict):
+            return {k: resolve(v) for k, v in node.items()}
+        if isinstance(node, (list, tuple)):
+            return type(node)(resolve(v) for v in node)
+        if isinstance(node, str) and node.startswith("stage:"):
+            return os.path.join(workdir, node.removeprefix("stage:"))
+        return node
+    return mlc.ConfigDict(resolve(stage.to_dict()))
 
 
 @dataclasses.dataclass
@@ -105,20 +106,19 @@ def build(spec: mlc.ConfigDict, workdir: str) -> Setup:
     # ---------------------------------------------------------------- data
     data_dir = spec.data.data_dir or None
     builder = sources.prepare(spec.data.name, data_dir)
-    transform = pipeline.ImageTextTransform(spec.data.image_size, spec.data.max_text_len,
-                                            text_field=spec.data.text_field)
+    transform = TRANSFORMS.build(spec.data.transform.name,
+                                 **spec_lib.component_kwargs(spec.data.transform))
     train_source = sources.data_source(spec.data.name, spec.data.train_split, data_dir)
-    crop = tuple(spec.data.crop_scale)
     loader = pipeline.train_loader(
         train_source, transform, global_batch_size=spec.data.batch_size, seed=spec.seed,
         shard_index=pid, shard_count=nproc, worker_count=spec.data.num_workers,
-        augment=RandomResizedCrop(crop) if crop != (1.0, 1.0) else None)
+        augment=getattr(transform, "augment", None))
     train_iter = iter(loader)
     eval_source = sources.data_source(spec.data.name, spec.data.eval_split, data_dir)
     eval_arrays = pipeline.eval_arrays(eval_source, transform,
                                        max_examples=spec.data.eval_max_examples or None)
-    class_names = builder.info.features[transform.label_field].names
-    tokenizer = ByteTokenizer(spec.data.max_text_len)
+    label_field = getattr(transform, "label_field", None)
+    class_names = builder.info.features[label_field].names if label_field else []
 
     # ---------------------------------------------------------------- model + objective
     policy = Policy.from_mapping(spec.precision)
@@ -191,16 +191,13 @@ def build(spec: mlc.ConfigDict, workdir: str) -> Setup:
     # ---------------------------------------------------------------- evals
     evaluators = {k: EVALUATORS.build(c.name, **spec_lib.component_kwargs(c))
                   for k, c in spec.evals.items()}
-
-    encoders = {m: batched(lambda p, x, m=m: model.apply({"params": p}, x, method=m), mesh,
-                           spec.data.batch_size) for m in ("encode_image", "encode_text")}
+    applier = Applier(mesh, spec.data.batch_size)
 
     def evaluate(state) -> dict:
-        params = (state.ema if ema else state.params)["model"]
-        ctx = EvalContext(eval_arrays, class_names,
-                          functools.partial(encoders["encode_image"], params),
-                          functools.partial(encoders["encode_text"], params),
-                          tokenizer.encode_batch)
+        ctx = EvalContext(
+            arrays=eval_arrays, class_names=class_names, params=state.ema if ema else state.params,
+            model=model, objective=objective, transform=transform, features=builder.info.features,
+            applier=applier, spec=spec, workdir=workdir, step=int(jax.device_get(state.step)))
         out = {}
         for name, fn in evaluators.items():
             out.update({f"eval/{k}": float(v) for k, v in fn(ctx).items()})

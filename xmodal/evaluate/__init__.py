@@ -4,8 +4,8 @@ A spec's ``evals = {"retrieval": {"name": "retrieval", "ks": (1, 5, 10)}, ...}``
 registered here. A factory takes the spec kwargs and returns ``run(ctx) -> {metric: value}``
 where ``ctx`` is an ``EvalContext`` (``xmodal/evaluate/context.py``).
 """
-from xmodal.registry import Registry
+from xmodal.registry import Registry, import_all
 
 EVALUATORS = Registry("evaluator")
 
-from xmodal.evaluate import two_tower as _two_tower  # noqa: E402,F401  (registers evaluators)
+import_all(__name__, __path__)  # every module registers what it defines
