@@ -83,7 +83,7 @@ def defaults() -> dict:
             "decay_exclude": [r".*bias$", r".*scale$", r".*logit_.*", r".*embedding$"],
         },
         "train": {
-            "steps": 1000,
+            "steps": 1000,              # 0 = evaluate only (an eval stage)
             "log_every": 50,
             "eval_every": 500,          # 0 = only at the end
             "ckpt_every": 500,

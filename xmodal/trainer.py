@@ -78,7 +78,8 @@ class Setup:
 
 def run_stage(spec: mlc.ConfigDict, workdir: str, mode: str = "train", until_step: int = 0) -> dict:
     setup = build(spec, workdir)
-    if mode == "eval":
+    # A stage with train.steps = 0 only evaluates (e.g. the eval stage of a pipeline).
+    if mode == "eval" or spec.train.steps == 0:
         result = setup.evaluate(setup.state)
         setup.writer.write(setup.start, result)
         setup.writer.close()
