@@ -82,7 +82,22 @@ def test_missing_and_unknown_components():
     with pytest.raises(SpecError, match=r"spec needs 'model'.*two_tower"):
         spec_lib.validate(c)
     c = _minimal(objective=dict(name="clap"))
-    with pytest.raises(SpecError, match=r"unknown objective 'clap'.*clip, siglip"):
+    with pytest.raises(SpecError, match=r"unknown objective 'clap'.*clip.*siglip"):
+        spec_lib.validate(c)
+
+
+def test_data_transform_defaults_and_is_checked():
+    out = spec_lib.validate(_minimal())
+    assert out.data.transform.name == "image_text"
+    assert spec_lib.base().data.transform.name == "image_text"
+    c = _minimal()
+    c.data.transform = dict(name="image_text", imag_size=16)
+    with pytest.raises(SpecError, match=r"data.transform 'image_text' has no argument\(s\) "
+                                        r"imag_size; valid keys: image_size"):
+        spec_lib.validate(c)
+    c = _minimal()
+    c.data.transform = dict(name="image_txt")
+    with pytest.raises(SpecError, match=r"unknown transform 'image_txt'.*image_text"):
         spec_lib.validate(c)
 
 
@@ -119,6 +134,18 @@ def test_spec_files_load_and_validate():
     assert sig.objective.name == "siglip" and sig.model.bias_init == -10.0
 
 
+def test_stage_references_resolve_anywhere_in_a_stage():
+    from xmodal.trainer import _resolve_stage_refs
+    stage = spec_lib.validate(_minimal(init_from="stage:vae"))
+    stage = mlc.ConfigDict(stage.to_dict())
+    stage.objective = dict(name="clip", extra=["stage:a", "x"], nested=dict(path="stage:b"))
+    out = _resolve_stage_refs(stage, "/runs/w")
+    assert out.init_from == "/runs/w/vae"
+    assert list(out.objective.extra) == ["/runs/w/a", "x"]
+    assert out.objective.nested.path == "/runs/w/b"
+    assert out.resume == ""
+
+
 def test_write_json_roundtrip(tmp_path):
     out = spec_lib.validate(_minimal())
     path = spec_lib.write_json(out, str(tmp_path))
@@ -143,3 +170,13 @@ def test_cli_reports_spec_error_with_valid_keys(tmp_path):
         cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert r.returncode != 0
     assert "unknown objective 'clap'" in r.stderr and "siglip" in r.stderr
+
+
+def test_cli_rejects_unknown_mode_listing_the_valid_ones(tmp_path):
+    r = subprocess.run(
+        [sys.executable, "-m", "xmodal.main", "--spec=specs/clip.py:runlocal",
+         f"--workdir={tmp_path}/run", "--mode=seperate"],
+        cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert r.returncode != 0
+    assert "unknown --mode='seperate'; valid: train, eval" in r.stderr
+    assert not (tmp_path / "run").exists()

@@ -32,6 +32,11 @@ flags.mark_flags_as_required(["spec", "workdir"])
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    if _MODE.value not in ("train", "eval"):
+        from xmodal.commands import COMMANDS
+        if _MODE.value not in COMMANDS.names():
+            sys.exit(f"unknown --mode={_MODE.value!r}; valid: train, eval, "
+                     f"{', '.join(COMMANDS.names())}")
     try:
         spec = spec_lib.validate(_SPEC.value)
     except SpecError as e:
