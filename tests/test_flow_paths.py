@@ -119,6 +119,16 @@ def test_bad_input_errors():
 
 def test_registry_builds_paths_and_rejects_bad_keys():
     assert FLOW_PATHS.build("cond_ot", sigma_min=0.1) == CondOTPath(0.1)
-    assert set(FLOW_PATHS.names()) == {"cond_ot", "cosine", "vp"}
+    assert set(FLOW_PATHS.names()) == {"cond_ot", "rectified", "lipman_fm", "cosine", "vp"}
+    t = jnp.asarray([0.0, 0.3, 1.0])
+    x0, x1 = jnp.ones((3, 2)), 2 * jnp.ones((3, 2))
+    rect = FLOW_PATHS.build("rectified")
+    np.testing.assert_allclose(rect.sample(x0, x1, t).x_t[:, 0], [1.0, 1.3, 2.0], rtol=1e-6)
+    lip = FLOW_PATHS.build("lipman_fm")
+    assert lip.sigma_min == 1e-4 and float(lip.sigma(jnp.asarray(1.0))) == pytest.approx(1e-4, rel=1e-3)
+    with pytest.raises(ValueError, match="sigma_min = 0"):
+        FLOW_PATHS.build("rectified", sigma_min=0.1)
+    with pytest.raises(ValueError, match="0 < sigma_min"):
+        FLOW_PATHS.build("lipman_fm", sigma_min=0.0)
     with pytest.raises(SpecError, match="sigma_min"):
         FLOW_PATHS.build("cond_ot", sigmamin=0.1)

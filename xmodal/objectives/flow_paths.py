@@ -20,7 +20,8 @@ coefficient is 0 (t = 1 for CondOT with sigma_min = 0, t = 0 for the cosine path
 
 ``t`` is a scalar or a [B] vector for a batch x of shape [B, ...]; it is broadcast over the
 trailing axes. Paths are frozen dataclasses (hashable, so they can be static arguments of
-``jax.jit``) and are registered in ``FLOW_PATHS`` under the names "cond_ot", "cosine", "vp".
+``jax.jit``) and are registered in ``FLOW_PATHS`` under the names "cond_ot", "rectified" (sigma_min = 0),
+"lipman_fm" (sigma_min > 0, default 1e-4), "cosine", "vp".
 """
 from __future__ import annotations
 
@@ -136,6 +137,30 @@ class CondOTPath(AffinePath):
 
     def d_sigma(self, t):
         return jnp.full_like(t, -(1.0 - self.sigma_min))
+
+
+@FLOW_PATHS.register("rectified")
+@dataclasses.dataclass(frozen=True)
+class RectifiedPath(CondOTPath):
+    """Rectified flow (Liu et al. 2023): the CondOT path with sigma_min = 0, x_t = t x1 + (1-t) x0,
+    dx_t = x1 - x0. A name of its own so a spec says what it means."""
+
+    def __post_init__(self):
+        if self.sigma_min != 0.0:
+            raise ValueError(f"RectifiedPath has sigma_min = 0; got {self.sigma_min} (use "
+                             "'cond_ot' or 'lipman_fm' for sigma_min > 0)")
+
+
+@FLOW_PATHS.register("lipman_fm")
+@dataclasses.dataclass(frozen=True)
+class LipmanFMPath(CondOTPath):
+    """The OT path of Lipman et al. 2023 with its sigma_min > 0 (default 1e-4, FlowSep's value):
+    the data end is a Gaussian of width sigma_min around x1, not a point."""
+    sigma_min: float = 1e-4
+
+    def __post_init__(self):
+        if not 0.0 < self.sigma_min < 1.0:
+            raise ValueError(f"LipmanFMPath needs 0 < sigma_min < 1; got {self.sigma_min}")
 
 
 @FLOW_PATHS.register("cosine")
