@@ -122,6 +122,13 @@ def test_multistage_validates_each_stage():
     out = spec_lib.validate(c)
     assert [n for n, _ in spec_lib.stages_of(out)] == ["a", "b"]
     assert out.stages.b.train.steps == 1000
+    # Run order is the spec's 'order', not the (sorted) key order of a ConfigDict.
+    c = mlc.ConfigDict({"stages": {"vae": s1.to_dict(), "flow": s1.to_dict(),
+                                   "eval": s1.to_dict()}, "order": ["vae", "flow", "eval"]})
+    assert [n for n, _ in spec_lib.stages_of(spec_lib.validate(c))] == ["vae", "flow", "eval"]
+    c.order = ["vae", "eval"]
+    with pytest.raises(SpecError, match=r"'order'.*must list each stage once"):
+        spec_lib.validate(c)
 
 
 def test_spec_files_load_and_validate():

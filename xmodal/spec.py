@@ -107,16 +107,21 @@ def validate(spec: mlc.ConfigDict) -> mlc.ConfigDict:
     """
     raw = spec.to_dict() if isinstance(spec, mlc.ConfigDict) else dict(spec)
     if "stages" in raw:
-        extra = set(raw) - {"stages", "seed"}
+        extra = set(raw) - {"stages", "seed", "order"}
         if extra:
-            raise SpecError(f"a multi-stage spec has only 'stages' and 'seed' at top level, "
-                            f"not {sorted(extra)}; put these keys inside a stage")
+            raise SpecError(f"a multi-stage spec has only 'stages', 'order' and 'seed' at top "
+                            f"level, not {sorted(extra)}; put these keys inside a stage")
+        # ConfigDict sorts its keys, so the run order of the stages is a list of its own.
+        order = list(raw.get("order") or sorted(raw["stages"]))
+        if sorted(order) != sorted(raw["stages"]):
+            raise SpecError(f"spec 'order' {order} must list each stage once; stages: "
+                            f"{sorted(raw['stages'])}")
         stages = {}
         for name, stage in raw["stages"].items():
             stage = dict(stage)
             stage.setdefault("seed", raw.get("seed", 0))
             stages[name] = _fill(stage, schema.defaults(), f"stages.{name}")
-        out = mlc.ConfigDict({"stages": stages, "seed": raw.get("seed", 0)})
+        out = mlc.ConfigDict({"stages": stages, "seed": raw.get("seed", 0), "order": order})
     else:
         out = mlc.ConfigDict(_fill(raw, schema.defaults(), ""))
     _check_components(out)
@@ -244,8 +249,10 @@ def write_json(spec: mlc.ConfigDict, workdir: str) -> str:
 
 
 def stages_of(spec: mlc.ConfigDict) -> list[tuple[str, mlc.ConfigDict]]:
-    """``[(stage_name, stage_spec)]``; a single-stage spec is one stage named ''."""
+    """``[(stage_name, stage_spec)]`` in run order (the spec's ``order``, else by name); a
+    single-stage spec is one stage named ''."""
     if "stages" in spec:
-        return list(spec.stages.items())
+        order = list(spec.get("order") or sorted(spec.stages))
+        return [(name, spec.stages[name]) for name in order]
     return [("", spec)]
 
