@@ -1,5 +1,4 @@
 """The evaluators' Applier: any function of the parameters over arrays, chunked and sharded."""
-import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest

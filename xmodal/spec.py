@@ -53,7 +53,6 @@ def base() -> mlc.ConfigDict:
     (``--spec.train.keep_ckpts=5``) even if the spec file never mentions it. Component nodes
     (``model``, ``objective``) have no default and must be set by the spec.
     """
-    out = {}
     return mlc.ConfigDict(_defaults(schema.defaults()))
 
 

@@ -1,0 +1,85 @@
+"""CLAP-style audio-text model (Elizalde et al., "CLAP: Learning Audio Concepts from Natural
+Language Supervision", 2023; the CLIP loss of Radford et al. 2021) on ``instruments``: GM
+soundfont notes and phrases ↔ captions like "a violin playing C4".
+
+    python -m xmodal.main --spec=specs/clap.py:runlocal --workdir=/work/runs/clap
+
+Audio tower: ``audio_encoder`` (a CNN over the log-mel it computes from the waveform, in JAX);
+text tower: ``text_transformer`` over bytes. Held-out items (instrument + note or phrase seed,
+sha1 split of the data set) are the retrieval test set. The trained model is FlowSep's scorer
+(``xmodal.evaluate.clap_score.load_clap``): Fréchet distance of its audio embeddings, and
+CLAPScore = cosine(audio embedding of an estimate, text embedding of its query).
+
+Arguments: ``label_prob=P`` (default 0.5: the probability that a training clip's caption is
+replaced by its instrument's label prompt "a violin playing a short phrase", the text a scorer
+uses for a separated violin; 0 = the captions only), ``runlocal`` (a 2-core CPU in ~5 minutes), ``tiny`` (a 2-step smoke test on
+``instruments/tiny``, for CI and FlowSep's tiny pipeline), ``batch=N``, ``steps=N``.
+"""
+import math
+
+from xmodal.data.sets.instruments import INSTRUMENT_NAMES
+from xmodal.spec import base, parse_arg
+
+# Zero-shot instrument prompts: the captions of phrases ("a violin playing a short phrase").
+PROMPTS = ("a {} playing a short phrase", "an {} playing a short phrase")
+
+
+def get_config(arg=None):
+    a = parse_arg(arg, runlocal=False, tiny=False, batch=0, steps=0, label_prob=0.5)
+    c = base()
+    c.data.name = "instruments"
+    c.data.transform = dict(name="audio_text", max_text_len=48, audio_field="audio",
+                            text_field="caption", label_field="instrument", gain_db=6.0,
+                            # half the time the caption is the scorer's label prompt instead
+                            label_prompt="{article} {label} playing a short phrase",
+                            label_names=INSTRUMENT_NAMES, label_prob=a.label_prob)
+    c.data.batch_size = 256
+    c.model = dict(
+        name="two_tower", embed_dim=256, temperature_init=math.log(1 / 0.07),
+        image=dict(name="audio_encoder", sample_rate=16000, n_fft=1024, hop=256, n_mels=64,
+                   channels=(32, 64, 128, 256), width=256),
+        text=dict(name="text_transformer", max_len=48, width=256, depth=4, num_heads=4,
+                  pool="eos"))
+    c.objective = dict(name="clip")
+    c.optim.lr = 1e-3
+    c.optim.weight_decay = 0.05
+    c.optim.warmup_steps = 200
+    c.train.steps = 5000
+    c.train.log_every = 100
+    c.train.eval_every = 1000
+    c.train.ckpt_every = 1000
+    c.evals = dict(retrieval=dict(name="retrieval"),
+                   zeroshot=dict(name="zeroshot", templates=PROMPTS))
+    if a.runlocal:
+        c.data.batch_size = 64
+        c.data.num_workers = 0
+        c.model.embed_dim = 128
+        c.model.image.channels = (16, 32, 64, 128)
+        c.model.image.width = 128
+        c.model.text = dict(name="text_transformer", max_len=48, width=128, depth=2,
+                            num_heads=4, pool="eos")
+        c.optim.warmup_steps = 30
+        # 1384 training clips: ~22 steps per epoch at batch 64, 400 steps ≈ 18 epochs.
+        c.train.steps = 400
+        c.train.log_every = 25
+        c.train.eval_every = 200
+        c.train.ckpt_every = 200
+    if a.tiny:
+        c.data.name = "instruments/tiny"
+        c.data.batch_size = 8
+        c.data.num_workers = 0
+        c.model.embed_dim = 8
+        c.model.image = dict(name="audio_encoder", sample_rate=16000, n_fft=256, hop=128,
+                             n_mels=16, channels=(4, 8), width=8)
+        c.model.text = dict(name="text_transformer", max_len=48, width=8, depth=1,
+                            num_heads=2, pool="eos")
+        c.optim.warmup_steps = 0
+        c.train.steps = 2
+        c.train.log_every = 1
+        c.train.eval_every = 0
+        c.train.ckpt_every = 2
+    if a.batch:
+        c.data.batch_size = a.batch
+    if a.steps:
+        c.train.steps = a.steps
+    return c
