@@ -4,8 +4,7 @@
     python -m xmodal.main --spec=specs/flowsep.py:runlocal --workdir=/work/runs/flowsep \
         --mode=separate --input=in.wav --query="separate the violin" --out=out.wav
 
-Stages, in order, each in ``<workdir>/<stage>`` (named 1_vae, 2_flow, ... because the trainer
-runs stages in the sorted order of their names):
+Stages, in this order (the spec's ``order``), each in ``<workdir>/<stage>``:
   vae      2-D conv VAE over the normalised log-mel (targets and mixtures of lass_mix)
   flow     rectified flow (CondOT, sigma_min 1e-4) in the frozen VAE latent; the mixture latent as
            extra channels, the query by cross-attention; CFG drop 0.1
@@ -13,7 +12,7 @@ runs stages in the sorted order of their names):
   mask     specs/text_mask_sep.py: the discriminative text-queried mask network (baseline)
   clap     specs/clap.py: the audio-text model for Fréchet distance and CLAPScore
   eval     train.steps = 0: separates the held-out mixtures (test soundfont FluidR3) and writes
-           one table (separation_table.{json,md}) and spectrogram PNGs into <workdir>/6_eval
+           one table (separation_table.{json,md}) and spectrogram PNGs into <workdir>/eval
 
 Arguments: ``runlocal`` (2.05 s at 8 kHz, small models; vae + flow + vocoder + eval took 26 min
 on a shared 2-core CPU, the flow stage 17 of them; the mask and CLAP stages add their own
@@ -29,10 +28,8 @@ import ml_collections
 from xmodal.spec import base, parse_arg, sibling
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-# The trainer runs stages in the order of their names (the validated spec is a ConfigDict, which
-# sorts its keys), so the names carry their position: vae → flow → vocoder → mask → clap → eval.
-VAE, FLOW, VOCODER, MASK, CLAP, EVAL = ("1_vae", "2_flow", "3_vocoder", "4_mask", "5_clap",
-                                        "6_eval")
+VAE, FLOW, VOCODER, MASK, CLAP, EVAL = "vae", "flow", "vocoder", "mask", "clap", "eval"
+ORDER = (VAE, FLOW, VOCODER, MASK, CLAP, EVAL)
 
 
 def _stage(a, data, transform, batch, steps, lr):
@@ -102,7 +99,7 @@ def get_config(arg=None):
     stages = {VAE: vae, FLOW: flow, VOCODER: voc}
 
     # mask_from / clap_from stay "" without those stages (their table entries are then left
-    # out); they can point at other trained workdirs: --spec.stages.6_eval.evals.separation.*.
+    # out); they can point at other trained workdirs: --spec.stages.eval.evals.separation.*.
     evaluator = dict(name="separation", vocoder_from="stage:" + VOCODER, mask_from="",
                      clap_from="", steps=10, solver="euler", cfg_scale=1.0, extra_steps=(1,),
                      nfe_sweep=(1, 2, 5, 10, 25), plots=4)
@@ -130,4 +127,5 @@ def get_config(arg=None):
     ev.init_from = "stage:" + FLOW
     ev.evals = dict(separation=evaluator)
     stages[EVAL] = ev
-    return ml_collections.ConfigDict({"stages": stages, "seed": 0})
+    return ml_collections.ConfigDict(
+        {"stages": stages, "seed": 0, "order": [n for n in ORDER if n in stages]})

@@ -27,10 +27,10 @@ def test_flowsep_spec_trains_evaluates_and_separates(tmp_path):
     wd = tmp_path / "flowsep"
     r = _main(wd)
     assert r.returncode == 0, r.stderr[-5000:]
-    for stage in ("1_vae", "2_flow", "3_vocoder"):
+    for stage in ("vae", "flow", "vocoder"):
         assert os.listdir(wd / stage / "checkpoints") == ["2"], stage
-    assert os.path.isfile(wd / "1_vae" / "latent_stats.json")
-    ev = wd / "6_eval"
+    assert os.path.isfile(wd / "vae" / "latent_stats.json")
+    ev = wd / "eval"
     table = json.load(open(ev / "separation_table.json"))
     rows = table["rows"]
     for name in ("FlowSep (vocoder)", "FlowSep (estimate magnitude + mixture phase)",
