@@ -101,7 +101,7 @@ def test_objective_loss_finite_and_decreases(loss):
 @pytest.mark.slow
 @skip_unless_installed("lass_mix/tiny")
 def test_text_mask_sep_spec_cli_and_mask_estimates(tmp_path):
-    from xmodal.evaluate.separation_baselines import mask_estimates, mask_network_separate
+    from xmodal.evaluate.separation_baselines import mask_estimates
     workdir = tmp_path / "mask"
     r = subprocess.run(
         [sys.executable, "-m", "xmodal.main", "--spec=specs/text_mask_sep.py:tiny,data=lass_mix/tiny",
@@ -116,7 +116,7 @@ def test_text_mask_sep_spec_cli_and_mask_estimates(tmp_path):
     est = mask_estimates(str(workdir), mix, tokens, batch_size=2)
     assert est.shape == mix.shape and np.all(np.isfinite(est))
     # Given at 16 kHz, the 8 kHz model's estimate comes back at 16 kHz and the same length.
-    est16 = mask_network_separate(str(workdir), mix, tokens, sample_rate=16000)
+    est16 = mask_estimates(str(workdir), mix, tokens, sample_rate=16000)
     assert est16.shape == mix.shape and np.all(np.isfinite(est16))
     with pytest.raises(ValueError, match="tokens"):
         mask_estimates(str(workdir), mix, tokens[:2])

@@ -125,9 +125,6 @@ def mask_estimates(workdir: str, mixture, query_tokens, sample_rate: int | None 
     return est.astype(np.float32)
 
 
-# The name task D's separation evaluator calls.
-mask_network_separate = mask_estimates
-
 
 # ------------------------------------------------------------------------------ scoring
 

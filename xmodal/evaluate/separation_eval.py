@@ -4,7 +4,7 @@ latency per separated second vs the number of Euler steps, and spectrogram PNGs.
 
 Rows: FlowSep with the neural vocoder, with the estimate's magnitude on the mixture's phase,
 with Griffin-Lim; the unprocessed mixture; the oracle ideal ratio mask (upper bound); the
-discriminative text-queried mask network (task E's stage, when trained); the reference itself
+discriminative text-queried mask network (the mask stage, when trained); the reference itself
 (the ceiling of the embedding metrics). Columns: Fréchet distance and CLAPScore with our own
 audio-text model (when its stage is trained), log-mel distance, SI-SDR and SI-SDRi.
 """
