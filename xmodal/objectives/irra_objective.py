@@ -29,7 +29,7 @@ from jax.sharding import Mesh
 from xmodal.objectives import OBJECTIVES
 from xmodal.objectives.contrastive import clip_loss
 from xmodal.objectives.lightclip_objective import check_fusion_model
-from xmodal.objectives.mlm import mask_tokens, mlm_loss
+from xmodal.objectives.mlm import fusion_forward, mlm_loss
 from xmodal.objectives.sdm import sdm_loss
 from xmodal.registry import SpecError
 
@@ -55,13 +55,8 @@ class IRRAObjective:
         if "identity" not in batch:
             raise ValueError(f"irra needs an 'identity' batch key (int identity per pair); "
                              f"batch has {sorted(batch)}; use the emoji_styles transform")
-        mask_rng, dropout_rng = jax.random.split(rng)
-        masked = selected = None
-        if self.irr_weight > 0:
-            masked, selected = mask_tokens(mask_rng, batch["text"], self.mask_rate,
-                                           self.model.mask_id)
-        out = self.model.apply({"params": params["model"]}, batch["image"], batch["text"],
-                               masked, train=True, rngs={"dropout": dropout_rng})
+        out, selected = fusion_forward(self.model, params["model"], batch, rng, self.mask_rate,
+                                       with_mlm=self.irr_weight > 0)
         if self.loss_kind == "sdm":
             loss, aux = sdm_loss(out["zimg"], out["ztxt"], batch["identity"], tau=self.tau)
         else:

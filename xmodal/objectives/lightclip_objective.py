@@ -29,7 +29,7 @@ import jax.numpy as jnp
 from jax.sharding import Mesh
 
 from xmodal.objectives import OBJECTIVES
-from xmodal.objectives.mlm import mask_tokens, mlm_loss
+from xmodal.objectives.mlm import fusion_forward, mlm_loss
 from xmodal.objectives.soft_labels import cosine_ramp, linear_ramp, soft_label_clip_loss
 from xmodal.objectives.token_matching import token_matching_loss
 from xmodal.registry import SpecError
@@ -66,13 +66,8 @@ class LightCLIPObjective:
         return {"model": variables["params"]}
 
     def loss(self, params: dict, batch: dict, rng: jax.Array, group: str = "model", step=0):
-        mask_rng, dropout_rng = jax.random.split(rng)
-        masked = selected = None
-        if self.mlm_weight > 0:
-            masked, selected = mask_tokens(mask_rng, batch["text"], self.mask_rate,
-                                           self.model.mask_id)
-        out = self.model.apply({"params": params["model"]}, batch["image"], batch["text"],
-                               masked, train=True, rngs={"dropout": dropout_rng})
+        out, selected = fusion_forward(self.model, params["model"], batch, rng, self.mask_rate,
+                                       with_mlm=self.mlm_weight > 0)
         scale = out["logit_scale"]
         loss, aux = soft_label_clip_loss(out["zimg"], out["ztxt"], scale, self.alpha(step))
         aux = dict(aux, global_loss=jax.lax.stop_gradient(loss), logit_scale=scale)

@@ -56,3 +56,17 @@ def mlm_loss(logits: Array, ids: Array, selected: Array) -> tuple[Array, dict[st
     aux = {"mlm_acc": jax.lax.stop_gradient(jnp.sum(correct * w) / count),
            "mlm_frac": jax.lax.stop_gradient(jnp.mean(w))}
     return loss, aux
+
+
+def fusion_forward(model, params: dict, batch: dict, rng: Array, mask_rate: float,
+                   with_mlm: bool) -> tuple[dict, Array | None]:
+    """One training forward of a ``fusion_two_tower`` model (IRRA, LightCLIP): masks the caption
+    when the MLM term is on, runs the model with dropout; returns ``(outputs, selected)`` where
+    ``selected`` marks the masked tokens (None without MLM)."""
+    mask_rng, dropout_rng = jax.random.split(rng)
+    masked = selected = None
+    if with_mlm:
+        masked, selected = mask_tokens(mask_rng, batch["text"], mask_rate, model.mask_id)
+    out = model.apply({"params": params}, batch["image"], batch["text"], masked, train=True,
+                      rngs={"dropout": dropout_rng})
+    return out, selected
