@@ -165,6 +165,17 @@ def test_resample_keeps_a_tone_and_sets_length():
     assert abs(np.argmax(spectrum) * 22050 / len(z) - f0) < 2
 
 
+@pytest.mark.parametrize("sr_in,sr_out", [(16000, 8000), (44100, 16000), (16000, 22050),
+                                           (8000, 16000), (16000, 16000)])
+@pytest.mark.parametrize("start,length", [(0, 4096), (1000, 777), (7, 33), (9000, 4000)])
+def test_resample_span_equals_cropping_the_full_resampling(sr_in, sr_out, start, length):
+    x = np.random.default_rng(0).normal(size=(2, 12000)).astype(np.float32)
+    full = audio.resample(x, sr_in, sr_out)
+    span = audio.resample_span(x, sr_in, sr_out, start, length)
+    # same samples (also where the crop runs past the end: then shorter, like the slice)
+    np.testing.assert_allclose(span, full[..., start:start + length], atol=1e-6)
+
+
 def test_bad_arguments_name_the_problem():
     x = np.zeros(1000, np.float32)
     with pytest.raises(ValueError, match="hop must be"):

@@ -1,5 +1,7 @@
 """The FlowSep objective (flow in a frozen VAE latent), its sampler, and the separation
 transform."""
+import dataclasses
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -96,9 +98,43 @@ def test_separate_latent_counts_evaluations_and_cfg(solver, steps, nfe):
     assert obj.decode_mel(z).shape == (2, 32, 16)
 
 
+def test_x1_prediction_is_converted_to_the_path_velocity():
+    """With prediction="x1" the network's output is the clean latent: a perfect x1 prediction
+    gives exactly the CondOT velocity x1 - (1 - sigma_min) x0 (away from t = 1, where the
+    division is bounded), so the loss of the velocity MSE is zero for it."""
+    obj = _objective(prediction="x1")
+    r = np.random.default_rng(0)
+    x0, x1 = (jnp.asarray(r.normal(size=(3, 8, 4, 4)), jnp.float32) for _ in range(2))
+    t = jnp.asarray([0.0, 0.3, 0.9])
+    x_t = obj.path.sample(x0, x1, t).x_t
+
+    class Oracle:  # stands in for the network: returns the true x1 whatever it is given
+        @staticmethod
+        def apply(variables, x, tt, mix, query):
+            return x1
+    v = dataclasses.replace(obj, model=Oracle()).velocity({}, x_t, t, None, None)
+    np.testing.assert_allclose(v, x1 - (1 - 1e-4) * x0, rtol=1e-4, atol=1e-4)
+    # Near t = 1 the bound keeps the velocity finite and bounded for a wrong prediction.
+    t1 = jnp.ones((3,))
+    wrong = dataclasses.replace(obj, model=type("Zero", (), {"apply": staticmethod(
+        lambda variables, x, tt, mix, query: jnp.zeros_like(x))})())
+    v1 = wrong.velocity({}, x1, t1, None, None)
+    assert np.all(np.isfinite(v1)) and float(jnp.max(jnp.abs(v1))) <= 20 * float(
+        jnp.max(jnp.abs(x1))) + 1e-3
+    # The whole loss trains and samples with it.
+    batch = _batch(2)
+    params = obj.init(jax.random.key(0), batch)
+    loss, _ = obj.loss(params, batch, jax.random.key(1))
+    z, n = obj.separate_latent(params, batch["mixture"], batch["query"], jax.random.key(1),
+                               steps=4, cfg_scale=2.0)
+    assert np.isfinite(float(loss)) and n == 4 and np.all(np.isfinite(z))
+
+
 def test_flowsep_rejects_bad_arguments_and_missing_vae(tmp_path):
     with pytest.raises(ValueError, match="cfg_drop"):
         OBJECTIVES.build("flowsep", cfg_drop=1.5)
+    with pytest.raises(ValueError, match="velocity.*x1"):
+        OBJECTIVES.build("flowsep", prediction="noise")
     from xmodal.registry import SpecError
     with pytest.raises(SpecError, match="spec.json"):
         OBJECTIVES.build("flowsep", vae_from=str(tmp_path))(MODELS.build("dit", **NET), None)

@@ -57,3 +57,14 @@ def test_queries_are_normalised_to_the_training_form():
     assert normalise_query("separate the oboe") == "separate the oboe"
     with pytest.raises(CommandError, match="--query"):
         normalise_query("   ")
+
+
+def test_sampler_settings_are_the_spec_evaluators():
+    """A user's file is separated with the sampler the eval table was measured with."""
+    from xmodal.commands.separate import sampler_settings
+    from xmodal.spec import load
+    spec = load("specs/flowsep.py:tiny,noise_scale=0.4")
+    assert sampler_settings(spec) == dict(steps=10, solver="euler", cfg_scale=1.0,
+                                          noise_scale=0.4)
+    spec.stages.eval.evals.separation.steps = 3
+    assert sampler_settings(spec)["steps"] == 3

@@ -69,9 +69,19 @@ def test_failed_start_keeps_existing_outputs(tmp_path):
 def test_multistage_spec_runs_stages_in_order(tmp_path):
     import subprocess
     wd = tmp_path / "ms"
-    r = subprocess.run([cli.sys.executable, "-m", "xmodal.main", "--spec=tests/specs/two_stage.py",
-                        f"--workdir={wd}"], cwd=cli.ROOT, env=cli.env(), capture_output=True,
-                       text=True, timeout=600)
+
+    def main(*flags):
+        return subprocess.run([cli.sys.executable, "-m", "xmodal.main",
+                               "--spec=tests/specs/two_stage.py", f"--workdir={wd}", *flags],
+                              cwd=cli.ROOT, env=cli.env(), capture_output=True, text=True,
+                              timeout=600)
+    # --stages runs a subset; an unknown name is refused with the spec's stage names.
+    r = main("--stages=c")
+    assert r.returncode != 0 and "no stage ['c']" in r.stderr and "['a', 'b']" in r.stderr
+    r = main("--stages=a")
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert os.listdir(wd / "a" / "checkpoints") == ["2"] and not (wd / "b").exists()
+    r = main()  # a is done (resumes at its last step), b trains from it
     assert r.returncode == 0, r.stderr[-3000:]
     assert os.listdir(wd / "a" / "checkpoints") == ["2"]
     assert os.listdir(wd / "b" / "checkpoints") == ["1"]

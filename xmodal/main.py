@@ -26,6 +26,9 @@ _OUT = flags.DEFINE_string("out", "", "command output file")
 _UNTIL = flags.DEFINE_integer(
     "until_step", 0, "stop this invocation after this step (checkpointed) even if train.steps "
     "is larger; the schedule still follows train.steps. 0 = run to the end")
+_STAGES = flags.DEFINE_list(
+    "stages", [], "run only these stages of a multi-stage spec (in the spec's order); the "
+    "others must be done already where a run stage reads them ('stage:<name>')")
 flags.mark_flags_as_required(["spec", "workdir"])
 
 
@@ -48,7 +51,8 @@ def main(argv):
     from xmodal.data.sources import DataSourceMissing
     try:
         if _MODE.value in ("train", "eval"):
-            trainer.run(spec, _WORKDIR.value, mode=_MODE.value, until_step=_UNTIL.value)
+            trainer.run(spec, _WORKDIR.value, mode=_MODE.value, until_step=_UNTIL.value,
+                        only=tuple(_STAGES.value))
         else:
             from xmodal.commands import COMMANDS
             COMMANDS.get(_MODE.value)(spec, _WORKDIR.value, input=_INPUT.value,

@@ -104,15 +104,17 @@ class Separator:
         return cls(objective, params, vocoder, vocoder_params,
                    sample_rate=int(t.get("sample_rate", 16000)), length=int(t.get("length", 0)))
 
-    def fn(self, steps: int, solver: str, cfg_scale: float, which: tuple = RENDERERS):
+    def fn(self, steps: int, solver: str, cfg_scale: float, which: tuple = RENDERERS,
+           noise_scale: float = 1.0):
         """Jitted ``(params, vocoder_params, mixture, tokens, rng) -> dict of outputs``."""
-        key = (steps, solver, float(cfg_scale), tuple(which))
+        key = (steps, solver, float(cfg_scale), tuple(which), float(noise_scale))
         if key not in self._fns:
             obj, voc, iters = self.objective, self.vocoder, self.gl_iters
 
             def run(params, vparams, mixture, tokens, rng):
                 z, _ = obj.separate_latent(params, mixture, tokens, rng, steps=steps,
-                                           solver=solver, cfg_scale=cfg_scale)
+                                           solver=solver, cfg_scale=cfg_scale,
+                                           noise_scale=noise_scale)
                 mel = obj.decode_mel(z)
                 return render(obj, mel, mixture, vocoder=voc, vocoder_params=vparams,
                               gl_iters=iters, which=which)
@@ -120,10 +122,11 @@ class Separator:
         return self._fns[key]
 
     def separate(self, mixture, tokens, *, steps: int = 10, solver: str = "euler",
-                 cfg_scale: float = 1.0, seed: int = 0, which: tuple = RENDERERS) -> dict:
+                 cfg_scale: float = 1.0, seed: int = 0, which: tuple = RENDERERS,
+                 noise_scale: float = 1.0) -> dict:
         mixture = jnp.asarray(mixture, jnp.float32)
         tokens = jnp.asarray(tokens, jnp.int32)
-        out = self.fn(steps, solver, cfg_scale, which)(self.params, self.vocoder_params, mixture,
+        out = self.fn(steps, solver, cfg_scale, which, noise_scale)(self.params, self.vocoder_params, mixture,
                                                 tokens, jax.random.key(seed))
         return {k: np.asarray(v) for k, v in out.items()}
 

@@ -34,10 +34,20 @@ class NonFiniteError(FloatingPointError):
     """Training produced NaN/Inf; the message names the step and the metric."""
 
 
-def run(spec: mlc.ConfigDict, workdir: str, mode: str = "train", until_step: int = 0) -> dict:
-    """Runs every stage of ``spec`` in order (``workdir/<stage>`` each); returns final metrics."""
+def run(spec: mlc.ConfigDict, workdir: str, mode: str = "train", until_step: int = 0,
+        only: tuple = ()) -> dict:
+    """Runs every stage of ``spec`` in order (``workdir/<stage>`` each), or only the stages
+    named in ``only`` (still in the spec's order; e.g. retrain one stage of a pipeline whose
+    earlier stages are done); returns final metrics."""
+    stages = spec_lib.stages_of(spec)
+    names = [n for n, _ in stages]
+    unknown = sorted(set(only) - set(names))
+    if unknown:
+        raise SpecError(f"no stage {unknown} in this spec; its stages: {names}")
     results = {}
-    for name, stage in spec_lib.stages_of(spec):
+    for name, stage in stages:
+        if only and name not in only:
+            continue
         stage_dir = os.path.join(workdir, name) if name else workdir
         stage = _resolve_stage_refs(stage, workdir)
         results[name or "main"] = run_stage(stage, stage_dir, mode=mode, until_step=until_step)

@@ -58,10 +58,28 @@ def normalise_query(query: str) -> str:
     return "separate " + (q if q.startswith("the ") else "the " + q)
 
 
+def sampler_settings(spec) -> dict:
+    """steps / solver / cfg_scale / noise_scale of the spec's ``separation`` evaluator (the
+    evaluator's defaults where the spec has none)."""
+    import inspect
+
+    from xmodal import spec as spec_lib
+    from xmodal.evaluate.separation_eval import separation
+    keys = ("steps", "solver", "cfg_scale", "noise_scale")
+    out = {k: p.default for k, p in inspect.signature(separation).parameters.items()
+           if k in keys}
+    for _, stage in spec_lib.stages_of(spec):
+        for ev in (stage.get("evals") or {}).values():
+            if ev.get("name") == "separation":
+                out.update({k: ev[k] for k in keys if k in ev})
+    return out
+
+
 @COMMANDS.register("separate")
-def separate(spec, workdir: str, *, input: str, query: str, out: str, steps: int = 10,
-             batch: int = 8) -> dict:
-    """See the module docstring. Returns {"out": path, "mixphase": path, "chunks": n}."""
+def separate(spec, workdir: str, *, input: str, query: str, out: str, batch: int = 8) -> dict:
+    """See the module docstring. The sampler settings (steps, CFG scale, noise scale) are the
+    spec's ``separation`` evaluator's, so a file is separated as the table was measured.
+    Returns {"out": path, "mixphase": path, "chunks": n}."""
     import soundfile as sf
 
     from xmodal.data.transforms import TRANSFORMS
@@ -72,6 +90,7 @@ def separate(spec, workdir: str, *, input: str, query: str, out: str, steps: int
         raise CommandError("--out is required: where to write the separated wav")
     q = normalise_query(query)
     sep = Separator.from_workdir(spec, workdir)
+    sampler = sampler_settings(spec)
     flow = next(s for _, s in spec_lib.stages_of(spec) if s.objective.name == "flowsep")
     transform = TRANSFORMS.build(flow.data.transform.name,
                                  **spec_lib.component_kwargs(flow.data.transform))
@@ -90,7 +109,7 @@ def separate(spec, workdir: str, *, input: str, query: str, out: str, steps: int
         part = pieces[i:i + batch]
         pad = batch - len(part)
         part = np.concatenate([part, np.zeros((pad, length), np.float32)]) if pad else part
-        got = sep.separate(part, tokens, steps=steps, which=which, seed=i)
+        got = sep.separate(part, tokens, which=which, seed=i, **sampler)
         for k in which:
             outs[k].append(got[k][: batch - pad])
     main = which[0]

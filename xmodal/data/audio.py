@@ -229,6 +229,23 @@ def resample(x: np.ndarray, sr_in: int, sr_out: int) -> np.ndarray:
     return signal.resample_poly(x, sr_out // g, sr_in // g, axis=-1).astype(np.float32)
 
 
+def resample_span(x: np.ndarray, sr_in: int, sr_out: int, start: int, length: int) -> np.ndarray:
+    """``resample(x, sr_in, sr_out)[..., start:start + length]`` computed from only the input
+    samples it needs (plus the filter's reach), so cropping a short clip out of a long
+    recording costs the clip, not the recording. The input window starts at a whole polyphase
+    period, so the kept samples equal the full resampling's (float rounding aside)."""
+    g = math.gcd(sr_in, sr_out)
+    up, down = sr_out // g, sr_in // g
+    if up == down == 1:
+        return np.asarray(x, np.float32)[..., start:start + length].copy()
+    # scipy's low-pass reaches 10 * max(up, down) samples of the upsampled signal each side.
+    reach = -(-10 * max(up, down) // up) + 2          # in input samples
+    k = max(0, (start * down // up - reach) // down)  # whole periods skipped
+    stop = -(-(start + length) * down // up) + reach + 1
+    y = resample(np.asarray(x)[..., k * down:stop], sr_in, sr_out)
+    return y[..., start - k * up:start - k * up + length]
+
+
 def rms_db(x: jnp.ndarray, floor: float = 1e-10) -> jnp.ndarray:
     """RMS level in dBFS over the last axis: 20 log10(sqrt(mean(x^2))) (full scale = 1.0)."""
     rms = jnp.sqrt(jnp.mean(jnp.square(x), axis=-1))

@@ -73,13 +73,15 @@ def markdown_table(rows: dict, notes: list[str]) -> str:
 @EVALUATORS.register("separation")
 def separation(vocoder_from: str = "", mask_from: str = "", clap_from: str = "",
                steps: int = 10, solver: str = "euler", cfg_scale: float = 1.0,
-               extra_steps: tuple = (),
+               noise_scale: float = 1.0, extra_steps: tuple = (), extra_noise_scales: tuple = (),
                nfe_sweep: tuple = (1, 2, 5, 10, 25), plots: int = 4, chunk: int = 32,
                latency_batch: int = 8, gl_iters: int = 32, seed: int = 0):
     """See the module docstring. ``*_from``: stage workdirs ("stage:vocoder", ...); a missing
     one drops its row/columns (said in the table's notes). ``extra_steps``: more FlowSep rows
     (vocoder and mixture phase) with that many Euler steps; 1 step from noise gives the
-    network's estimate of the conditional mean E[x1 | mixture, query] rather than a sample."""
+    network's estimate of the conditional mean E[x1 | mixture, query] rather than a sample.
+    ``noise_scale``: the sampling temperature of the FlowSep rows (``separate_latent``; 1 = the
+    paper's N(0, I)); ``extra_noise_scales``: more rows at ``steps`` steps with those."""
     def run(ctx: EvalContext) -> dict:
         obj = ctx.objective
         mixture = np.asarray(ctx.arrays["mixture"], np.float32)
@@ -88,7 +90,8 @@ def separation(vocoder_from: str = "", mask_from: str = "", clap_from: str = "",
         sr = obj.mel.sample_rate
         vocoder = vparams = None
         notes = [f"{len(mixture)} held-out mixtures of {mixture.shape[1] / sr:.2f} s at {sr} Hz; "
-                 f"FlowSep: {steps} {solver} steps, CFG scale {cfg_scale}, step {ctx.step}"]
+                 f"FlowSep: {steps} {solver} steps, CFG scale {cfg_scale}, noise scale {noise_scale}, "
+                 f"step {ctx.step}"]
         if vocoder_from and os.path.isdir(os.path.join(vocoder_from, "checkpoints")):
             vocoder, vparams, _ = load_stage(vocoder_from)
         else:
@@ -96,7 +99,7 @@ def separation(vocoder_from: str = "", mask_from: str = "", clap_from: str = "",
         sep = Separator(obj, ctx.params, vocoder, vparams, sample_rate=sr, gl_iters=gl_iters)
 
         # ---------------------------------------------------------------- separate, in chunks
-        def separate_all(n_steps, which):
+        def separate_all(n_steps, which, tau=noise_scale):
             outs: dict[str, list] = {}
             for i in range(0, len(mixture), chunk):
                 m, q = mixture[i:i + chunk], tokens[i:i + chunk]
@@ -105,7 +108,7 @@ def separation(vocoder_from: str = "", mask_from: str = "", clap_from: str = "",
                     m = np.concatenate([m, np.repeat(m[-1:], pad, 0)])
                     q = np.concatenate([q, np.repeat(q[-1:], pad, 0)])
                 o = sep.separate(m, q, steps=n_steps, solver=solver, cfg_scale=cfg_scale,
-                                 seed=seed + i, which=which)
+                                 seed=seed + i, which=which, noise_scale=tau)
                 for k, v in o.items():
                     outs.setdefault(k, []).append(v[: chunk - pad])
             return {k: np.concatenate(v) for k, v in outs.items()}
@@ -119,6 +122,13 @@ def separation(vocoder_from: str = "", mask_from: str = "", clap_from: str = "",
         for n in extra_steps:
             more = separate_all(int(n), ("vocoder", "mixture_phase"))
             tag = f"{int(n)} {solver} step{'s' if int(n) > 1 else ''}"
+            if "vocoder" in more:
+                estimates[f"FlowSep, {tag} (vocoder)"] = more["vocoder"]
+            estimates[f"FlowSep, {tag} (estimate magnitude + mixture phase)"] = \
+                more["mixture_phase"]
+        for tau in extra_noise_scales:
+            more = separate_all(steps, ("vocoder", "mixture_phase"), float(tau))
+            tag = f"{steps} {solver} steps, noise scale {float(tau):g}"
             if "vocoder" in more:
                 estimates[f"FlowSep, {tag} (vocoder)"] = more["vocoder"]
             estimates[f"FlowSep, {tag} (estimate magnitude + mixture phase)"] = \

@@ -98,10 +98,13 @@ class AffinePath:
         a, s, da, ds = self._coeffs(t, x_t)
         return (da * x_t - a * v) / (da * s - a * ds)
 
-    def x1_to_velocity(self, x_t: Array, x1: Array, t) -> Array:
-        """Velocity from a data prediction: v = alpha' x1 + sigma' (x_t - alpha x1) / sigma."""
+    def x1_to_velocity(self, x_t: Array, x1: Array, t, min_sigma: float = 0.0) -> Array:
+        """Velocity from a data prediction: v = alpha' x1 + sigma' (x_t - alpha x1) / sigma.
+        ``min_sigma`` > 0 bounds the division near the data end, where sigma -> 0 would
+        amplify any error of x1 without limit (as data-prediction flows train, e.g. Li & He
+        2025, "Back to Basics: Let Denoising Generative Models Denoise", with 0.05)."""
         a, s, da, ds = self._coeffs(t, x_t)
-        return da * x1 + ds * (x_t - a * x1) / s
+        return da * x1 + ds * (x_t - a * x1) / jnp.maximum(s, min_sigma)
 
     def x0_to_velocity(self, x_t: Array, x0: Array, t) -> Array:
         """Velocity from a noise prediction: v = alpha' (x_t - sigma x0) / alpha + sigma' x0."""

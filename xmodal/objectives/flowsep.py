@@ -35,6 +35,8 @@ from xmodal.objectives.flow_paths import CondOTPath
 from xmodal.registry import SpecError
 
 LATENT_STATS = "latent_stats.json"
+PREDICTIONS = ("velocity", "x1")
+X1_MIN_SIGMA = 0.05   # bound on 1 / sigma(t) when an x1 prediction becomes a velocity
 
 
 def load_vae(vae_from: str, vae: dict | None, mel: dict | None):
@@ -73,6 +75,7 @@ class FlowSepObjective:
     path: CondOTPath
     time_sampler: Any
     max_text_len: int
+    prediction: str = "velocity"
     groups: tuple = ("model",)
 
     # ------------------------------------------------------------------ frozen VAE
@@ -95,6 +98,14 @@ class FlowSepObjective:
     def null_query(self):
         return jnp.asarray(ByteTokenizer(self.max_text_len).encode(""))
 
+    def velocity(self, params, x_t, t, mix, query):
+        """The network's output as a velocity: itself (``prediction="velocity"``, the paper)
+        or, for ``prediction="x1"``, converted from its prediction of the clean latent."""
+        out = self.model.apply({"params": params}, x_t, t, mix, query)
+        if self.prediction == "velocity":
+            return out
+        return self.path.x1_to_velocity(x_t, out, t, min_sigma=X1_MIN_SIGMA)
+
     # ------------------------------------------------------------------ training
     def init(self, rng, batch):
         z = self.encode(batch["mixture"][:1])
@@ -106,7 +117,7 @@ class FlowSepObjective:
         mix = self.encode(batch["mixture"])
 
         def apply_fn(p, x_t, t, query):
-            return self.model.apply({"params": p}, x_t, t, mix, query)
+            return self.velocity(p, x_t, t, mix, query)
 
         loss, aux = flow_matching_loss(
             apply_fn, params["model"], x1, batch["query"], rng, path=self.path,
@@ -115,23 +126,26 @@ class FlowSepObjective:
 
     # ------------------------------------------------------------------ inference
     def separate_latent(self, params, mixture, query, rng, *, steps: int = 10,
-                        solver: str = "euler", cfg_scale: float = 1.0):
+                        solver: str = "euler", cfg_scale: float = 1.0, noise_scale: float = 1.0):
         """Estimated target latent for mixtures [B, T] and query tokens [B, L]:
         ``steps`` fixed steps of ``solver`` (or ``solver="adaptive"``) from noise; with
-        ``cfg_scale != 1`` the guided velocity v_null + w (v_query - v_null). Returns (z, nfe)."""
+        ``cfg_scale != 1`` the guided velocity v_null + w (v_query - v_null). ``noise_scale``
+        (sampling temperature, 1 = the paper) scales the starting noise x0 ~ N(0, noise_scale²):
+        below 1 the sample moves toward the conditional mode, as TTS flows sample (Matcha-TTS:
+        0.667); 0 is the deterministic path from x0 = 0. Returns (z, nfe)."""
         mix = self.encode(mixture)
-        x0 = jax.random.normal(rng, mix.shape, jnp.float32)
+        x0 = noise_scale * jax.random.normal(rng, mix.shape, jnp.float32)
         if cfg_scale == 1.0:
             def f(x, t):
-                return self.model.apply({"params": params["model"]}, x,
-                                        jnp.full((x.shape[0],), t, jnp.float32), mix, query)
+                return self.velocity(params["model"], x, jnp.full((x.shape[0],), t, jnp.float32),
+                                     mix, query)
         else:
             null = jnp.broadcast_to(self.null_query(), query.shape)
 
             def f(x, t):
-                v = self.model.apply({"params": params["model"]}, jnp.concatenate([x, x]),
-                                     jnp.full((2 * x.shape[0],), t, jnp.float32),
-                                     jnp.concatenate([mix, mix]), jnp.concatenate([query, null]))
+                v = self.velocity(params["model"], jnp.concatenate([x, x]),
+                                  jnp.full((2 * x.shape[0],), t, jnp.float32),
+                                  jnp.concatenate([mix, mix]), jnp.concatenate([query, null]))
                 v_c, v_n = jnp.split(v, 2)
                 return v_n + cfg_scale * (v_c - v_n)
         if solver == "adaptive":
@@ -142,9 +156,13 @@ class FlowSepObjective:
 @OBJECTIVES.register("flowsep")
 def flowsep(vae_from: str = "", vae: dict | None = None, mel: dict | None = None,
             cfg_drop: float = 0.1, sigma_min: float = 1e-4, time_sampler: str = "uniform",
-            latent_scale: float = 0.0, max_text_len: int = 48):
+            latent_scale: float = 0.0, max_text_len: int = 48, prediction: str = "velocity"):
     """``vae_from``: the VAE stage's workdir ("stage:vae" in a spec); ``vae``/``mel``: only for
-    ``vae_from=""`` (an untrained VAE, for tests). ``latent_scale`` 0 = 1 / the measured std."""
+    ``vae_from=""`` (an untrained VAE, for tests). ``latent_scale`` 0 = 1 / the measured std.
+    ``prediction``: what the network outputs, ``velocity`` or ``x1`` (the clean latent; the
+    loss stays the velocity MSE, see ``FlowSepObjective.velocity``)."""
+    if prediction not in PREDICTIONS:
+        raise ValueError(f"flowsep prediction must be one of {PREDICTIONS}, got {prediction!r}")
     if not 0.0 <= cfg_drop <= 1.0:
         raise ValueError(f"flowsep cfg_drop must be in [0, 1], got {cfg_drop}")
     sampler = TIME_SAMPLERS.get(time_sampler)()
@@ -153,5 +171,5 @@ def flowsep(vae_from: str = "", vae: dict | None = None, mel: dict | None = None
         vae_model, params, cfg, std = load_vae(vae_from, vae, mel)
         scale = latent_scale or 1.0 / max(std, 1e-6)
         return FlowSepObjective(model, vae_model, params, cfg, float(scale), cfg_drop,
-                                CondOTPath(sigma_min=sigma_min), sampler, max_text_len)
+                                CondOTPath(sigma_min=sigma_min), sampler, max_text_len, prediction)
     return bind

@@ -38,14 +38,14 @@ class SeparationTransform(grain.transforms.Map):
 
     def wave(self, x: np.ndarray) -> np.ndarray:
         x = np.asarray(x, np.float32).reshape(-1)
-        x = audio.resample(x, self.source_rate, self.sample_rate)
         start = int(round(self.offset * self.sample_rate))
         if self.length:
-            x = x[start:start + self.length]
+            x = audio.resample_span(x, self.source_rate, self.sample_rate, start, self.length)
             if len(x) < self.length:
                 raise ValueError(f"record has {len(x)} samples after offset {self.offset} s at "
                                  f"{self.sample_rate} Hz; need length={self.length}")
-        return x[start:] if not self.length else x
+            return x
+        return audio.resample(x, self.source_rate, self.sample_rate)[start:]
 
     def map(self, record: Mapping[str, Any]) -> dict[str, np.ndarray]:
         for field in ("mixture", "target", self.query_field):
