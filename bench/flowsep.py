@@ -1,8 +1,10 @@
 """FlowSep speed: the flow stage's training steps/s and MFU, and separation latency vs NFE;
-with ``--ablate_workdir`` instead, separation quality vs steps, solver and CFG scale.
+with ``--ablate_workdir`` instead, separation quality vs steps, solver, CFG scale and noise
+scale (sampling temperature).
 
     python bench/flowsep.py --spec=specs/flowsep.py:runlocal [--steps=20] [--out=bench/x.json]
     python bench/flowsep.py --spec=specs/flowsep.py:runlocal --ablate_workdir=W --examples=128
+    python bench/flowsep.py --spec=specs/flowsep.py:runlocal --ablate_workdir=W --split=train
 
 The flow stage of the spec is built by the trainer (``trainer.build``) with an untrained VAE of
 the VAE stage's architecture in place of ``vae_from`` (speed does not depend on the weights), and
@@ -36,6 +38,8 @@ _ABLATE = flags.DEFINE_string(
     "ablate_workdir", "", "a trained FlowSep workdir: instead of timing, measure separation "
     "quality on held-out mixtures vs Euler steps, solver and CFG scale")
 _EXAMPLES = flags.DEFINE_integer("examples", 128, "held-out mixtures for --ablate_workdir")
+_SPLIT = flags.DEFINE_string("split", "", "split for --ablate_workdir (default: the eval "
+                             "split; 'train' to choose sampler settings without the test set)")
 
 WINDOWS = 3
 NFES = (1, 2, 5, 10, 25)
@@ -57,7 +61,8 @@ def ablate(spec, workdir: str) -> dict:
     _, flow = _stage(spec, "flowsep")
     t = TRANSFORMS.build(flow.data.transform.name,
                          **spec_lib.component_kwargs(flow.data.transform))
-    src = sources.data_source(flow.data.name, flow.data.eval_split, flow.data.data_dir or None)
+    src = sources.data_source(flow.data.name, _SPLIT.value or flow.data.eval_split,
+                              flow.data.data_dir or None)
     ex = [t.map(src[i]) for i in range(min(_EXAMPLES.value, len(src)))]
     mix = np.stack([e["mixture"] for e in ex])
     tgt = np.stack([e["target"] for e in ex])
@@ -67,6 +72,8 @@ def ablate(spec, workdir: str) -> dict:
     settings += [dict(steps=5, solver="midpoint", cfg_scale=1.0),
                  dict(steps=5, solver="heun", cfg_scale=1.0)]
     settings += [dict(steps=10, solver="euler", cfg_scale=w) for w in (0.0, 2.0, 3.0)]
+    settings += [dict(steps=10, solver="euler", cfg_scale=1.0, noise_scale=tau)
+                 for tau in (0.7, 0.5, 0.3, 0.1, 0.0)]
     rows = []
     for s in settings:
         outs = {"mixture_phase": [], "vocoder": []}
@@ -88,7 +95,8 @@ def ablate(spec, workdir: str) -> dict:
         print(row, flush=True)
     mixture = {"log_mel_distance": float(np.mean(log_mel_distance(
         mix, tgt, cfg.sample_rate, n_mels=64, n_fft=cfg.n_fft, hop=cfg.hop)))}
-    return {"workdir": workdir, "examples": len(mix), "mixture": mixture, "rows": rows}
+    return {"workdir": workdir, "split": _SPLIT.value or flow.data.eval_split,
+            "examples": len(mix), "mixture": mixture, "rows": rows}
 
 
 def main(_):
