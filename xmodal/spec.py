@@ -116,9 +116,12 @@ def validate(spec: mlc.ConfigDict) -> mlc.ConfigDict:
             raise SpecError(f"spec 'order' {order} must list each stage once; stages: "
                             f"{sorted(raw['stages'])}")
         stages = {}
+        # The top-level seed shifts every stage's own seed, so ``--spec.seed=1`` reruns a whole
+        # pipeline with other randomness (stage specs built from base() all carry a seed).
+        top = int(raw.get("seed", 0))
         for name, stage in raw["stages"].items():
             stage = dict(stage)
-            stage.setdefault("seed", raw.get("seed", 0))
+            stage["seed"] = int(stage.get("seed", 0)) + top
             stages[name] = _fill(stage, schema.defaults(), f"stages.{name}")
         out = mlc.ConfigDict({"stages": stages, "seed": raw.get("seed", 0), "order": order})
     else:
