@@ -36,7 +36,7 @@ _LAT_BATCH = flags.DEFINE_integer("latency_batch", 8, "mixtures per separation c
 _OUT = flags.DEFINE_string("out", "", "also write the numbers as JSON here")
 _ABLATE = flags.DEFINE_string(
     "ablate_workdir", "", "a trained FlowSep workdir: instead of timing, measure separation "
-    "quality on held-out mixtures vs Euler steps, solver and CFG scale")
+    "quality on held-out mixtures vs Euler steps, solver, CFG scale and noise scale")
 _EXAMPLES = flags.DEFINE_integer("examples", 128, "held-out mixtures for --ablate_workdir")
 _SPLIT = flags.DEFINE_string("split", "", "split for --ablate_workdir (default: the eval "
                              "split; 'train' to choose sampler settings without the test set)")
@@ -61,8 +61,8 @@ def ablate(spec, workdir: str) -> dict:
     _, flow = _stage(spec, "flowsep")
     t = TRANSFORMS.build(flow.data.transform.name,
                          **spec_lib.component_kwargs(flow.data.transform))
-    src = sources.data_source(flow.data.name, _SPLIT.value or flow.data.eval_split,
-                              flow.data.data_dir or None)
+    split = _SPLIT.value or flow.data.eval_split
+    src = sources.data_source(flow.data.name, split, flow.data.data_dir or None)
     ex = [t.map(src[i]) for i in range(min(_EXAMPLES.value, len(src)))]
     mix = np.stack([e["mixture"] for e in ex])
     tgt = np.stack([e["target"] for e in ex])
@@ -95,8 +95,7 @@ def ablate(spec, workdir: str) -> dict:
         print(row, flush=True)
     mixture = {"log_mel_distance": float(np.mean(log_mel_distance(
         mix, tgt, cfg.sample_rate, n_mels=64, n_fft=cfg.n_fft, hop=cfg.hop)))}
-    return {"workdir": workdir, "split": _SPLIT.value or flow.data.eval_split,
-            "examples": len(mix), "mixture": mixture, "rows": rows}
+    return {"workdir": workdir, "split": split, "examples": len(mix), "mixture": mixture, "rows": rows}
 
 
 def main(_):

@@ -108,16 +108,17 @@ def test_x1_prediction_is_converted_to_the_path_velocity():
     t = jnp.asarray([0.0, 0.3, 0.9])
     x_t = obj.path.sample(x0, x1, t).x_t
 
-    class Oracle:  # stands in for the network: returns the true x1 whatever it is given
-        @staticmethod
-        def apply(variables, x, tt, mix, query):
-            return x1
-    v = dataclasses.replace(obj, model=Oracle()).velocity({}, x_t, t, None, None)
+    class Constant:  # stands in for the network: predicts the same x1 whatever it is given
+        def __init__(self, value):
+            self.value = value
+
+        def apply(self, variables, x, tt, mix, query):
+            return self.value
+    v = dataclasses.replace(obj, model=Constant(x1)).velocity({}, x_t, t, None, None)
     np.testing.assert_allclose(v, x1 - (1 - 1e-4) * x0, rtol=1e-4, atol=1e-4)
     # Near t = 1 the bound keeps the velocity finite and bounded for a wrong prediction.
     t1 = jnp.ones((3,))
-    wrong = dataclasses.replace(obj, model=type("Zero", (), {"apply": staticmethod(
-        lambda variables, x, tt, mix, query: jnp.zeros_like(x))})())
+    wrong = dataclasses.replace(obj, model=Constant(jnp.zeros_like(x1)))
     v1 = wrong.velocity({}, x1, t1, None, None)
     assert np.all(np.isfinite(v1)) and float(jnp.max(jnp.abs(v1))) <= 20 * float(
         jnp.max(jnp.abs(x1))) + 1e-3

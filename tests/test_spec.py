@@ -121,12 +121,12 @@ def test_multistage_validates_each_stage():
     c = mlc.ConfigDict({"stages": {"a": s1.to_dict(), "b": _minimal().to_dict()}})
     out = spec_lib.validate(c)
     assert [n for n, _ in spec_lib.stages_of(out)] == ["a", "b"]
+    assert out.stages.b.train.steps == 1000
     # The top-level seed shifts each stage's own seed.
     c.stages.b.seed = 5
     c.seed = 2
     seeded = spec_lib.validate(c)
     assert (seeded.stages.a.seed, seeded.stages.b.seed) == (2, 7)
-    assert out.stages.b.train.steps == 1000
     # Run order is the spec's 'order', not the (sorted) key order of a ConfigDict.
     c = mlc.ConfigDict({"stages": {"vae": s1.to_dict(), "flow": s1.to_dict(),
                                    "eval": s1.to_dict()}, "order": ["vae", "flow", "eval"]})

@@ -126,8 +126,8 @@ class Separator:
                  noise_scale: float = 1.0) -> dict:
         mixture = jnp.asarray(mixture, jnp.float32)
         tokens = jnp.asarray(tokens, jnp.int32)
-        out = self.fn(steps, solver, cfg_scale, which, noise_scale)(self.params, self.vocoder_params, mixture,
-                                                tokens, jax.random.key(seed))
+        run = self.fn(steps, solver, cfg_scale, which, noise_scale)
+        out = run(self.params, self.vocoder_params, mixture, tokens, jax.random.key(seed))
         return {k: np.asarray(v) for k, v in out.items()}
 
     def latency(self, mixture, tokens, steps: int, solver: str = "euler",

@@ -90,8 +90,8 @@ def separation(vocoder_from: str = "", mask_from: str = "", clap_from: str = "",
         sr = obj.mel.sample_rate
         vocoder = vparams = None
         notes = [f"{len(mixture)} held-out mixtures of {mixture.shape[1] / sr:.2f} s at {sr} Hz; "
-                 f"FlowSep: {steps} {solver} steps, CFG scale {cfg_scale}, noise scale {noise_scale}, "
-                 f"step {ctx.step}"]
+                 f"FlowSep: {steps} {solver} steps, CFG scale {cfg_scale}, "
+                 f"noise scale {noise_scale}, step {ctx.step}"]
         if vocoder_from and os.path.isdir(os.path.join(vocoder_from, "checkpoints")):
             vocoder, vparams, _ = load_stage(vocoder_from)
         else:
@@ -119,16 +119,12 @@ def separation(vocoder_from: str = "", mask_from: str = "", clap_from: str = "",
             estimates["FlowSep (vocoder)"] = outs["vocoder"]
         estimates["FlowSep (estimate magnitude + mixture phase)"] = outs["mixture_phase"]
         estimates["FlowSep (Griffin-Lim)"] = outs["griffin_lim"]
-        for n in extra_steps:
-            more = separate_all(int(n), ("vocoder", "mixture_phase"))
-            tag = f"{int(n)} {solver} step{'s' if int(n) > 1 else ''}"
-            if "vocoder" in more:
-                estimates[f"FlowSep, {tag} (vocoder)"] = more["vocoder"]
-            estimates[f"FlowSep, {tag} (estimate magnitude + mixture phase)"] = \
-                more["mixture_phase"]
-        for tau in extra_noise_scales:
-            more = separate_all(steps, ("vocoder", "mixture_phase"), float(tau))
-            tag = f"{steps} {solver} steps, noise scale {float(tau):g}"
+        extra = [(int(n), noise_scale, f"{int(n)} {solver} step{'s' if int(n) > 1 else ''}")
+                 for n in extra_steps]
+        extra += [(steps, float(tau), f"{steps} {solver} steps, noise scale {float(tau):g}")
+                  for tau in extra_noise_scales]
+        for n, tau, tag in extra:
+            more = separate_all(n, ("vocoder", "mixture_phase"), tau)
             if "vocoder" in more:
                 estimates[f"FlowSep, {tag} (vocoder)"] = more["vocoder"]
             estimates[f"FlowSep, {tag} (estimate magnitude + mixture phase)"] = \
