@@ -1,9 +1,17 @@
-"""Shared pieces of the data-source tests: skip when a source is not installed, read a split."""
+"""Shared pieces of the data tests: skip when a source is not installed, read a split, compare
+training batches, resume a loader through orbax."""
 from __future__ import annotations
 
+import itertools
+from typing import Callable
+
+import numpy as np
+import orbax.checkpoint as ocp
 import pytest
 
 from xmodal.data import sources
+from xmodal.data.pipeline import iterator_checkpoint_args
+from xmodal.data.tokenizer import ByteTokenizer
 
 
 def missing(name: str) -> str | None:
@@ -26,3 +34,37 @@ def read_all(name: str, data_dir: str) -> dict[str, list]:
     return {split: [sources.data_source(name, split, data_dir)[i]
                     for i in range(sources.num_examples(name, split, data_dir))]
             for split in ("train", "test")}
+
+
+def first(iterator, n: int) -> list:
+    return list(itertools.islice(iterator, n))
+
+
+def ids(batch, max_len: int = 64) -> list[str]:
+    """The decoded text of each row: the tests put a unique record id in ``text``."""
+    tok = ByteTokenizer(max_len)
+    return [tok.decode(row) for row in batch["text"]]
+
+
+def assert_same_batches(a, b) -> None:
+    assert len(a) == len(b)
+    for x, y in zip(a, b):
+        assert x.keys() == y.keys()
+        for key in x:
+            np.testing.assert_array_equal(x[key], y[key])
+
+
+def assert_resumes_through_orbax(make_loader: Callable, k: int, n: int, path) -> None:
+    """``n`` batches of a fresh loader whose iterator state was saved with orbax after ``k``
+    batches equal batches ``k .. k + n`` of an uninterrupted one."""
+    reference = first(iter(make_loader()), k + n)
+    it = iter(make_loader())
+    first(it, k)
+    with ocp.CheckpointManager(path) as manager:
+        manager.save(k, args=ocp.args.Composite(data=iterator_checkpoint_args(it)))
+        manager.wait_until_finished()
+    resumed = iter(make_loader())
+    with ocp.CheckpointManager(path) as manager:
+        manager.restore(k, args=ocp.args.Composite(
+            data=iterator_checkpoint_args(resumed, restore=True)))
+    assert_same_batches(first(resumed, n), reference[k:k + n])

@@ -1,4 +1,5 @@
 """The audio-text (CLAP-style) pieces: transform, audio tower, scorer, and specs/clap.py."""
+import json
 import subprocess
 import sys
 
@@ -110,14 +111,26 @@ def test_audio_encoder_as_two_tower_image_tower():
 
 @pytest.mark.slow
 @skip_unless_installed("instruments/tiny")
+@skip_unless_installed("tuxpaint/effects_tiny")
 def test_clap_spec_cli_and_scorer(tmp_path):
+    """specs/clap.py:tiny trains 2 steps on instruments + Tux Paint effects (a data.mix),
+    evaluates both eval sets, then serves as the scorer."""
     workdir = tmp_path / "clap"
     r = subprocess.run(
         [sys.executable, "-m", "xmodal.main", "--spec=specs/clap.py:tiny",
          f"--workdir={workdir}"],
         cwd=cli.ROOT, env=cli.env(devices=2), capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stderr[-4000:]
-    assert "eval/t2i_R@1" in r.stdout and "eval/zeroshot_top1" in r.stdout
+    spec = json.loads((workdir / "spec.json").read_text())
+    assert spec["data"]["mix"]["effects"]["name"] == "tuxpaint/effects_tiny"
+    # The mixture's iterator state is saved with the model (two batches read).
+    data_state = json.loads((workdir / "checkpoints/2/data/process_0-of-1.json").read_text())
+    assert data_state == {"next_index": 2}
+    # Instruments (retrieval, zero-shot) and the held-out effects (retrieval only: no labels).
+    for key in ("eval/t2i_R@1", "eval/zeroshot_top1", "eval/effects/t2i_R@1",
+                "eval/effects/i2t_R@10"):
+        assert key in r.stdout, key
+    assert "eval/effects/zeroshot_top1" not in r.stdout
     scorer = load_clap(str(workdir))
     assert scorer.sample_rate == SR
     wavs = np.stack([_tone(440, 1.0), _tone(220, 1.0), np.zeros(SR, np.float32)])

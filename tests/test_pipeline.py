@@ -1,13 +1,10 @@
-import itertools
-
 import numpy as np
-import orbax.checkpoint as ocp
 import pytest
 from absl import flags
 
+from tests.data_helpers import assert_resumes_through_orbax, assert_same_batches, first, ids
 from xmodal.data import sources
-from xmodal.data.pipeline import (ImageTextTransform, eval_arrays, iterator_checkpoint_args,
-                                  train_loader)
+from xmodal.data.pipeline import ImageTextTransform, eval_arrays, train_loader
 from xmodal.data.tokenizer import ByteTokenizer
 
 BATCH = 16
@@ -28,23 +25,6 @@ def loader(source, seed=0, shard_index=0, shard_count=1, worker_count=0, num_epo
     return train_loader(source, ID_TRANSFORM, global_batch_size=global_batch_size, seed=seed,
                         shard_index=shard_index, shard_count=shard_count,
                         worker_count=worker_count, num_epochs=num_epochs)
-
-
-def first(iterator, n):
-    return list(itertools.islice(iterator, n))
-
-
-def ids(batch):
-    tok = ByteTokenizer(64)
-    return [tok.decode(row) for row in batch["text"]]
-
-
-def assert_same_batches(a, b):
-    assert len(a) == len(b)
-    for x, y in zip(a, b):
-        assert x.keys() == y.keys()
-        for key in x:
-            np.testing.assert_array_equal(x[key], y[key])
 
 
 def test_batch_layout(source):
@@ -111,18 +91,7 @@ def test_state_resumes_at_next_batch(source):
 
 
 def test_state_round_trips_through_orbax(source, tmp_path):
-    k = 2
-    reference = first(iter(loader(source, seed=5)), k + 1)
-    it = iter(loader(source, seed=5))
-    first(it, k)
-    with ocp.CheckpointManager(tmp_path / "ckpt") as manager:
-        manager.save(k, args=ocp.args.Composite(data=iterator_checkpoint_args(it)))
-        manager.wait_until_finished()
-    resumed = iter(loader(source, seed=5))
-    with ocp.CheckpointManager(tmp_path / "ckpt") as manager:
-        manager.restore(k, args=ocp.args.Composite(
-            data=iterator_checkpoint_args(resumed, restore=True)))
-    assert_same_batches([next(resumed)], [reference[k]])
+    assert_resumes_through_orbax(lambda: loader(source, seed=5), 2, 1, tmp_path / "ckpt")
 
 
 def test_batch_size_must_divide_over_shards(source):

@@ -3,6 +3,8 @@
 Plain values give the type a spec value must have. ``Component`` marks a node that names a
 registered callable (``{"name": "two_tower", ...kwargs}``); its kwargs are checked against the
 callable's signature. ``Components`` is a mapping of such nodes (e.g. several evaluators).
+``Entries`` is a mapping of names the spec chooses to nodes that all follow one schema (the
+extra training sources of ``data.mix``).
 """
 from __future__ import annotations
 
@@ -19,6 +21,15 @@ class Component:
 @dataclasses.dataclass(frozen=True)
 class Components:
     registry: Callable[[], object]
+    # Keys an entry may carry besides its component's arguments; read by the trainer, never
+    # passed to the component (an evaluator's ``data``: which eval set it measures).
+    reserved: tuple[str, ...] = ()
+
+
+@dataclasses.dataclass(frozen=True)
+class Entries:
+    schema: Callable[[], dict]      # the node every entry follows (a function: fresh defaults)
+    required: tuple[str, ...] = ()  # keys each entry must set
 
 
 def _models():
@@ -41,6 +52,18 @@ def _evaluators():
     return EVALUATORS
 
 
+def mix_source() -> dict:
+    """One extra training source of ``data.mix``; weights are relative to ``data.weight``."""
+    return {
+        "name": "",                 # dataset name, e.g. 'tuxpaint/effects' (required)
+        "weight": 1.0,              # share of the training stream: weight / sum of all weights
+        "train_split": "train",
+        "eval_split": "test",       # the eval set of evaluators whose 'data' names this entry
+        # record -> example; must give the same keys, shapes and dtypes as data.transform's
+        "transform": Component(_transforms),
+    }
+
+
 def defaults() -> dict:
     return {
         "seed": 0,
@@ -60,7 +83,13 @@ def defaults() -> dict:
             "transform": Component(_transforms, default={"name": "image_text"}),
             "batch_size": 256,          # global batch, over all processes
             "num_workers": 2,           # grain worker processes per host (0 = in-process)
-            "eval_max_examples": 0,     # 0 = the whole eval split
+            "eval_max_examples": 0,     # 0 = the whole eval split (of every eval set)
+            # data.name's sampling weight; matters only next to data.mix.
+            "weight": 1.0,
+            # More training sources interleaved with data.name's, by a name the spec chooses:
+            # {"effects": {"name": "tuxpaint/effects", "weight": 0.25, "transform": {...}}}.
+            # An evaluator with "data": "effects" measures that entry's eval_split instead.
+            "mix": Entries(mix_source, required=("name", "transform")),
         },
         "model": Component(_models),
         "objective": Component(_objectives),
@@ -91,7 +120,8 @@ def defaults() -> dict:
             "ema_decay": 0.0,           # 0 = no EMA copy of the parameters
             "check_finite": True,       # stop with the step and metric name on NaN/Inf
         },
-        "evals": Components(_evaluators),
+        # "data": '' (data.name's eval split) or a data.mix entry's name, for any evaluator.
+        "evals": Components(_evaluators, reserved=("data",)),
         "sharding": {
             # [(regex, PartitionSpec as a tuple of axis names/None)], first match wins.
             "rules": [(r".*", ())],

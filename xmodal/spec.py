@@ -59,7 +59,7 @@ def base() -> mlc.ConfigDict:
 def _defaults(node: Mapping[str, Any]) -> dict:
     out = {}
     for key, value in node.items():
-        if isinstance(value, schema.Components):
+        if isinstance(value, (schema.Components, schema.Entries)):
             out[key] = {}
         elif isinstance(value, schema.Component):
             if value.default is not None:
@@ -148,12 +148,32 @@ def _fill(given: Mapping[str, Any], default: Mapping[str, Any], where: str) -> d
         if isinstance(value, schema.Component):
             raise SpecError(f"spec needs {(where + '.' if where else '') + key!r} = "
                             f"{{'name': one of {', '.join(value.registry().names())}, ...}}")
-        if isinstance(value, schema.Components):
+        if isinstance(value, (schema.Components, schema.Entries)):
             out[key] = {}
         elif isinstance(value, Mapping):
             out[key] = _fill({}, value, f"{where}.{key}" if where else key)
         else:
             out[key] = _copy(value)
+    return out
+
+
+def _entries(value: Any, default: schema.Entries, path: str) -> dict:
+    """Each entry of a name → node mapping, filled and checked against the entries' schema."""
+    node = default.schema()
+    valid = f"valid keys: {', '.join(sorted(node))}"
+    if not isinstance(value, Mapping):
+        raise SpecError(f"spec key {path!r} must map names to mappings ({valid}), got "
+                        f"{type(value).__name__}")
+    out = {}
+    for name, entry in value.items():
+        where = f"{path}.{name}"
+        if not isinstance(entry, Mapping):
+            raise SpecError(f"spec key {where!r} must be a mapping ({valid}), got "
+                            f"{type(entry).__name__} {entry!r}")
+        missing = [k for k in default.required if not entry.get(k)]
+        if missing:
+            raise SpecError(f"spec key {where!r} must set {', '.join(missing)}; {valid}")
+        out[name] = _fill(entry, node, where)
     return out
 
 
@@ -174,6 +194,8 @@ def _typed(value: Any, default: Any, path: str) -> Any:
             raise SpecError(f"spec key {path!r} must map names to components")
         return {k: _typed(v, schema.Component(default.registry), f"{path}.{k}")
                 for k, v in value.items()}
+    if isinstance(default, schema.Entries):
+        return _entries(value, default, path)
     if isinstance(default, Mapping):
         if not isinstance(value, Mapping):
             raise SpecError(f"spec key {path!r} must be a mapping, got {type(value).__name__}")
@@ -199,8 +221,26 @@ def _typed(value: Any, default: Any, path: str) -> Any:
 def _check_components(spec: mlc.ConfigDict) -> None:
     stages = spec.stages.items() if "stages" in spec else [("", spec)]
     for stage_name, stage in stages:
-        _check_components_in(stage, schema.defaults(),
-                             f"stages.{stage_name}." if stage_name else "")
+        prefix = f"stages.{stage_name}." if stage_name else ""
+        _check_components_in(stage, schema.defaults(), prefix)
+        _check_mix(stage, prefix)
+
+
+def _check_mix(stage: mlc.ConfigDict, prefix: str) -> None:
+    """Sampling weights are > 0; an evaluator's ``data`` names an eval set: '' (data.name's)
+    or a ``data.mix`` entry."""
+    weights = {"data.weight": stage.data.weight}
+    weights.update({f"data.mix.{k}.weight": v.weight for k, v in stage.data.mix.items()})
+    for path, weight in weights.items():
+        if not 0 < weight < float("inf"):
+            raise SpecError(f"spec key '{prefix}{path}' must be a finite number > 0, got "
+                            f"{weight!r} (drop the data.mix entry to leave a source out)")
+    for name, comp in stage.evals.items():
+        data = comp.get("data", "")
+        if data != "" and (not isinstance(data, str) or data not in stage.data.mix):
+            valid = ", ".join(["'' (data.name)"] + sorted(stage.data.mix))
+            raise SpecError(f"spec key '{prefix}evals.{name}.data' = {data!r} names no eval set; "
+                            f"valid: {valid} (the names of data.mix)")
 
 
 def _check_components_in(node, defaults: Mapping[str, Any], prefix: str) -> None:
@@ -209,7 +249,11 @@ def _check_components_in(node, defaults: Mapping[str, Any], prefix: str) -> None
             _check_one(default.registry(), node[key], prefix + key)
         elif isinstance(default, schema.Components):
             for name, comp in node[key].items():
+                comp = {k: v for k, v in comp.items() if k not in default.reserved}
                 _check_one(default.registry(), comp, f"{prefix}{key}.{name}")
+        elif isinstance(default, schema.Entries):
+            for name, entry in node[key].items():
+                _check_components_in(entry, default.schema(), f"{prefix}{key}.{name}.")
         elif isinstance(default, Mapping):
             _check_components_in(node[key], default, f"{prefix}{key}.")
 
@@ -224,9 +268,10 @@ def _check_one(registry, comp: Mapping[str, Any], where: str) -> None:
             _check_one(registry, value, f"{where}.{key}")
 
 
-def component_kwargs(comp: Mapping[str, Any]) -> dict:
-    """The keyword arguments of a component node (everything but ``name``), as plain dicts."""
-    return {k: _plain(v) for k, v in comp.items() if k != "name"}
+def component_kwargs(comp: Mapping[str, Any], reserved: tuple = ()) -> dict:
+    """The keyword arguments of a component node (everything but ``name`` and the ``reserved``
+    keys its schema node keeps for the trainer), as plain dicts."""
+    return {k: _plain(v) for k, v in comp.items() if k != "name" and k not in reserved}
 
 
 def _plain(v):

@@ -115,21 +115,33 @@ def build(spec: mlc.ConfigDict, workdir: str) -> Setup:
     logging.info("mesh %s over %d devices, %d process(es)", dict(mesh.shape), mesh.size, nproc)
 
     # ---------------------------------------------------------------- data
+    # Named sources: "" is data.name, the others are data.mix entries (sorted by name).
     data_dir = spec.data.data_dir or None
-    builder = sources.prepare(spec.data.name, data_dir)
-    transform = TRANSFORMS.build(spec.data.transform.name,
-                                 **spec_lib.component_kwargs(spec.data.transform))
-    train_source = sources.data_source(spec.data.name, spec.data.train_split, data_dir)
-    loader = pipeline.train_loader(
-        train_source, transform, global_batch_size=spec.data.batch_size, seed=spec.seed,
-        shard_index=pid, shard_count=nproc, worker_count=spec.data.num_workers,
-        augment=getattr(transform, "augment", None))
+    named = {"": spec.data, **spec.data.mix}
+    builders = {k: sources.prepare(d.name, data_dir) for k, d in named.items()}
+    transforms = {k: TRANSFORMS.build(d.transform.name, **spec_lib.component_kwargs(d.transform))
+                  for k, d in named.items()}
+    train_sources = {k: sources.data_source(d.name, d.train_split, data_dir)
+                     for k, d in named.items()}
+    transform, train_source = transforms[""], train_sources[""]
+    loader_args = dict(global_batch_size=spec.data.batch_size, seed=spec.seed, shard_index=pid,
+                       shard_count=nproc, worker_count=spec.data.num_workers)
+    if spec.data.mix:
+        loader = pipeline.mixture_loader(
+            [pipeline.Part(train_sources[k], transforms[k], float(d.weight),
+                           getattr(transforms[k], "augment", None)) for k, d in named.items()],
+            **loader_args)
+    else:
+        # Kept apart from the mixture so single-source runs (and their saved iterator
+        # states) see exactly the batches they always did.
+        loader = pipeline.train_loader(train_source, transform,
+                                       augment=getattr(transform, "augment", None),
+                                       **loader_args)
     train_iter = iter(loader)
-    eval_source = sources.data_source(spec.data.name, spec.data.eval_split, data_dir)
-    eval_arrays = pipeline.eval_arrays(eval_source, transform,
-                                       max_examples=spec.data.eval_max_examples or None)
-    label_field = getattr(transform, "label_field", None)
-    class_names = builder.info.features[label_field].names if label_field else []
+    # Eval sets: data.name's always, a data.mix entry's when an evaluator names it ("data").
+    wanted = {""} | {c.get("data", "") for c in spec.evals.values()}
+    eval_sets = {k: _eval_set(named[k], builders[k], transforms[k], data_dir,
+                              spec.data.eval_max_examples) for k in sorted(wanted)}
 
     # ---------------------------------------------------------------- model + objective
     policy = Policy.from_mapping(spec.precision)
@@ -200,22 +212,46 @@ def build(spec: mlc.ConfigDict, workdir: str) -> Setup:
                       out_shardings=(state_shardings, parallel.replicated(mesh)))
 
     # ---------------------------------------------------------------- evals
-    evaluators = {k: EVALUATORS.build(c.name, **spec_lib.component_kwargs(c))
+    # "data" is the evals' reserved key (xmodal/schema.py): which eval set, never an argument.
+    evaluators = {k: (c.get("data", ""),
+                      EVALUATORS.build(c.name, **spec_lib.component_kwargs(c, reserved=("data",))))
                   for k, c in spec.evals.items()}
     applier = Applier(mesh, spec.data.batch_size)
 
     def evaluate(state) -> dict:
-        ctx = EvalContext(
-            arrays=eval_arrays, class_names=class_names, params=state.ema if ema else state.params,
-            model=model, objective=objective, transform=transform, features=builder.info.features,
-            applier=applier, spec=spec, workdir=workdir, step=int(jax.device_get(state.step)))
+        params, step = state.ema if ema else state.params, int(jax.device_get(state.step))
         out = {}
-        for name, fn in evaluators.items():
-            out.update({f"eval/{k}": float(v) for k, v in fn(ctx).items()})
+        for data, fn in evaluators.values():
+            es = eval_sets[data]
+            ctx = EvalContext(
+                arrays=es.arrays, class_names=es.class_names, params=params, model=model,
+                objective=objective, transform=es.transform, features=es.features,
+                applier=applier, spec=spec, workdir=workdir, step=step)
+            # Another eval set's metrics carry its name: eval/effects/t2i_R@1.
+            prefix = f"eval/{data}/" if data else "eval/"
+            out.update({prefix + k: float(v) for k, v in fn(ctx).items()})
         return out
 
     return Setup(spec, workdir, mesh, loader, train_iter, state, batch_spec, step_fn, evaluate,
                  bool(evaluators), mngr, writer, start)
+
+
+@dataclasses.dataclass
+class EvalSet:
+    """One eval split, transformed and stacked, with what an EvalContext needs beside it."""
+    arrays: dict
+    class_names: list
+    transform: Any
+    features: Any
+
+
+def _eval_set(data: mlc.ConfigDict, builder, transform, data_dir: str | None,
+              max_examples: int) -> EvalSet:
+    source = sources.data_source(data.name, data.eval_split, data_dir)
+    arrays = pipeline.eval_arrays(source, transform, max_examples=max_examples or None)
+    label_field = getattr(transform, "label_field", None)
+    class_names = builder.info.features[label_field].names if label_field else []
+    return EvalSet(arrays, list(class_names), transform, builder.info.features)
 
 
 def train(setup: Setup, until_step: int = 0) -> dict:

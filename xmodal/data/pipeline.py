@@ -1,14 +1,16 @@
-"""grain input pipelines for image-text pairs.
+"""grain input pipelines: one training source (``train_loader``) or a weighted mixture of
+several (``mixture_loader``), and eval arrays.
 
 Training reads a random-access source (``sources.data_source``) through grain's dataset API:
 a global shuffle per epoch (seeded, so a run is reproducible), each JAX process taking a
 disjoint shard, and a per-process batch of ``global_batch_size // shard_count``. The batches
 do not depend on the number of worker processes. The iterator's state (a few integers) is saved
 next to the model with orbax, so a resumed run sees exactly the batches it would have seen
-without the interruption.
+without the interruption. A mixture keeps all of this (see ``mixture_loader``).
 """
 from __future__ import annotations
 
+import dataclasses
 from typing import Any, Mapping, Sequence
 
 import grain
@@ -90,22 +92,12 @@ def train_loader(source: Sequence, transform: grain.transforms.Map, *, global_ba
     inside each worker from an interleaved record stream, so its batches change with
     ``worker_count``.
     """
-    if shard_count < 1 or not 0 <= shard_index < shard_count:
-        raise ValueError(f"train_loader needs 0 <= shard_index < shard_count, got "
-                         f"shard_index={shard_index}, shard_count={shard_count}")
-    if global_batch_size % shard_count:
-        raise ValueError(
-            f"global_batch_size {global_batch_size} is not divisible by shard_count "
-            f"{shard_count}; use a multiple of {shard_count}")
-    per_process_batch = global_batch_size // shard_count
-    if not 1 <= global_batch_size <= len(source):
+    _check_loader_args("train_loader", global_batch_size, seed, shard_index, shard_count,
+                       worker_count)
+    if global_batch_size > len(source):
         raise ValueError(
             f"global_batch_size {global_batch_size} must be between 1 and the {len(source)} "
             "records of the source, else no full batch exists; lower global_batch_size")
-    if worker_count < 0:
-        raise ValueError(f"train_loader worker_count must be >= 0, got {worker_count}")
-    if not isinstance(seed, int) or not 0 <= seed < 2**32:
-        raise ValueError(f"train_loader seed must be an int in [0, 2**32), got {seed!r}")
 
     records = grain.MapDataset.source(source).shuffle(seed=seed).repeat(num_epochs)
     if num_epochs is not None:
@@ -115,7 +107,102 @@ def train_loader(source: Sequence, transform: grain.transforms.Map, *, global_ba
     if augment is not None:
         # Seeded per record from (seed, position): the same crops on every run and resume.
         mapped = mapped.random_map(augment, seed=seed)
-    batches = mapped.batch(per_process_batch, drop_remainder=True)
+    return _batched_stream(mapped, global_batch_size // shard_count, worker_count,
+                           read_threads, prefetch_batches)
+
+
+@dataclasses.dataclass(frozen=True)
+class Part:
+    """One source of a training mixture: records, their transform, sampling weight, augment."""
+    source: Sequence
+    transform: grain.transforms.Map
+    weight: float = 1.0
+    augment: grain.transforms.RandomMap | None = None
+
+
+def mixture_loader(parts: Sequence[Part], *, global_batch_size: int, seed: int,
+                   shard_index: int, shard_count: int, worker_count: int,
+                   read_threads: int = 4, prefetch_batches: int = 8) -> grain.IterDataset:
+    """Endless stream of batches interleaving several sources; same contract as
+    ``train_loader`` (seeded, sharded with union = single-process batch, independent of
+    ``worker_count``, state in a few integers for orbax).
+
+      1. Part k is ``shuffle(seed + k)`` → ``repeat()`` → ``map(transform_k)`` →
+         ``random_map(augment_k, seed + k)``: an endless stream of its own examples, reshuffled
+         every pass over that source (a small source simply repeats more often). Each part
+         has its own transform, so sources with other field names (Tux Paint's ``sound`` vs
+         instruments' ``audio``) give the same example keys.
+      2. ``MapDataset.mix(weights)``: grain's deterministic interleave; element i of the mixture
+         comes from a fixed part and position, and every prefix holds each part's share
+         ``w_k / sum(w)`` to within one element (so every batch has nearly the same share).
+      3. As in ``train_loader``: shard ``shard_index::shard_count`` of the one mixed stream,
+         batch, prefetch. Augmentation is seeded before sharding, so an example is augmented
+         alike for any number of processes. A shard alone may be lopsided (weights 1:1 on two
+         processes give each process one source); the global batch has the proportions.
+    Every part's example must have the same keys, shapes and dtypes (checked on record 0).
+    """
+    _check_loader_args("mixture_loader", global_batch_size, seed, shard_index, shard_count,
+                       worker_count)
+    if not parts:
+        raise ValueError("mixture_loader needs at least one Part")
+    for k, part in enumerate(parts):
+        if not np.isfinite(part.weight) or part.weight <= 0:
+            raise ValueError(f"mixture part {k}: weight must be a finite number > 0, got "
+                             f"{part.weight!r}")
+        if len(part.source) < 1:
+            raise ValueError(f"mixture part {k}: its source has no records")
+    check_same_examples([p.transform.map(p.source[0]) for p in parts])
+    streams = []
+    for k, part in enumerate(parts):
+        part_seed = (seed + k) % 2**32
+        stream = grain.MapDataset.source(part.source).shuffle(seed=part_seed).repeat()
+        stream = stream.map(part.transform)
+        if part.augment is not None:
+            stream = stream.random_map(part.augment, seed=part_seed)
+        streams.append(stream)
+    mixed = grain.MapDataset.mix(streams, [float(p.weight) for p in parts])
+    return _batched_stream(mixed[shard_index::shard_count], global_batch_size // shard_count,
+                           worker_count, read_threads, prefetch_batches)
+
+
+def check_same_examples(examples: Sequence[Mapping[str, Any]]) -> None:
+    """Raises ValueError naming the first part whose example keys, shapes or dtypes differ
+    from part 0's (they could not be batched together)."""
+    def layout(e):
+        return {k: f"{np.asarray(v).dtype.name}{list(np.shape(v))}" for k, v in e.items()}
+    want = layout(examples[0])
+    for k, example in enumerate(examples[1:], start=1):
+        got = layout(example)
+        if got != want:
+            diff = "; ".join(f"{key}: {want.get(key, 'missing')} vs {got.get(key, 'missing')}"
+                             for key in sorted(set(want) | set(got))
+                             if want.get(key) != got.get(key))
+            raise ValueError(
+                f"mixture part {k} gives examples unlike part 0's, so they cannot share a "
+                f"batch (part 0 vs part {k}: {diff}); make its transform give the same keys, "
+                "shapes and dtypes (e.g. a fixed num_samples for audio)")
+
+
+def _check_loader_args(who: str, global_batch_size: int, seed: int, shard_index: int,
+                       shard_count: int, worker_count: int) -> None:
+    if shard_count < 1 or not 0 <= shard_index < shard_count:
+        raise ValueError(f"{who} needs 0 <= shard_index < shard_count, got "
+                         f"shard_index={shard_index}, shard_count={shard_count}")
+    if global_batch_size % shard_count:
+        raise ValueError(
+            f"global_batch_size {global_batch_size} is not divisible by shard_count "
+            f"{shard_count}; use a multiple of {shard_count}")
+    if global_batch_size < 1:
+        raise ValueError(f"{who} global_batch_size must be >= 1, got {global_batch_size}")
+    if worker_count < 0:
+        raise ValueError(f"{who} worker_count must be >= 0, got {worker_count}")
+    if not isinstance(seed, int) or not 0 <= seed < 2**32:
+        raise ValueError(f"{who} seed must be an int in [0, 2**32), got {seed!r}")
+
+
+def _batched_stream(examples: grain.MapDataset, per_process_batch: int, worker_count: int,
+                    read_threads: int, prefetch_batches: int) -> grain.IterDataset:
+    batches = examples.batch(per_process_batch, drop_remainder=True)
     stream = batches.to_iter_dataset(grain.ReadOptions(
         num_threads=read_threads, prefetch_buffer_size=prefetch_batches))
     if worker_count > 0:

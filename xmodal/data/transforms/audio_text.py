@@ -21,6 +21,9 @@ class AudioTextTransform(grain.transforms.Map):
 
     A clip longer than ``num_samples`` is cut to its start, a shorter one zero-padded at the
     end; ``num_samples=0`` keeps the stored length (it must then be the same for all records).
+    ``label_field=""``: the records have no label (Tux Paint effects); ``label`` is -1 and
+    ``label_text`` (with a ``label_prompt``) is the caption itself, so such a source batches
+    with a labelled one and the label-caption swap leaves its caption as it is.
     """
 
     def __init__(self, max_text_len: int, audio_field: str, text_field: str, label_field: str,
@@ -42,7 +45,7 @@ class AudioTextTransform(grain.transforms.Map):
                 f"label_field={self.label_field!r}, num_samples={self.num_samples})")
 
     def map(self, record: Mapping[str, Any]) -> dict[str, np.ndarray]:
-        for field in (self.audio_field, self.text_field, self.label_field):
+        for field in filter(None, (self.audio_field, self.text_field, self.label_field)):
             if field not in record:
                 raise KeyError(f"audio_text: record has no field {field!r}; fields: "
                                f"{', '.join(sorted(record))}")
@@ -52,10 +55,12 @@ class AudioTextTransform(grain.transforms.Map):
                              f"shape {wav.shape}")
         if self.num_samples:
             wav = fit(wav, self.num_samples)
-        label = int(record[self.label_field])
+        label = int(record[self.label_field]) if self.label_field else -1
         out = {"image": wav, "text": self.tokenizer.encode(record[self.text_field]),
                "label": np.int32(label)}
-        if self.label_prompt:
+        if self.label_prompt and not self.label_field:
+            out["label_text"] = out["text"]
+        elif self.label_prompt:
             if not 0 <= label < len(self.label_names):
                 raise ValueError(f"audio_text: label {label} outside the {len(self.label_names)} "
                                  "label_names")
@@ -104,8 +109,9 @@ def audio_text(max_text_len: int = 48, audio_field: str = "audio", text_field: s
                gain_db: float = 0.0, label_prompt: str = "", label_names: tuple = (),
                label_prob: float = 0.0) -> AudioTextTransform:
     """{"image": float32 [T] waveform, "text": byte tokens of ``text_field``, "label":
-    ``record[label_field]``} (defaults fit the ``instruments`` set), plus "label_text" (tokens
-    of ``label_prompt`` filled with ``label_names[label]``) when ``label_prompt`` is set.
+    ``record[label_field]``, or -1 with ``label_field=""``} (defaults fit the ``instruments``
+    set), plus "label_text" (tokens of ``label_prompt`` filled with ``label_names[label]``)
+    when ``label_prompt`` is set.
     Training augmentation: ``gain_db`` > 0, a random gain in [-gain_db, gain_db] dB;
     ``label_prob`` > 0, the caption swapped for the label caption with that probability."""
     transform = AudioTextTransform(max_text_len, audio_field, text_field, label_field,
