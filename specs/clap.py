@@ -25,7 +25,7 @@ instruments' 1: one training clip in five is an effect, though effects are 8 % o
 import math
 
 from xmodal.data.sets.instruments import CLIP_SECONDS, INSTRUMENT_NAMES, SAMPLE_RATE
-from xmodal.spec import base, parse_arg
+from xmodal.spec import base, mix_source, parse_arg
 
 # Zero-shot instrument prompts: the captions of phrases ("a violin playing a short phrase").
 PROMPTS = ("a {} playing a short phrase", "an {} playing a short phrase")
@@ -49,8 +49,8 @@ def get_config(arg=None):
         # padded) to the instruments' 2 s, its label is -1 (zero-shot skips it) and its
         # caption is never swapped for a label prompt.
         effects = dict(c.data.transform, audio_field="sound", label_field="")
-        c.data.mix = dict(effects=dict(name="tuxpaint/effects", weight=a.effects_weight,
-                                       transform=effects))
+        c.data.mix = dict(effects=mix_source("tuxpaint/effects", effects,
+                                             weight=a.effects_weight))
         evals["retrieval_effects"] = dict(name="retrieval", data="effects")
     c.data.batch_size = 256
     c.model = dict(

@@ -133,6 +133,9 @@ def test_clap_spec_mixes_effects_by_default_and_not_with_effects_false():
     assert fx.name == "tuxpaint/effects" and fx.weight == 0.25 and fx.transform.label_field == ""
     assert fx.transform.num_samples == c.data.transform.num_samples == 32000
     assert c.evals.retrieval_effects.data == "effects"
+    # Every entry key is in the spec, so the command line reaches it.
+    assert sorted(spec_lib.load("specs/clap.py").data.mix.effects) == [
+        "eval_split", "name", "train_split", "transform", "weight"]
     only = spec_lib.validate(spec_lib.load("specs/clap.py:runlocal,effects=false"))
     assert not only.data.mix and "retrieval_effects" not in only.evals
 

@@ -56,6 +56,13 @@ def base() -> mlc.ConfigDict:
     return mlc.ConfigDict(_defaults(schema.defaults()))
 
 
+def mix_source(name: str, transform: Mapping[str, Any], **given: Any) -> dict:
+    """A ``data.mix`` entry with every key of the schema's, so each is overridable on the
+    command line like ``base()``'s (``--spec.data.mix.effects.eval_split=train``)."""
+    return {**_defaults(schema.mix_source()), "name": name, "transform": dict(transform),
+            **given}
+
+
 def _defaults(node: Mapping[str, Any]) -> dict:
     out = {}
     for key, value in node.items():
