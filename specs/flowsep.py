@@ -30,10 +30,14 @@ from xmodal.spec import base, parse_arg, sibling
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 VAE, FLOW, VOCODER, MASK, CLAP, EVAL = "vae", "flow", "vocoder", "mask", "clap", "eval"
-ORDER = (VAE, FLOW, VOCODER, MASK, CLAP, EVAL)
+# CLAP before the flow: its frozen text tower embeds the flow's queries (``query=clap``).
+ORDER = (VAE, CLAP, FLOW, VOCODER, MASK, EVAL)
+QUERIES = ("clap", "own")
 # Sampling temperature of the separation (x0 ~ N(0, NOISE_SCALE²)); the paper samples at 1,
 # which is also always reported. See WORKSPACE_NOTES.md for how this value was chosen.
 NOISE_SCALE = 0.1
+# Dynamic mixing (``remix=P``): the borrowed interference's gain is drawn in ±REMIX_GAIN_DB.
+REMIX_GAIN_DB = 3.0
 
 
 def _stage(a, data, transform, batch, steps, lr):
@@ -58,7 +62,9 @@ def _stage(a, data, transform, batch, steps, lr):
 def get_config(arg=None):
     a = parse_arg(arg, runlocal=False, tiny=False, data="lass_mix", model="unet", steps=0,
                   eval_examples=0, mask=True, clap=True, prediction="velocity",
-                  time_sampler="uniform", noise_scale=NOISE_SCALE)
+                  time_sampler="uniform", noise_scale=NOISE_SCALE, query="own", remix=0.0)
+    if a.query not in QUERIES:
+        raise ValueError(f"flowsep query={a.query!r}: one of {', '.join(QUERIES)}")
     if a.runlocal or a.tiny:
         sr, length = 8000, 16384                      # 2.05 s at 8 kHz
         mel = dict(sample_rate=sr, n_fft=512, hop=256, n_mels=64)   # 64 frames × 64 bands
@@ -89,7 +95,9 @@ def get_config(arg=None):
                                                               (128, 256, 512)),
                    num_heads=4, text_width=32 if tiny else 128, text_depth=1 if tiny else 2)
     flow_objective = dict(name="flowsep", vae_from="stage:" + VAE, cfg_drop=0.1, sigma_min=1e-4,
-                          max_text_len=48, prediction=a.prediction, time_sampler=a.time_sampler)
+                          max_text_len=48, prediction=a.prediction, time_sampler=a.time_sampler,
+                          query_from="stage:" + CLAP if a.clap and a.query == "clap" else "",
+                          remix=float(a.remix), remix_gain_db=REMIX_GAIN_DB if a.remix else 0.0)
     flow = _stage(a, a.data, transform, batch, flow_steps, 1e-3 if a.runlocal else 3e-4)
     flow.model = dict(net)
     flow.objective = dict(flow_objective)
@@ -123,6 +131,7 @@ def get_config(arg=None):
             "runlocal,steps=2,batch=8" if tiny else ("runlocal,steps=150" if a.runlocal else None))
         if tiny:
             clap.data.name = "instruments/tiny"
+            clap.data.mix.effects.name = "tuxpaint/effects_tiny"
             clap.data.eval_max_examples = 16
             clap.train.eval_every = 0
         stages[CLAP] = clap

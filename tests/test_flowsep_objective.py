@@ -131,6 +131,48 @@ def test_x1_prediction_is_converted_to_the_path_velocity():
     assert np.isfinite(float(loss)) and n == 4 and np.all(np.isfinite(z))
 
 
+def _with_query_encoder(obj):
+    """``obj`` with a frozen two-tower text encoder (as ``query_from`` loads one)."""
+    clap = MODELS.build("two_tower", embed_dim=8,
+                        image=dict(name="audio_encoder", sample_rate=8000, n_fft=256, hop=128,
+                                   n_mels=16, channels=(4,), width=8),
+                        text=dict(name="text_transformer", max_len=16, width=8, depth=1,
+                                  num_heads=2))
+    qp = clap.init(jax.random.key(7), jnp.zeros((1, 4096)), jnp.zeros((1, 16), jnp.int32))
+    return dataclasses.replace(obj, query_encoder=clap, query_params=qp["params"])
+
+
+def test_frozen_query_encoder_conditions_the_flow_by_its_text_embedding():
+    obj = _with_query_encoder(_objective())
+    batch = _batch()
+    q = obj.encode_query(batch["query"])
+    assert q.shape == (4, 8) and q.dtype == jnp.float32
+    np.testing.assert_allclose(np.linalg.norm(q, axis=1), 1.0, atol=1e-5)  # CLAP embedding
+    assert obj.null_query().shape == (8,)
+    params = obj.init(jax.random.key(0), batch)
+    # The network takes the embedding through its query MLP, not the byte-token Transformer.
+    assert "query_fc1" in params["model"]["text"] and "token_embed" not in params["model"]["text"]
+    # Frozen: the loss has no gradient path into the encoder (its params are not trained).
+    g = jax.grad(lambda qp: obj.encode_query(batch["query"]).sum())(obj.query_params)
+    assert all(float(jnp.max(jnp.abs(x))) == 0.0 for x in jax.tree.leaves(g))
+    # The query changes the velocity once the network is not at its zero init.
+    params = jax.tree.map(lambda x: x + 0.05 * jnp.ones_like(x), params)
+    other = jnp.asarray(ByteTokenizer(16).encode_batch(["separate the oboe"] * 4))
+    mix = obj.encode(batch["mixture"])
+    t = jnp.full((4,), 0.5)
+    v1 = obj.velocity(params["model"], mix, t, mix, obj.encode_query(batch["query"]))
+    v2 = obj.velocity(params["model"], mix, t, mix, obj.encode_query(other))
+    assert float(jnp.max(jnp.abs(v1 - v2))) > 1e-4
+    # CFG dropout swaps in the empty query's embedding; sampling with guidance runs.
+    drop = dataclasses.replace(obj, cfg_drop=1.0)
+    l1, _ = drop.loss(params, batch, jax.random.key(5))
+    l2, _ = drop.loss(params, dict(batch, query=other), jax.random.key(5))
+    assert float(l1) == pytest.approx(float(l2))
+    z, n = obj.separate_latent(params, batch["mixture"], batch["query"], jax.random.key(1),
+                               steps=2, cfg_scale=2.0)
+    assert n == 2 and z.shape == mix.shape and np.all(np.isfinite(z))
+
+
 def test_flowsep_rejects_bad_arguments_and_missing_vae(tmp_path):
     with pytest.raises(ValueError, match="cfg_drop"):
         OBJECTIVES.build("flowsep", cfg_drop=1.5)

@@ -69,3 +69,26 @@ def test_flowsep_spec_trains_evaluates_and_separates(tmp_path):
     r = _main(wd, "--mode=separate", f"--input={bad}", "--query=the violin", f"--out={out2}")
     assert r.returncode != 0 and "cannot read" in r.stderr
     assert not out2.exists()
+
+
+@pytest.mark.slow
+def test_flowsep_with_the_clap_query_encoder_and_dynamic_mixing(tmp_path):
+    """``query=clap``: the flow stage reads the clap stage's frozen text tower (trained before
+    it), and --mode=separate embeds the user's query with it; ``remix`` trains through."""
+    wd = tmp_path / "flowsep"
+    spec = SPEC + ",query=clap,mask=False,remix=0.5"
+    cmd = [sys.executable, "-m", "xmodal.main", f"--spec={spec}", f"--workdir={wd}"]
+    r = subprocess.run(cmd + ["--stages=vae,clap,flow"], cwd=cli.ROOT, env=cli.env(devices=1),
+                       capture_output=True, text=True, timeout=900)
+    assert r.returncode == 0, r.stderr[-5000:]
+    flow_spec = json.load(open(wd / "flow" / "spec.json"))
+    assert flow_spec["objective"]["query_from"] == str(wd / "clap")
+    assert flow_spec["objective"]["remix"] == 0.5
+    src, out = tmp_path / "in.wav", tmp_path / "out.wav"
+    sf.write(src, (0.1 * np.sin(np.arange(20000) / 5.0)).astype(np.float32), 8000)
+    r = subprocess.run(cmd + ["--mode=separate", f"--input={src}", "--query=the violin",
+                              f"--out={out}"], cwd=cli.ROOT, env=cli.env(devices=1),
+                       capture_output=True, text=True, timeout=900)
+    assert r.returncode == 0, r.stderr[-5000:]
+    y, rate = sf.read(out)
+    assert rate == 8000 and len(y) == 20000 and np.all(np.isfinite(y))

@@ -8,7 +8,8 @@ Diffusion Models with Transformers"), conditioned three ways as in FlowSep (Yuan
 * the text query: byte tokens → a small Transformer (``TextTokens``), attended to by a
   cross-attention layer in each block (pads masked).
 
-``__call__(x_t [B, H, W, C], t [B], cond [B, H, W, Cc], text [B, L]) -> v [B, H, W, C]``.
+``__call__(x_t [B, H, W, C], t [B], cond [B, H, W, Cc], text [B, L] ids | [B, D] embedded)
+-> v [B, H, W, C]`` (an embedded query: see ``TextTokens``).
 """
 from __future__ import annotations
 
@@ -51,6 +52,8 @@ class TextTokens(nn.Module):
     """Byte token ids [B, L] → (hidden states [B, L, width], valid mask [B, L], mean [B, width]).
 
     An all-pad row (never made by the tokenizer, which always writes bos/eos) gives a mean of 0.
+    A float [B, D] input is a query already embedded by a frozen text encoder (FlowSep's
+    pretrained one; here a trained CLAP text tower): an MLP makes it one token of ``width``.
     """
     width: int = 128
     depth: int = 2
@@ -62,6 +65,8 @@ class TextTokens(nn.Module):
 
     @nn.compact
     def __call__(self, ids):
+        if ids.ndim == 2 and jnp.issubdtype(ids.dtype, jnp.floating):
+            return self.embedded(ids)
         if ids.ndim != 2 or ids.shape[1] > self.max_len:
             raise ValueError(f"TextTokens expects token ids [batch, <= {self.max_len}], got "
                              f"shape {tuple(ids.shape)}")
@@ -77,6 +82,13 @@ class TextTokens(nn.Module):
         w = valid.astype(jnp.float32)[..., None]
         mean = jnp.sum(x.astype(jnp.float32) * w, 1) / jnp.maximum(jnp.sum(w, 1), 1.0)
         return x, valid, mean.astype(self.dtype)
+
+    def embedded(self, query):
+        kw = dict(dtype=self.dtype, param_dtype=self.param_dtype,
+                  dot_general=dot_general_for(self.dtype))
+        h = nn.Dense(self.width, name="query_fc1", **kw)(query.astype(self.dtype))
+        x = nn.Dense(self.width, name="query_fc2", **kw)(nn.silu(h))
+        return x[:, None, :], jnp.ones((x.shape[0], 1), bool), x
 
 
 class DiTBlock(nn.Module):

@@ -7,7 +7,8 @@ U-Net of Ho et al. 2020 / AudioLDM), with FlowSep's conditioning:
 * the text query: ``TextTokens`` hidden states, attended to by cross-attention at every
   resolution below the first (the spatial positions are the queries).
 
-``__call__(x_t [B, H, W, C], t [B], cond [B, H, W, Cc], text [B, L]) -> v [B, H, W, C]``;
+``__call__(x_t [B, H, W, C], t [B], cond [B, H, W, Cc], text [B, L] ids | [B, D] embedded)
+-> v [B, H, W, C]``;
 H and W must divide by 2^(len(widths) - 1).
 """
 from __future__ import annotations

@@ -7,7 +7,9 @@ Matching"): rectified flow from noise to the target's latent in a frozen mel VAE
 
 (``xmodal.objectives.flow.flow_matching_loss``). The mixture latent c enters as extra input
 channels of the velocity network (``dit`` / ``unet``); the query through cross-attention to a
-text encoder trained jointly. For classifier-free guidance the query is replaced by the empty
+text encoder trained jointly, or (``query_from``) a frozen pretrained text encoder, as the paper's
+FLAN-T5: here the text tower of a trained CLAP stage, whose query embedding the network turns
+into one conditioning token. For classifier-free guidance the query is replaced by the empty
 query ``""`` with probability ``cfg_drop`` (the mixture is always given). ``s`` (``latent_scale``)
 makes the latent unit-variance: 1 / the std the VAE stage measured (``latent_stats.json``).
 
@@ -27,6 +29,7 @@ import jax.numpy as jnp
 from xmodal import checkpoint as ckpt_lib
 from xmodal import sampling
 from xmodal.data.mel_features import MelConfig
+from xmodal.data.remix import remix
 from xmodal.data.tokenizer import ByteTokenizer
 from xmodal.nn.mel_vae import MelVAE
 from xmodal.objectives import OBJECTIVES
@@ -76,6 +79,10 @@ class FlowSepObjective:
     time_sampler: Any
     max_text_len: int
     prediction: str = "velocity"
+    query_encoder: Any = None   # frozen two-tower text encoder (``query_from``) or None
+    query_params: Any = None
+    remix: float = 0.0          # dynamic-mixing probability (``xmodal.data.remix``)
+    remix_gain_db: float = 0.0
     groups: tuple = ("model",)
 
     # ------------------------------------------------------------------ frozen VAE
@@ -96,7 +103,15 @@ class FlowSepObjective:
                               method="decode")
 
     def null_query(self):
-        return jnp.asarray(ByteTokenizer(self.max_text_len).encode(""))
+        return self.encode_query(jnp.asarray(ByteTokenizer(self.max_text_len).encode(""))[None])[0]
+
+    def encode_query(self, tokens):
+        """Query tokens [B, L] as the network takes them: the tokens themselves, or with a
+        frozen ``query_encoder`` its text embedding [B, D] (no gradient)."""
+        if self.query_encoder is None:
+            return tokens
+        z = self.query_encoder.apply({"params": self.query_params}, tokens, method="encode_text")
+        return jax.lax.stop_gradient(z.astype(jnp.float32))
 
     def velocity(self, params, x_t, t, mix, query):
         """The network's output as a velocity: itself (``prediction="velocity"``, the paper)
@@ -110,17 +125,20 @@ class FlowSepObjective:
     def init(self, rng, batch):
         z = self.encode(batch["mixture"][:1])
         t = jnp.zeros((1,), jnp.float32)
-        return {"model": self.model.init({"params": rng}, z, t, z, batch["query"][:1])["params"]}
+        query = self.encode_query(batch["query"][:1])
+        return {"model": self.model.init({"params": rng}, z, t, z, query)["params"]}
 
     def loss(self, params, batch, rng, group="model"):
+        rng, k_mix = jax.random.split(rng)
         x1 = self.encode(batch["target"])
-        mix = self.encode(batch["mixture"])
+        mix = self.encode(remix(k_mix, batch["target"], batch["mixture"], self.remix,
+                                self.remix_gain_db))
 
         def apply_fn(p, x_t, t, query):
             return self.velocity(p, x_t, t, mix, query)
 
         loss, aux = flow_matching_loss(
-            apply_fn, params["model"], x1, batch["query"], rng, path=self.path,
+            apply_fn, params["model"], x1, self.encode_query(batch["query"]), rng, path=self.path,
             time_sampler=self.time_sampler, cfg_drop=self.cfg_drop, null_cond=self.null_query())
         return loss, dict(aux, latent_std=jnp.std(x1))
 
@@ -133,14 +151,14 @@ class FlowSepObjective:
         (sampling temperature, 1 = the paper) scales the starting noise x0 ~ N(0, noise_scale²):
         below 1 the sample moves toward the conditional mode, as TTS flows sample (Matcha-TTS:
         0.667); 0 is the deterministic path from x0 = 0. Returns (z, nfe)."""
-        mix = self.encode(mixture)
+        mix, query = self.encode(mixture), self.encode_query(query)
         x0 = noise_scale * jax.random.normal(rng, mix.shape, jnp.float32)
         if cfg_scale == 1.0:
             def f(x, t):
                 return self.velocity(params["model"], x, jnp.full((x.shape[0],), t, jnp.float32),
                                      mix, query)
         else:
-            null = jnp.broadcast_to(self.null_query(), query.shape)
+            null = jnp.broadcast_to(self.null_query(), query.shape).astype(query.dtype)
 
             def f(x, t):
                 v = self.velocity(params["model"], jnp.concatenate([x, x]),
@@ -156,20 +174,35 @@ class FlowSepObjective:
 @OBJECTIVES.register("flowsep")
 def flowsep(vae_from: str = "", vae: dict | None = None, mel: dict | None = None,
             cfg_drop: float = 0.1, sigma_min: float = 1e-4, time_sampler: str = "uniform",
-            latent_scale: float = 0.0, max_text_len: int = 48, prediction: str = "velocity"):
+            latent_scale: float = 0.0, max_text_len: int = 48, prediction: str = "velocity",
+            query_from: str = "", remix: float = 0.0, remix_gain_db: float = 0.0):
     """``vae_from``: the VAE stage's workdir ("stage:vae" in a spec); ``vae``/``mel``: only for
     ``vae_from=""`` (an untrained VAE, for tests). ``latent_scale`` 0 = 1 / the measured std.
     ``prediction``: what the network outputs, ``velocity`` or ``x1`` (the clean latent; the
-    loss stays the velocity MSE, see ``FlowSepObjective.velocity``)."""
+    loss stays the velocity MSE, see ``FlowSepObjective.velocity``). ``query_from``: a trained
+    audio-text workdir (``specs/clap.py``; "stage:clap" in a spec) whose frozen text tower
+    embeds the query; "" = a text encoder inside the network, trained with it. ``remix``,
+    ``remix_gain_db``: dynamic mixing of the training mixtures (``xmodal.data.remix``)."""
     if prediction not in PREDICTIONS:
         raise ValueError(f"flowsep prediction must be one of {PREDICTIONS}, got {prediction!r}")
     if not 0.0 <= cfg_drop <= 1.0:
         raise ValueError(f"flowsep cfg_drop must be in [0, 1], got {cfg_drop}")
+    if not 0.0 <= remix <= 1.0 or remix_gain_db < 0:
+        raise ValueError(f"flowsep remix must be in [0, 1] and remix_gain_db >= 0, got "
+                         f"{remix}, {remix_gain_db}")
     sampler = TIME_SAMPLERS.get(time_sampler)()
 
     def bind(model, mesh):
         vae_model, params, cfg, std = load_vae(vae_from, vae, mel)
         scale = latent_scale or 1.0 / max(std, 1e-6)
+        from xmodal.evaluate.clap_score import load_clap  # evaluate imports this module
+
+        encoder = load_clap(query_from) if query_from else None
+        if encoder is not None and encoder.tokenizer.max_len != max_text_len:
+            raise SpecError(f"flowsep max_text_len={max_text_len} but the query encoder "
+                            f"{query_from} reads {encoder.tokenizer.max_len} tokens")
         return FlowSepObjective(model, vae_model, params, cfg, float(scale), cfg_drop,
-                                CondOTPath(sigma_min=sigma_min), sampler, max_text_len, prediction)
+                                CondOTPath(sigma_min=sigma_min), sampler, max_text_len, prediction,
+                                encoder and encoder.model, encoder and encoder.params,
+                                float(remix), float(remix_gain_db))
     return bind
