@@ -6,11 +6,12 @@
 
 Stages, in this order (the spec's ``order``), each in ``<workdir>/<stage>``:
   vae      2-D conv VAE over the normalised log-mel (targets and mixtures of lass_mix)
+  clap     specs/clap.py: the audio-text model for Fréchet distance and CLAPScore (and, with
+           ``query=clap``, the flow's frozen query encoder)
   flow     rectified flow (CondOT, sigma_min 1e-4) in the frozen VAE latent; the mixture latent as
            extra channels, the query by cross-attention; CFG drop 0.1
   vocoder  mel → STFT magnitude + phase → iSTFT, multi-resolution STFT loss
   mask     specs/text_mask_sep.py: the discriminative text-queried mask network (baseline)
-  clap     specs/clap.py: the audio-text model for Fréchet distance and CLAPScore
   eval     train.steps = 0: separates the held-out mixtures (test soundfont FluidR3) and writes
            one table (separation_table.{json,md}) and spectrogram PNGs into <workdir>/eval
 
@@ -20,7 +21,10 @@ Arguments: ``runlocal`` (2.05 s at 8 kHz, small models; all six stages took 17 m
 test sizes), ``steps=N`` (flow stage steps), ``eval_examples=N`` (0 = the whole test split),
 ``mask=false`` / ``clap=false`` (leave out those stages and their table entries),
 ``noise_scale=S`` (sampling temperature of the table and of --mode=separate; the paper's 1 is
-always reported too), ``prediction=velocity|x1``, ``time_sampler=uniform|logit_normal|shifted``.
+always reported too), ``prediction=velocity|x1``, ``time_sampler=uniform|logit_normal|shifted``,
+``query=own|clap`` (the flow's query encoder: a byte Transformer trained with it, or the clap
+stage's frozen text tower, as the paper's frozen FLAN-T5), ``remix=P`` (dynamic mixing of the
+flow's training mixtures, ``xmodal.data.remix``). WORKSPACE_NOTES.md has what each measured.
 """
 import os
 
@@ -32,7 +36,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 VAE, FLOW, VOCODER, MASK, CLAP, EVAL = "vae", "flow", "vocoder", "mask", "clap", "eval"
 # CLAP before the flow: its frozen text tower embeds the flow's queries (``query=clap``).
 ORDER = (VAE, CLAP, FLOW, VOCODER, MASK, EVAL)
-QUERIES = ("clap", "own")
+QUERIES = ("own", "clap")
 # Sampling temperature of the separation (x0 ~ N(0, NOISE_SCALE²)); the paper samples at 1,
 # which is also always reported. See WORKSPACE_NOTES.md for how this value was chosen.
 NOISE_SCALE = 0.1
@@ -65,6 +69,8 @@ def get_config(arg=None):
                   time_sampler="uniform", noise_scale=NOISE_SCALE, query="own", remix=0.0)
     if a.query not in QUERIES:
         raise ValueError(f"flowsep query={a.query!r}: one of {', '.join(QUERIES)}")
+    if a.query == "clap" and not a.clap:
+        raise ValueError("flowsep query=clap reads the clap stage's text tower: drop clap=false")
     if a.runlocal or a.tiny:
         sr, length = 8000, 16384                      # 2.05 s at 8 kHz
         mel = dict(sample_rate=sr, n_fft=512, hop=256, n_mels=64)   # 64 frames × 64 bands
@@ -96,7 +102,7 @@ def get_config(arg=None):
                    num_heads=4, text_width=32 if tiny else 128, text_depth=1 if tiny else 2)
     flow_objective = dict(name="flowsep", vae_from="stage:" + VAE, cfg_drop=0.1, sigma_min=1e-4,
                           max_text_len=48, prediction=a.prediction, time_sampler=a.time_sampler,
-                          query_from="stage:" + CLAP if a.clap and a.query == "clap" else "",
+                          query_from="stage:" + CLAP if a.query == "clap" else "",
                           remix=float(a.remix), remix_gain_db=REMIX_GAIN_DB if a.remix else 0.0)
     flow = _stage(a, a.data, transform, batch, flow_steps, 1e-3 if a.runlocal else 3e-4)
     flow.model = dict(net)

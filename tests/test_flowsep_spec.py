@@ -22,6 +22,20 @@ def _main(workdir, *args, timeout=900):
                           text=True, timeout=timeout)
 
 
+def test_flowsep_spec_query_and_remix_arguments():
+    from xmodal import spec as spec_lib
+    c = spec_lib.load(os.path.join(cli.ROOT, "specs/flowsep.py") + ":tiny,query=clap,remix=0.25")
+    assert list(c.order).index("clap") < list(c.order).index("flow")
+    assert c.stages.flow.objective.query_from == "stage:clap"
+    assert c.stages.flow.objective.remix == 0.25 and c.stages.flow.objective.remix_gain_db > 0
+    own = spec_lib.load(os.path.join(cli.ROOT, "specs/flowsep.py") + ":tiny")
+    assert own.stages.flow.objective.query_from == "" and own.stages.flow.objective.remix == 0
+    with pytest.raises(ValueError, match="query=clap"):
+        spec_lib.load(os.path.join(cli.ROOT, "specs/flowsep.py") + ":tiny,query=clap,clap=False")
+    with pytest.raises(ValueError, match="own, clap"):
+        spec_lib.load(os.path.join(cli.ROOT, "specs/flowsep.py") + ":tiny,query=t5")
+
+
 @pytest.mark.slow
 def test_flowsep_spec_trains_evaluates_and_separates(tmp_path):
     wd = tmp_path / "flowsep"
