@@ -76,10 +76,10 @@ def ablate(spec, workdir: str) -> dict:
                  for tau in (0.7, 0.5, 0.3, 0.1, 0.0)]
     rows = []
     for s in settings:
-        outs = {"mixture_phase": [], "vocoder": []}
+        outs = {"mixture_phase": [], "vae_ratio": [], "vocoder": []}
         for i in range(0, len(mix), 32):
             o = sep.separate(mix[i:i + 32], tok[i:i + 32], seed=i,
-                             which=("vocoder", "mixture_phase"), **s)
+                             which=("vocoder", "mixture_phase", "vae_ratio"), **s)
             for k in outs:
                 if k in o:
                     outs[k].append(o[k])

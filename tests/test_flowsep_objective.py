@@ -200,3 +200,22 @@ def test_separation_transform_resamples_crops_and_tokenizes():
         TRANSFORMS.build("separation", length=20000).map(rec)
     with pytest.raises(KeyError, match="query"):
         t.map({"mixture": ramp, "target": ramp})
+
+
+def test_mixture_phase_renderers_pass_the_mixture_through_for_its_own_mel():
+    """An estimate equal to the ratio's reference gives mask 1: the mixture comes back (up to
+    the STFT round trip). ``mixture_phase`` refers to the mixture's mel, ``vae_ratio`` to its
+    VAE reconstruction, so each passes the mixture for its own reference only."""
+    from xmodal.separation import render
+    obj = _objective()
+    mix = _batch(2)["mixture"]
+    own = obj.mel.mel(mix)
+    decoded = obj.decode_mel(obj.encode(mix))
+    out = render(obj, own, mix, which=("mixture_phase",))
+    np.testing.assert_allclose(out["mixture_phase"], mix, atol=1e-4)
+    out = render(obj, decoded, mix, which=("vae_ratio", "mixture_phase"))
+    np.testing.assert_allclose(out["vae_ratio"], mix, atol=1e-4)
+    assert float(jnp.max(jnp.abs(out["mixture_phase"] - mix))) > 1e-3  # untrained VAE ≠ mel
+    # A silent estimate silences both.
+    quiet = render(obj, jnp.full_like(own, -20.0), mix, which=("vae_ratio",))["vae_ratio"]
+    assert float(jnp.max(jnp.abs(quiet))) < 1e-2 * float(jnp.max(jnp.abs(mix)))

@@ -48,6 +48,7 @@ def test_flowsep_spec_trains_evaluates_and_separates(tmp_path):
     table = json.load(open(ev / "separation_table.json"))
     rows = table["rows"]
     for name in ("FlowSep (vocoder)", "FlowSep (estimate magnitude + mixture phase)",
+                 "FlowSep (estimate magnitude + mixture phase, ratio to the VAE-decoded mixture)",
                  "FlowSep (Griffin-Lim)", "mixture (unprocessed)", "oracle IRM (upper bound)"):
         assert name in rows, sorted(rows)
         for col in ("log_mel_distance", "si_sdr", "sdri"):

@@ -63,8 +63,10 @@ def test_sampler_settings_are_the_spec_evaluators():
     """A user's file is separated with the sampler the eval table was measured with."""
     from xmodal.commands.separate import sampler_settings
     from xmodal.spec import load
-    spec = load("specs/flowsep.py:tiny,noise_scale=0.4")
-    assert sampler_settings(spec) == dict(steps=10, solver="euler", cfg_scale=1.0,
+    spec = load("specs/flowsep.py:tiny,noise_scale=0.4,sample_steps=4")
+    assert sampler_settings(spec) == dict(steps=4, solver="euler", cfg_scale=1.0,
                                           noise_scale=0.4)
+    # The paper's sampler stays a row of the table.
+    assert (10, 1.0) in spec.stages.eval.evals.separation.extra_rows
     spec.stages.eval.evals.separation.steps = 3
     assert sampler_settings(spec)["steps"] == 3

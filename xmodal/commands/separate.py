@@ -102,8 +102,8 @@ def separate(spec, workdir: str, *, input: str, query: str, out: str, batch: int
     padded[:n] = wave
     pieces = padded.reshape(chunks, length)
     tokens = np.repeat(transform.tokenizer.encode(q)[None], batch, 0)
-    which = ("vocoder", "mixture_phase") if sep.vocoder is not None else ("griffin_lim",
-                                                                          "mixture_phase")
+    # The mixture-phase file uses the table's chosen renderer (ratio to the VAE-decoded mixture).
+    which = ("vocoder", "vae_ratio") if sep.vocoder is not None else ("griffin_lim", "vae_ratio")
     outs = {k: [] for k in which}
     for i in range(0, chunks, batch):
         part = pieces[i:i + batch]
@@ -115,7 +115,7 @@ def separate(spec, workdir: str, *, input: str, query: str, out: str, batch: int
     main = which[0]
     written = {}
     stem, ext = os.path.splitext(out)
-    for key, path in ((main, out), ("mixture_phase", f"{stem}.mixphase{ext or '.wav'}")):
+    for key, path in ((main, out), ("vae_ratio", f"{stem}.mixphase{ext or '.wav'}")):
         y = np.concatenate(outs[key]).reshape(-1)[:n]
         y = audio.resample(y, sep.sample_rate, rate)
         y = np.nan_to_num(y)
@@ -123,5 +123,5 @@ def separate(spec, workdir: str, *, input: str, query: str, out: str, batch: int
         sf.write(path, np.clip(y, -1.0, 1.0), rate, subtype="FLOAT")
         written[key] = path
     print(f"separated {n / sep.sample_rate:.2f} s ({chunks} chunk(s)) for query {q!r}: "
-          f"{out} ({main}), {written['mixture_phase']} (mixture phase)", flush=True)
-    return {"out": out, "mixphase": written["mixture_phase"], "chunks": chunks}
+          f"{out} ({main}), {written['vae_ratio']} (mixture phase)", flush=True)
+    return {"out": out, "mixphase": written["vae_ratio"], "chunks": chunks}

@@ -2,8 +2,9 @@
 mixtures, write ONE table (``separation_table.json`` / ``.md`` in the stage workdir), the
 latency per separated second vs the number of Euler steps, and spectrogram PNGs.
 
-Rows: FlowSep with the neural vocoder, with the estimate's magnitude on the mixture's phase,
-with Griffin-Lim; the unprocessed mixture; the oracle ideal ratio mask (upper bound); the
+Rows: FlowSep with the neural vocoder, with the estimate's magnitude on the mixture's phase
+(the mel ratio to the mixture, and to the VAE-decoded mixture: ``separation.render``), with
+Griffin-Lim; the unprocessed mixture; the oracle ideal ratio mask (upper bound); the
 discriminative text-queried mask network (the mask stage, when trained); the reference itself
 (the ceiling of the embedding metrics). Columns: Fréchet distance and CLAPScore with our own
 audio-text model (when its stage is trained), log-mel distance, SI-SDR and SI-SDRi.
@@ -23,6 +24,7 @@ from xmodal.separation import Separator, load_stage
 
 QUERY_PREFIX = "separate the "
 COLUMNS = ("fd", "clap_score", "log_mel_distance", "si_sdr", "sdri")
+VAE_RATIO_ROW = "FlowSep (estimate magnitude + mixture phase, ratio to the VAE-decoded mixture)"
 
 
 def labels_from_tokens(tokenizer, tokens) -> list[str]:
@@ -73,15 +75,14 @@ def markdown_table(rows: dict, notes: list[str]) -> str:
 @EVALUATORS.register("separation")
 def separation(vocoder_from: str = "", mask_from: str = "", clap_from: str = "",
                steps: int = 10, solver: str = "euler", cfg_scale: float = 1.0,
-               noise_scale: float = 1.0, extra_steps: tuple = (), extra_noise_scales: tuple = (),
+               noise_scale: float = 1.0, extra_rows: tuple = (),
                nfe_sweep: tuple = (1, 2, 5, 10, 25), plots: int = 4, chunk: int = 32,
                latency_batch: int = 8, gl_iters: int = 32, seed: int = 0):
     """See the module docstring. ``*_from``: stage workdirs ("stage:vocoder", ...); a missing
-    one drops its row/columns (said in the table's notes). ``extra_steps``: more FlowSep rows
-    (vocoder and mixture phase) with that many Euler steps; 1 step from noise gives the
-    network's estimate of the conditional mean E[x1 | mixture, query] rather than a sample.
-    ``noise_scale``: the sampling temperature of the FlowSep rows (``separate_latent``; 1 = the
-    paper's N(0, I)); ``extra_noise_scales``: more rows at ``steps`` steps with those."""
+    one drops its row/columns (said in the table's notes). ``steps`` and ``noise_scale``: the
+    sampler of the main FlowSep rows (``separate_latent``; noise scale 1 = the paper's
+    N(0, I)); ``extra_rows``: ``(steps, noise_scale)`` pairs for more FlowSep rows (vocoder
+    and the VAE-ratio mixture-phase renderer), e.g. the paper's (10, 1.0)."""
     def run(ctx: EvalContext) -> dict:
         obj = ctx.objective
         mixture = np.asarray(ctx.arrays["mixture"], np.float32)
@@ -113,22 +114,21 @@ def separation(vocoder_from: str = "", mask_from: str = "", clap_from: str = "",
                     outs.setdefault(k, []).append(v[: chunk - pad])
             return {k: np.concatenate(v) for k, v in outs.items()}
 
-        outs = separate_all(steps, ("vocoder", "mixture_phase", "griffin_lim"))
+        outs = separate_all(steps, ("vocoder", "mixture_phase", "vae_ratio", "griffin_lim"))
         estimates = {}
         if "vocoder" in outs:
             estimates["FlowSep (vocoder)"] = outs["vocoder"]
         estimates["FlowSep (estimate magnitude + mixture phase)"] = outs["mixture_phase"]
+        estimates[VAE_RATIO_ROW] = outs["vae_ratio"]
         estimates["FlowSep (Griffin-Lim)"] = outs["griffin_lim"]
-        extra = [(int(n), noise_scale, f"{int(n)} {solver} step{'s' if int(n) > 1 else ''}")
-                 for n in extra_steps]
-        extra += [(steps, float(tau), f"{steps} {solver} steps, noise scale {float(tau):g}")
-                  for tau in extra_noise_scales]
-        for n, tau, tag in extra:
-            more = separate_all(n, ("vocoder", "mixture_phase"), tau)
+        for n, tau in extra_rows:
+            n, tau = int(n), float(tau)
+            tag = f"{n} {solver} step{'s' if n > 1 else ''}, noise scale {tau:g}"
+            # Extra settings get the chosen mixture-phase renderer only (each row costs scoring).
+            more = separate_all(n, ("vocoder", "vae_ratio"), tau)
             if "vocoder" in more:
                 estimates[f"FlowSep, {tag} (vocoder)"] = more["vocoder"]
-            estimates[f"FlowSep, {tag} (estimate magnitude + mixture phase)"] = \
-                more["mixture_phase"]
+            estimates[VAE_RATIO_ROW.replace("FlowSep", f"FlowSep, {tag}")] = more["vae_ratio"]
         estimates["mixture (unprocessed)"] = mixture_estimate(mixture)
         estimates["oracle IRM (upper bound)"] = oracle_irm(mixture, target, obj.mel.n_fft,
                                                            obj.mel.hop)
@@ -193,6 +193,7 @@ def separation(vocoder_from: str = "", mask_from: str = "", clap_from: str = "",
         flat = {}
         short = {"FlowSep (vocoder)": "flowsep_vocoder",
                  "FlowSep (estimate magnitude + mixture phase)": "flowsep_mixphase",
+                 VAE_RATIO_ROW: "flowsep_mixphase_vae",
                  "FlowSep (Griffin-Lim)": "flowsep_griffinlim", "mixture (unprocessed)": "mixture",
                  "oracle IRM (upper bound)": "oracle_irm",
                  "mask network (discriminative)": "mask_network",
