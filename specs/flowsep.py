@@ -15,8 +15,8 @@ Stages, in this order (the spec's ``order``), each in ``<workdir>/<stage>``:
   eval     train.steps = 0: separates the held-out mixtures (test soundfont FluidR3) and writes
            one table (separation_table.{json,md}) and spectrogram PNGs into <workdir>/eval
 
-Arguments: ``runlocal`` (2.05 s at 8 kHz, small models; all six stages took 17 min on a quiet
-2-core CPU, the flow stage 7.4 of them),
+Arguments: ``runlocal`` (2.05 s at 8 kHz, small models; all six stages took 17–19 min on a
+quiet 2-core CPU, the flow stage 7.4–8.6 of them),
 ``data=<lass_mix config>`` (e.g. ``lass_mix/tiny``), ``model=unet|dit``, ``tiny`` (2-step smoke
 test sizes), ``steps=N`` (flow stage steps), ``eval_examples=N`` (0 = the whole test split),
 ``mask=false`` / ``clap=false`` (leave out those stages and their table entries),
