@@ -74,6 +74,8 @@ def ablate(spec, workdir: str) -> dict:
     settings += [dict(steps=10, solver="euler", cfg_scale=w) for w in (0.0, 2.0, 3.0)]
     settings += [dict(steps=10, solver="euler", cfg_scale=1.0, noise_scale=tau)
                  for tau in (0.7, 0.5, 0.3, 0.1, 0.0)]
+    # Steps at the chosen temperature (specs/flowsep.py NOISE_SCALE, SAMPLE_STEPS).
+    settings += [dict(steps=n, solver="euler", cfg_scale=1.0, noise_scale=0.1) for n in (1, 2, 5)]
     rows = []
     for s in settings:
         outs = {"mixture_phase": [], "vae_ratio": [], "vocoder": []}
