@@ -107,7 +107,7 @@ def get_config(arg=None):
     flow_objective = dict(name="flowsep", vae_from="stage:" + VAE, cfg_drop=0.1, sigma_min=1e-4,
                           max_text_len=48, prediction=a.prediction, time_sampler=a.time_sampler,
                           query_from="stage:" + CLAP if a.query == "clap" else "",
-                          remix=float(a.remix), remix_gain_db=REMIX_GAIN_DB if a.remix else 0.0)
+                          remix=float(a.remix), remix_gain_db=REMIX_GAIN_DB)
     flow = _stage(a, a.data, transform, batch, flow_steps, 1e-3 if a.runlocal else 3e-4)
     flow.model = dict(net)
     flow.objective = dict(flow_objective)

@@ -56,12 +56,13 @@ def render(objective, mel_est, mixture, *, vocoder=None, vocoder_params=None,
     for the renderers in ``which`` (``vocoder`` only when a vocoder is given)."""
     cfg, length = objective.mel, mixture.shape[-1]
     out = {"mel": mel_est}
-    for name in ("mixture_phase", "vae_ratio"):
-        if name in which:
-            ref = (cfg.mel(mixture) if name == "mixture_phase"
-                   else objective.decode_mel(objective.encode(mixture)))
-            mask = cfg.pad_frames(cfg.mel_ratio_mask(mel_est, ref), length)
-            out[name] = cfg.istft(cfg.stft(mixture) * mask, length)
+    if "mixture_phase" in which or "vae_ratio" in which:
+        mix_spec = cfg.stft(mixture)
+        refs = {"mixture_phase": lambda: cfg.mel(mixture),
+                "vae_ratio": lambda: objective.decode_mel(objective.encode(mixture))}
+        for name in (n for n in refs if n in which):
+            mask = cfg.pad_frames(cfg.mel_ratio_mask(mel_est, refs[name]()), length)
+            out[name] = cfg.istft(mix_spec * mask, length)
     if "griffin_lim" in which:
         mag = cfg.pad_frames(cfg.mel_to_magnitude(mel_est), length)
         out["griffin_lim"] = griffin_lim(mag, length, cfg.n_fft, cfg.hop, iters=gl_iters)

@@ -21,11 +21,15 @@ import jax
 import jax.numpy as jnp
 
 
+def check_remix(prob: float, gain_db: float) -> None:
+    if not 0.0 <= prob <= 1.0 or gain_db < 0:
+        raise ValueError(f"remix prob must be in [0, 1] and gain_db >= 0, got {prob}, {gain_db}")
+
+
 def remix(rng, target, mixture, prob: float, gain_db: float = 0.0):
     """Mixtures [B, T] with, per example, probability ``prob`` of the next example's
     interference at a gain uniform in ``±gain_db`` dB (see the module docstring)."""
-    if not 0.0 <= prob <= 1.0 or gain_db < 0:
-        raise ValueError(f"remix prob must be in [0, 1] and gain_db >= 0, got {prob}, {gain_db}")
+    check_remix(prob, gain_db)
     if prob == 0.0:
         return mixture
     k_swap, k_gain = jax.random.split(rng)

@@ -29,7 +29,7 @@ import jax.numpy as jnp
 from xmodal import checkpoint as ckpt_lib
 from xmodal import sampling
 from xmodal.data.mel_features import MelConfig
-from xmodal.data.remix import remix
+from xmodal.data.remix import check_remix, remix
 from xmodal.data.tokenizer import ByteTokenizer
 from xmodal.nn.mel_vae import MelVAE
 from xmodal.objectives import OBJECTIVES
@@ -187,9 +187,7 @@ def flowsep(vae_from: str = "", vae: dict | None = None, mel: dict | None = None
         raise ValueError(f"flowsep prediction must be one of {PREDICTIONS}, got {prediction!r}")
     if not 0.0 <= cfg_drop <= 1.0:
         raise ValueError(f"flowsep cfg_drop must be in [0, 1], got {cfg_drop}")
-    if not 0.0 <= remix <= 1.0 or remix_gain_db < 0:
-        raise ValueError(f"flowsep remix must be in [0, 1] and remix_gain_db >= 0, got "
-                         f"{remix}, {remix_gain_db}")
+    check_remix(remix, remix_gain_db)  # at spec time, not at the first traced step
     sampler = TIME_SAMPLERS.get(time_sampler)()
 
     def bind(model, mesh):
