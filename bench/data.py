@@ -18,7 +18,7 @@ import time
 import grain
 from absl import app, flags
 
-from xmodal.data import sources
+from xmodal.core import datasets as sources
 
 _DATASETS = flags.DEFINE_list("datasets", [], "names (default: every registered dataset)")
 _WORKERS = flags.DEFINE_list("workers", ["0", "2"], "grain worker counts to try")
@@ -54,7 +54,7 @@ def measure(name: str, workers: int, batches: int, batch: int) -> float:
 
 
 def main(_):
-    names = _DATASETS.value or sorted(sources.DATASETS)
+    names = _DATASETS.value or sources.names()
     rows = []
     for name in names:
         try:

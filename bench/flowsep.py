@@ -10,7 +10,7 @@ The flow stage of the spec is built by the trainer (``trainer.build``) with an u
 the VAE stage's architecture in place of ``vae_from`` (speed does not depend on the weights), and
 its bare compiled step is timed on one device-resident batch (best of 3 windows, the machine may
 be shared). MFU = XLA's FLOPs per step / step time / a measured matmul peak
-(``xmodal.flops``). Latency: seconds of compute per second of separated audio for the path
+(``xmodal.core.flops``). Latency: seconds of compute per second of separated audio for the path
 mixture → Euler steps of the flow (NFE = steps, CFG off) → VAE decoder → neural vocoder
 (untrained, same architecture), batch ``--latency_batch``, for NFE in 1, 2, 5, 10, 25.
 """
@@ -27,8 +27,10 @@ import numpy as np
 from absl import app, flags
 from ml_collections import config_flags
 
-from xmodal import flops, parallel, spec as spec_lib
-from xmodal.data.mel_features import MelConfig
+from xmodal.core import flops
+from xmodal.core import parallel
+from xmodal.core import spec as spec_lib
+from xmodal.audio.mel import MelConfig
 
 _SPEC = config_flags.DEFINE_config_file("spec", None, "spec file, path[:arg]", lock_config=True)
 _STEPS = flags.DEFINE_integer("steps", 20, "timed steps per window")
@@ -52,10 +54,10 @@ def _stage(spec, objective_name):
 def ablate(spec, workdir: str) -> dict:
     """Log-mel distance and mixture-phase SI-SDRi (mean over ``--examples`` held-out mixtures)
     of the trained FlowSep in ``workdir`` for several sampler settings."""
-    from xmodal.data import sources
-    from xmodal.data.transforms import TRANSFORMS
-    from xmodal.evaluate.separation_metrics import log_mel_distance, sdr_improvement
-    from xmodal.separation import Separator
+    from xmodal.core import datasets as sources
+    from xmodal.core.registry import TRANSFORMS
+    from xmodal.evaluate.separation import log_mel_distance, sdr_improvement
+    from xmodal.projects.flowsep.separator import Separator
 
     sep = Separator.from_workdir(spec, workdir)
     _, flow = _stage(spec, "flowsep")
@@ -101,14 +103,15 @@ def ablate(spec, workdir: str) -> dict:
 
 
 def main(_):
-    from xmodal import trainer
+    from xmodal.core import trainer
     if _ABLATE.value:
         out = ablate(spec_lib.validate(_SPEC.value), _ABLATE.value)
         if _OUT.value:
             with open(_OUT.value, "w") as f:
                 json.dump(out, f, indent=2)
         return
-    from xmodal.separation import Separator, build_stage_model
+    from xmodal.core.stages import build_model
+    from xmodal.projects.flowsep.separator import Separator
 
     full = spec_lib.validate(_SPEC.value)
     _, vae = _stage(full, "mel_vae")
@@ -150,13 +153,13 @@ def main(_):
                     "mfu_pct": 100 * step_flops / best / peak})
 
         # Latency vs NFE on mixtures of the eval split.
-        vocoder = build_stage_model(voc)
+        vocoder = build_model(voc.model.to_dict())
         arrays = {k: v[:_LAT_BATCH.value] for k, v in batch.items()}
         mix = np.asarray(jax.device_get(arrays["mixture"]))
         toks = np.asarray(jax.device_get(arrays["query"]))
         mel = MelConfig(**dict(vae.objective.mel)).mel(jnp.asarray(mix))
         vparams = vocoder.init(jax.random.key(0), mel)["params"]
-        sep = Separator(_objective(setup), state.params, vocoder, vparams,
+        sep = Separator(_objective(setup), {**state.frozen, **state.params}, vocoder, vparams,
                         sample_rate=int(spec.data.transform.sample_rate))
         out["latency_batch"] = len(mix)
         out["clip_seconds"] = mix.shape[1] / sep.sample_rate
@@ -170,9 +173,9 @@ def main(_):
 
 def _objective(setup):
     # The trainer keeps its bound objective inside the step closure; build an identical one.
-    from xmodal.nn import MODELS
-    from xmodal.nn.precision import Policy
-    from xmodal.objectives import OBJECTIVES
+    from xmodal.core.registry import MODELS
+    from xmodal.core.precision import Policy
+    from xmodal.core.registry import OBJECTIVES
     s = setup.spec
     policy = Policy.from_mapping(s.precision)
     model = MODELS.build(s.model.name, dtype=policy.compute_dtype, param_dtype=policy.param_dtype,

@@ -21,8 +21,10 @@ import ml_collections as mlc
 from absl import app, flags
 from ml_collections import config_flags
 
-from xmodal import flops, parallel, spec as spec_lib
-from xmodal.nn.precision import Policy
+from xmodal.core import flops
+from xmodal.core import parallel
+from xmodal.core import spec as spec_lib
+from xmodal.core.precision import Policy
 
 _SPEC = config_flags.DEFINE_config_file("spec", None, "spec file, path[:arg]", lock_config=True)
 _STEPS = flags.DEFINE_integer("steps", 40, "timed steps per measurement")
@@ -64,7 +66,7 @@ def _timed_steps(fn, state, batch, n):
 
 
 def main(_):
-    from xmodal import trainer
+    from xmodal.core import trainer
     raw = mlc.ConfigDict(_SPEC.value.to_dict())
     raw.evals = {}
     raw.train.log_every = _STEPS.value

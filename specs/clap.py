@@ -10,7 +10,7 @@ text tower: ``text_transformer`` over bytes. Held-out items (instrument + note o
 sha1 split of the data set) are the retrieval test set; held-out effects (stamp-hash split)
 are a second one (metrics ``eval/effects/...``). Zero-shot instrument accuracy is on the
 instrument clips. The trained model is FlowSep's scorer
-(``xmodal.evaluate.clap_score.load_clap``): Fréchet distance of its audio embeddings, and
+(``xmodal.projects.clap.score.load_clap``): Fréchet distance of its audio embeddings, and
 CLAPScore = cosine(audio embedding of an estimate, text embedding of its query).
 
 Arguments: ``label_prob=P`` (default 0.5: the probability that a training clip's caption is
@@ -25,7 +25,7 @@ instruments' 1: one training clip in five is an effect, though effects are 8 % o
 import math
 
 from xmodal.data.sets.instruments import CLIP_SECONDS, INSTRUMENT_NAMES, SAMPLE_RATE
-from xmodal.spec import base, mix_source, parse_arg
+from xmodal.core.spec import base, mix_source, parse_arg
 
 # Zero-shot instrument prompts: the captions of phrases ("a violin playing a short phrase").
 PROMPTS = ("a {} playing a short phrase", "an {} playing a short phrase")

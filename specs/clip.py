@@ -7,7 +7,7 @@ Held-out emoji (by base emoji, skin-tone variants together) are the retrieval te
 """
 import math
 
-from xmodal.spec import base, parse_arg
+from xmodal.core.spec import base, parse_arg
 
 
 def get_config(arg=None):

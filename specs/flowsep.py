@@ -24,13 +24,13 @@ test sizes), ``steps=N`` (flow stage steps), ``eval_examples=N`` (0 = the whole 
 of --mode=separate; the paper's 1 and 10 are always reported too), ``prediction=velocity|x1``, ``time_sampler=uniform|logit_normal|shifted``,
 ``query=own|clap`` (the flow's query encoder: a byte Transformer trained with it, or the clap
 stage's frozen text tower, as the paper's frozen FLAN-T5), ``remix=P`` (dynamic mixing of the
-flow's training mixtures, ``xmodal.data.remix``). WORKSPACE_NOTES.md has what each measured.
+flow's training mixtures, ``xmodal.audio.remix``). WORKSPACE_NOTES.md has what each measured.
 """
 import os
 
 import ml_collections
 
-from xmodal.spec import base, parse_arg, sibling
+from xmodal.core.spec import base, parse_arg, sibling
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 VAE, FLOW, VOCODER, MASK, CLAP, EVAL = "vae", "flow", "vocoder", "mask", "clap", "eval"

@@ -14,7 +14,7 @@ a second, larger gallery (``person_retrieval_all``).
 Arguments: ``runlocal``, ``batch=N``, ``steps=N``, ``loss=sdm|infonce`` (the alignment
 loss), ``no_irr`` (no cross-modal MLM).
 """
-from xmodal.spec import base, parse_arg
+from xmodal.core.spec import base, parse_arg
 
 
 def get_config(arg=None):

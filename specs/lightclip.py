@@ -14,7 +14,7 @@ zero-shot accuracy over the 9 Unicode groups and over the subgroups of the eval 
 """
 import math
 
-from xmodal.spec import base, parse_arg
+from xmodal.core.spec import base, parse_arg
 
 
 def get_config(arg=None):

@@ -15,7 +15,7 @@ flags ``intra=0`` (intra-modal contrastive off), ``cross=0`` (cross-modal matchi
 """
 import math
 
-from xmodal.spec import base, parse_arg
+from xmodal.core.spec import base, parse_arg
 
 
 def get_config(arg=None):

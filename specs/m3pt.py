@@ -13,7 +13,7 @@ uni-modal ablation), ``loss=softmax|sigmoid``, ``min_count=N``.
 """
 import math
 
-from xmodal.spec import base, parse_arg
+from xmodal.core.spec import base, parse_arg
 
 
 def get_config(arg=None):

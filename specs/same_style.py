@@ -12,8 +12,8 @@ Arguments: ``runlocal`` (2-core CPU, minutes), ``data=cards|emoji_styles``, ``ba
 (emoji_styles); the eval reports R@1/5/10 (and median rank, MRR) for image→image across
 styles, text→image (plus mAP) and image+text→image.
 """
-from xmodal.registry import SpecError
-from xmodal.spec import base, parse_arg
+from xmodal.core.registry import SpecError
+from xmodal.core.spec import base, parse_arg
 
 DATA = {
     "cards": dict(name="card_pairs", data_name="cards", max_text_len=32),

@@ -7,7 +7,7 @@ initialisation differ (the paper's t' = log 10, b = -10), so the two are a contr
 """
 import math
 
-from xmodal.spec import sibling
+from xmodal.core.spec import sibling
 
 
 def get_config(arg=None):

@@ -13,7 +13,7 @@ Arguments: ``runlocal`` (2.05 s at 8 kHz, as FlowSep's runlocal; a few minutes o
 ``tiny`` (a 2-step smoke test), ``data=<lass_mix config>``, ``loss=si_sdr|l1_mag|both``,
 ``batch=N``, ``steps=N``.
 """
-from xmodal.spec import base, parse_arg
+from xmodal.core.spec import base, parse_arg
 
 
 def get_config(arg=None):

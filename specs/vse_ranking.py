@@ -12,8 +12,8 @@ Arguments: ``runlocal`` (2-core CPU, minutes), ``text=bow|ngram|seq``,
 retrieval test set; the eval reports R@1/5/10, median and mean rank and MRR in both directions
 (``i2t_*``: image annotation, ``t2i_*``: image search).
 """
-from xmodal.registry import SpecError
-from xmodal.spec import base, parse_arg
+from xmodal.core.registry import SpecError
+from xmodal.core.spec import base, parse_arg
 
 TEXT_TOWERS = {
     "bow": dict(name="bow_text", buckets=4096, mlp_dim=512),

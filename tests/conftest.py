@@ -10,3 +10,10 @@ os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
 import jax  # noqa: E402
 
 jax.config.update("jax_threefry_partitionable", True)
+
+
+def pytest_runtest_setup(item):
+    # Tests marked ``needs_data(name)`` (tests/data_helpers.skip_unless_installed).
+    from tests.data_helpers import check_data
+    for mark in item.iter_markers(name="needs_data"):
+        check_data(mark.args[0])

@@ -4,7 +4,7 @@ import pytest
 from absl import flags
 
 from xmodal.data.augment import RandomResizedCrop
-from xmodal.data.pipeline import train_loader
+from xmodal.core.input import train_loader
 
 
 def _image(h=16, w=16):

@@ -10,10 +10,10 @@ import pytest
 
 from tests import cli
 from tests.data_helpers import skip_unless_installed
-from xmodal.data import audio
-from xmodal.data.transforms import TRANSFORMS
-from xmodal.evaluate.clap_score import clap_score, load_clap
-from xmodal.nn import MODELS
+from xmodal.audio import dsp as audio
+from xmodal.core.registry import TRANSFORMS
+from xmodal.projects.clap.score import clap_score, load_clap
+from xmodal.core.registry import MODELS
 
 SR = 16000
 TINY_ENCODER = dict(sample_rate=SR, n_fft=256, hop=128, n_mels=16, channels=(4, 8), width=8)
@@ -147,8 +147,8 @@ def test_clap_spec_cli_and_scorer(tmp_path):
     with pytest.raises(ValueError, match="texts"):
         clap_score(scorer, wavs, texts[:2])
     # score_estimates with the real scorer: 8 kHz estimates are resampled to its 16 kHz.
-    from xmodal.data import audio
-    from xmodal.evaluate.separation_baselines import clap_text, score_estimates
+    from xmodal.audio import dsp as audio
+    from xmodal.projects.flowsep.baselines import clap_text, score_estimates
     at8k = audio.resample(wavs[:2], SR, 8000)
     queries = ["separate the violin", "separate the flute"]
     out = score_estimates(at8k, at8k, at8k + 0.01, queries, 8000, scorer=scorer, n_fft=256,
@@ -161,7 +161,7 @@ def test_clap_spec_cli_and_scorer(tmp_path):
 
 
 def test_load_clap_refuses_a_non_clap_workdir(tmp_path):
-    from xmodal.registry import SpecError
+    from xmodal.core.registry import SpecError
     with pytest.raises(SpecError, match="spec.json"):
         load_clap(str(tmp_path))
     (tmp_path / "spec.json").write_text('{"model": {"name": "two_tower", "image": {"name": "vit"}}}')

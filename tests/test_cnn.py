@@ -4,7 +4,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from xmodal.nn import MODELS
+from xmodal.core.registry import MODELS
 from xmodal.nn.cnn import CNN
 
 

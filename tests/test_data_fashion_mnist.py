@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from tests.data_helpers import read_all, skip_unless_installed
-from xmodal.data import sources
+from xmodal.core import datasets as sources
 from xmodal.data.sets import fashion_mnist as fm
 
 NAME = "fashion_mnist/tiny"

@@ -1,17 +1,15 @@
 import hashlib
-import os
 
 import numpy as np
 import pytest
 
 from tests.data_helpers import read_all, skip_unless_installed
-from xmodal.data import sources
+from xmodal.core import datasets as sources
 from xmodal.data.sets import instruments as ins
 
 pytestmark = skip_unless_installed("instruments/tiny")
 
-FLUIDR3_MISSING = not os.path.isfile(sources.resolve_file(ins.FLUIDR3_FILE))
-FLUIDR3_SKIP = "needs: apt-get update && apt-get install -y fluid-soundfont-gm"
+needs_fluidr3 = skip_unless_installed("instruments/fluidr3_tiny")
 
 
 
@@ -104,7 +102,7 @@ def test_silent_renders_are_dropped_and_recorded(tmp_path):
     assert reloaded.info.metadata["skipped_silent"] == skipped
 
 
-@pytest.mark.skipif(FLUIDR3_MISSING, reason=FLUIDR3_SKIP)
+@needs_fluidr3
 def test_fluidr3_has_the_same_items_as_timgm6mb(data_dir, tiny):
     fluid = read_all("instruments/fluidr3_tiny", data_dir)
     skipped = sources.prepare("instruments/fluidr3_tiny", data_dir).info.metadata["skipped_silent"]
@@ -119,7 +117,7 @@ def test_fluidr3_has_the_same_items_as_timgm6mb(data_dir, tiny):
     assert not np.allclose(by_item[r["item"]], r["audio"], atol=1e-3)
 
 
-@pytest.mark.skipif(FLUIDR3_MISSING, reason=FLUIDR3_SKIP)
+@needs_fluidr3
 def test_fluidr3_contrabass_is_silent_above_its_range():
     # the soundfont gotcha that the instrument ranges avoid
     renderer = ins.FontRenderer(ins.FLUIDR3)

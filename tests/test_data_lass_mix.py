@@ -1,19 +1,15 @@
 import hashlib
-import os
 
 import numpy as np
 import pytest
 
 from tests.data_helpers import read_all, skip_unless_installed
-from xmodal.data import sources
+from xmodal.core import datasets as sources
 from xmodal.data.sets import instruments as ins
 from xmodal.data.sets import lass_mix as lm
 
 pytestmark = skip_unless_installed("lass_mix/tiny")
 
-FLUIDR3_MISSING = not os.path.isfile(sources.resolve_file(ins.FLUIDR3_FILE))
-TUXPAINT_MISSING = FLUIDR3_MISSING or not os.path.isdir(sources.resolve_file(lm.TUXPAINT_DIR))
-APT = "needs: apt-get update && apt-get install -y fluid-soundfont-gm tuxpaint-stamps-default"
 
 
 def _sha_mod5(text):
@@ -93,7 +89,7 @@ def test_input_snr_formula():
     assert lm.input_snr_db(t + 0.1 * t, t) == pytest.approx(20.0, abs=1e-4)
 
 
-@pytest.mark.skipif(TUXPAINT_MISSING, reason=APT)
+@skip_unless_installed("lass_mix/tuxpaint_tiny")
 def test_tuxpaint_config_mixes_effects_and_switches_font(data_dir):
     records = read_all("lass_mix/tuxpaint_tiny", data_dir)
     assert {r["font"] for r in records["train"]} == {b"TimGM6mb"}
@@ -109,7 +105,7 @@ def test_tuxpaint_config_mixes_effects_and_switches_font(data_dir):
         assert np.sqrt(np.mean(r["target"].astype(np.float64) ** 2)) > 10 ** (-50 / 20)
 
 
-@pytest.mark.skipif(FLUIDR3_MISSING, reason=APT)
+@skip_unless_installed("lass_mix/fluidr3_tiny")
 def test_default_trains_on_timgm6mb_and_tests_on_fluidr3(data_dir):
     records = read_all("lass_mix/fluidr3_tiny", data_dir)
     assert {r["font"] for r in records["train"]} == {b"TimGM6mb"}

@@ -4,7 +4,7 @@ import zipfile
 import numpy as np
 import pytest
 
-from xmodal.data import sources
+from xmodal.core import datasets as sources
 from xmodal.data.sets import motion as mo
 
 NAME = "motion/tiny"

@@ -1,21 +1,15 @@
 import gzip
 import hashlib
-import os
 import wave
 
 import numpy as np
 import pytest
 
-from tests.data_helpers import read_all
-from xmodal.data import sources
+from tests.data_helpers import read_all, skip_unless_installed
+from xmodal.core import datasets as sources
 from xmodal.data.sets import speech
 
-APT = "needs: apt-get update && apt-get install -y " + " ".join(
-    f"asterisk-core-sounds-{lang}{suffix}"
-    for lang in ("en", "fr", "es") for suffix in ("", "-wav"))
-MISSING = [f for f in sources.dataset_entry("speech").files
-           if not os.path.exists(sources.resolve_file(f))]
-needs_asterisk = pytest.mark.skipif(bool(MISSING), reason=APT)
+needs_asterisk = skip_unless_installed("speech/tiny")
 
 
 @pytest.fixture(scope="module")

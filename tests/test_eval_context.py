@@ -3,8 +3,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from xmodal import parallel
-from xmodal.evaluate.context import Applier, EvalContext
+from xmodal.core import parallel
+from xmodal.core.eval_context import Applier, EvalContext
 
 
 def _mesh():

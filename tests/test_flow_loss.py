@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 from scipy.optimize import linear_sum_assignment
 
-from xmodal.objectives.flow import (
+from xmodal.losses.flow import (
     T_MAX, TIME_SAMPLERS, LogitNormalTime, ShiftedTime, UniformTime, drop_condition,
     flow_matching_loss, ot_couple, shift_time)
-from xmodal.objectives.flow_paths import CondOTPath, CosinePath
+from xmodal.losses.flow_paths import CondOTPath, CosinePath
 
 KEY = jax.random.key(0)
 

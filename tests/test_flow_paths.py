@@ -4,10 +4,10 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from xmodal.objectives.flow import T_MAX
-from xmodal.objectives.flow_paths import (
+from xmodal.losses.flow import T_MAX
+from xmodal.losses.flow_paths import (
     FLOW_PATHS, CondOTPath, CosinePath, PathSample, VPPath)
-from xmodal.registry import SpecError
+from xmodal.core.registry import SpecError
 
 PATHS = [CondOTPath(), CondOTPath(sigma_min=0.1), CosinePath(), VPPath(), VPPath(0.5, 10.0)]
 

@@ -12,8 +12,8 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from xmodal.objectives.flow import UniformTime, flow_matching_loss
-from xmodal.objectives.flow_paths import CondOTPath
+from xmodal.losses.flow import UniformTime, flow_matching_loss
+from xmodal.losses.flow_paths import CondOTPath
 from xmodal.sampling import cfg_velocity, model_velocity, solve
 
 MODES = 8

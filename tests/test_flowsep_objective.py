@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 
 from xmodal.data.tokenizer import ByteTokenizer
-from xmodal.data.transforms import TRANSFORMS
-from xmodal.nn import MODELS
-from xmodal.objectives import OBJECTIVES
+from xmodal.core.registry import TRANSFORMS
+from xmodal.core.registry import MODELS
+from xmodal.core.registry import OBJECTIVES
 
 MEL = dict(sample_rate=8000, n_fft=256, hop=128, n_mels=16)
 VAE = dict(latent_channels=4, widths=(8, 8))
@@ -20,6 +20,13 @@ NET = dict(patch=2, width=32, depth=1, num_heads=2, text_width=16, text_depth=1,
 def _objective(**kw):
     net = MODELS.build("dit", **NET)
     return OBJECTIVES.build("flowsep", vae=VAE, mel=MEL, max_text_len=16, **kw)(net, None)
+
+
+def _params(obj, batch, seed=0):
+    """The mapping the trainer gives the loss: the trained "model" group and the frozen
+    networks of ``load_frozen`` (the VAE, and the query encoder when there is one)."""
+    frozen = jax.tree.map(jnp.asarray, obj.load_frozen())
+    return {**frozen, **obj.init(jax.random.key(seed), batch, frozen)}
 
 
 def _batch(b=4, seed=0):
@@ -34,15 +41,17 @@ def test_loss_is_finite_and_the_flow_learns_a_fixed_batch():
     import optax
     obj = _objective()
     batch = _batch()
-    params = obj.init(jax.random.key(0), batch)
+    params = _params(obj, batch)
     loss, aux = obj.loss(params, batch, jax.random.key(1))
     assert np.isfinite(float(loss)) and set(aux) >= {"mse", "t_mean", "cond_dropped"}
     opt = optax.adam(3e-3)
+    frozen = {"vae": params.pop("vae")}
     state = opt.init(params)
 
     @jax.jit
     def step(params, state, rng):
-        (loss, _), g = jax.value_and_grad(obj.loss, has_aux=True)(params, batch, rng)
+        (loss, _), g = jax.value_and_grad(
+            lambda p: obj.loss({**frozen, **p}, batch, rng), has_aux=True)(params)
         upd, state = opt.update(g, state)
         return optax.apply_updates(params, upd), state, loss
 
@@ -57,24 +66,29 @@ def test_loss_is_finite_and_the_flow_learns_a_fixed_batch():
 def test_target_latent_is_the_scaled_vae_mean_and_frozen():
     obj = _objective(latent_scale=2.0)
     batch = _batch()
-    z = obj.encode(batch["target"])
+    params = _params(obj, batch)
+    z = obj.encode(params, batch["target"])
     assert z.shape == (4, 8, 4, 4)  # frames 32 / 4, mels 16 / 4, C = 4
-    mean, _ = obj.vae.apply({"params": obj._vae_params()}, obj.mel.mel(batch["target"]),
+    mean, _ = obj.vae.apply({"params": params["vae"]}, obj.mel.mel(batch["target"]),
                             method="encode")
     np.testing.assert_allclose(z, 2.0 * mean, rtol=1e-6)
-    # No gradient flows into the VAE: d(encode)/d(wave) through stop_gradient is 0.
-    g = jax.grad(lambda w: jnp.sum(obj.encode(w)))(batch["target"])
+    # No gradient flows into the VAE: d(encode)/d(wave) through stop_gradient is 0, and the
+    # loss has none w.r.t. the VAE's parameters.
+    g = jax.grad(lambda w: jnp.sum(obj.encode(params, w)))(batch["target"])
     assert float(jnp.max(jnp.abs(g))) == 0.0
+    gv = jax.grad(lambda v: obj.loss(dict(params, vae=v), batch, jax.random.key(1))[0])(
+        params["vae"])
+    assert all(float(jnp.max(jnp.abs(x))) == 0.0 for x in jax.tree.leaves(gv))
     # decode undoes the scale.
-    np.testing.assert_allclose(obj.decode_mel(z),
-                               obj.vae.apply({"params": obj._vae_params()}, mean,
+    np.testing.assert_allclose(obj.decode_mel(params, z),
+                               obj.vae.apply({"params": params["vae"]}, mean,
                                              method="decode"), rtol=1e-5, atol=1e-5)
 
 
 def test_cfg_drop_one_uses_only_the_empty_query():
     obj = _objective(cfg_drop=1.0)
     batch = _batch()
-    params = obj.init(jax.random.key(0), batch)
+    params = _params(obj, batch)
     other = dict(batch, query=jnp.asarray(ByteTokenizer(16).encode_batch(["separate the oboe"] * 4)))
     l1, a1 = obj.loss(params, batch, jax.random.key(5))
     l2, _ = obj.loss(params, other, jax.random.key(5))
@@ -85,7 +99,7 @@ def test_cfg_drop_one_uses_only_the_empty_query():
 def test_separate_latent_counts_evaluations_and_cfg(solver, steps, nfe):
     obj = _objective()
     batch = _batch(2)
-    params = obj.init(jax.random.key(0), batch)
+    params = _params(obj, batch)
     z, n = obj.separate_latent(params, batch["mixture"], batch["query"], jax.random.key(1),
                                steps=steps, solver=solver)
     assert n == nfe and z.shape == (2, 8, 4, 4)
@@ -95,7 +109,7 @@ def test_separate_latent_counts_evaluations_and_cfg(solver, steps, nfe):
     zg, _ = obj.separate_latent(params, batch["mixture"], batch["query"], jax.random.key(1),
                                 steps=steps, solver=solver, cfg_scale=3.0)
     np.testing.assert_allclose(zg, x0, atol=1e-5)
-    assert obj.decode_mel(z).shape == (2, 32, 16)
+    assert obj.decode_mel(params, z).shape == (2, 32, 16)
 
 
 def test_x1_prediction_is_converted_to_the_path_velocity():
@@ -124,7 +138,7 @@ def test_x1_prediction_is_converted_to_the_path_velocity():
         jnp.max(jnp.abs(x1))) + 1e-3
     # The whole loss trains and samples with it.
     batch = _batch(2)
-    params = obj.init(jax.random.key(0), batch)
+    params = _params(obj, batch)
     loss, _ = obj.loss(params, batch, jax.random.key(1))
     z, n = obj.separate_latent(params, batch["mixture"], batch["query"], jax.random.key(1),
                                steps=4, cfg_scale=2.0)
@@ -145,23 +159,26 @@ def _with_query_encoder(obj):
 def test_frozen_query_encoder_conditions_the_flow_by_its_text_embedding():
     obj = _with_query_encoder(_objective())
     batch = _batch()
-    q = obj.encode_query(batch["query"])
+    params = _params(obj, batch)
+    assert set(params) == {"model", "vae", "query_encoder"}
+    q = obj.encode_query(params, batch["query"])
     assert q.shape == (4, 8) and q.dtype == jnp.float32
     np.testing.assert_allclose(np.linalg.norm(q, axis=1), 1.0, atol=1e-5)  # CLAP embedding
-    assert obj.null_query().shape == (8,)
-    params = obj.init(jax.random.key(0), batch)
+    assert obj.null_query(params).shape == (8,)
     # The network takes the embedding through its query MLP, not the byte-token Transformer.
     assert "query_fc1" in params["model"]["text"] and "token_embed" not in params["model"]["text"]
     # Frozen: the loss has no gradient path into the encoder (its params are not trained).
-    g = jax.grad(lambda qp: obj.encode_query(batch["query"]).sum())(obj.query_params)
+    g = jax.grad(lambda qp: obj.encode_query(dict(params, query_encoder=qp),
+                                             batch["query"]).sum())(params["query_encoder"])
     assert all(float(jnp.max(jnp.abs(x))) == 0.0 for x in jax.tree.leaves(g))
     # The query changes the velocity once the network is not at its zero init.
-    params = jax.tree.map(lambda x: x + 0.05 * jnp.ones_like(x), params)
+    params = dict(params, model=jax.tree.map(lambda x: x + 0.05 * jnp.ones_like(x),
+                                             params["model"]))
     other = jnp.asarray(ByteTokenizer(16).encode_batch(["separate the oboe"] * 4))
-    mix = obj.encode(batch["mixture"])
+    mix = obj.encode(params, batch["mixture"])
     t = jnp.full((4,), 0.5)
-    v1 = obj.velocity(params["model"], mix, t, mix, obj.encode_query(batch["query"]))
-    v2 = obj.velocity(params["model"], mix, t, mix, obj.encode_query(other))
+    v1 = obj.velocity(params["model"], mix, t, mix, obj.encode_query(params, batch["query"]))
+    v2 = obj.velocity(params["model"], mix, t, mix, obj.encode_query(params, other))
     assert float(jnp.max(jnp.abs(v1 - v2))) > 1e-4
     # CFG dropout swaps in the empty query's embedding; sampling with guidance runs.
     drop = dataclasses.replace(obj, cfg_drop=1.0)
@@ -178,7 +195,7 @@ def test_flowsep_rejects_bad_arguments_and_missing_vae(tmp_path):
         OBJECTIVES.build("flowsep", cfg_drop=1.5)
     with pytest.raises(ValueError, match="velocity.*x1"):
         OBJECTIVES.build("flowsep", prediction="noise")
-    from xmodal.registry import SpecError
+    from xmodal.core.registry import SpecError
     with pytest.raises(SpecError, match="spec.json"):
         OBJECTIVES.build("flowsep", vae_from=str(tmp_path))(MODELS.build("dit", **NET), None)
 
@@ -206,16 +223,17 @@ def test_mixture_phase_renderers_pass_the_mixture_through_for_its_own_mel():
     """An estimate equal to the ratio's reference gives mask 1: the mixture comes back (up to
     the STFT round trip). ``mixture_phase`` refers to the mixture's mel, ``vae_ratio`` to its
     VAE reconstruction, so each passes the mixture for its own reference only."""
-    from xmodal.separation import render
+    from xmodal.projects.flowsep.separator import render
     obj = _objective()
-    mix = _batch(2)["mixture"]
+    batch = _batch(2)
+    mix, params = batch["mixture"], _params(obj, batch)
     own = obj.mel.mel(mix)
-    decoded = obj.decode_mel(obj.encode(mix))
-    out = render(obj, own, mix, which=("mixture_phase",))
+    decoded = obj.decode_mel(params, obj.encode(params, mix))
+    out = render(obj, params, own, mix, which=("mixture_phase",))
     np.testing.assert_allclose(out["mixture_phase"], mix, atol=1e-4)
-    out = render(obj, decoded, mix, which=("vae_ratio", "mixture_phase"))
+    out = render(obj, params, decoded, mix, which=("vae_ratio", "mixture_phase"))
     np.testing.assert_allclose(out["vae_ratio"], mix, atol=1e-4)
     assert float(jnp.max(jnp.abs(out["mixture_phase"] - mix))) > 1e-3  # untrained VAE ≠ mel
     # A silent estimate silences both.
-    quiet = render(obj, jnp.full_like(own, -20.0), mix, which=("vae_ratio",))["vae_ratio"]
+    quiet = render(obj, params, jnp.full_like(own, -20.0), mix, which=("vae_ratio",))["vae_ratio"]
     assert float(jnp.max(jnp.abs(quiet))) < 1e-2 * float(jnp.max(jnp.abs(mix)))

@@ -23,7 +23,7 @@ def _main(workdir, *args, timeout=900):
 
 
 def test_flowsep_spec_query_and_remix_arguments():
-    from xmodal import spec as spec_lib
+    from xmodal.core import spec as spec_lib
     c = spec_lib.load(os.path.join(cli.ROOT, "specs/flowsep.py") + ":tiny,query=clap,remix=0.25")
     assert list(c.order).index("clap") < list(c.order).index("flow")
     assert c.stages.flow.objective.query_from == "stage:clap"

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from xmodal.data.tokenizer import ByteTokenizer
-from xmodal.nn import MODELS
+from xmodal.core.registry import MODELS
 from xmodal.nn.fusion import FusionEncoder, MLMHead, block_names
 from xmodal.nn.matching_model import word_mask_of
 

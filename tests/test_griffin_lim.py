@@ -4,8 +4,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from xmodal.data import audio
-from xmodal.data.griffin_lim import griffin_lim, spectral_convergence
+from xmodal.audio import dsp as audio
+from xmodal.audio.griffin_lim import griffin_lim, spectral_convergence
 
 N_FFT, HOP, T = 256, 64, 4096
 

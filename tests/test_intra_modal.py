@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 from scipy.special import logsumexp
 
-from xmodal.objectives.contrastive import clip_loss
-from xmodal.objectives.intra_modal import global_local_loss, global_local_scores, intra_modal_loss
+from xmodal.losses.contrastive import clip_loss
+from xmodal.losses.intra_modal import global_local_loss, global_local_scores, intra_modal_loss
 
 # Compiled once per shape and argument: eager dispatch is slow on a shared CPU.
 intra_modal_loss_jit = jax.jit(intra_modal_loss)

@@ -6,13 +6,13 @@ import numpy as np
 import pytest
 
 from xmodal.data.tokenizer import ByteTokenizer
-from xmodal.data.transforms import TRANSFORMS
+from xmodal.core.registry import TRANSFORMS
 from xmodal.data.transforms.emoji_styles_text import identity_id, strip_skin_tone
-from xmodal.nn import MODELS
-from xmodal.objectives import OBJECTIVES
-from xmodal.objectives.contrastive import clip_loss
-from xmodal.objectives.sdm import sdm_loss
-from xmodal.registry import SpecError
+from xmodal.core.registry import MODELS
+from xmodal.core.registry import OBJECTIVES
+from xmodal.losses.contrastive import clip_loss
+from xmodal.losses.sdm import sdm_loss
+from xmodal.core.registry import SpecError
 
 TOK = ByteTokenizer(12)
 

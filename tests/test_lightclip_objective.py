@@ -5,12 +5,12 @@ import numpy as np
 import pytest
 
 from xmodal.data.tokenizer import ByteTokenizer
-from xmodal.nn import MODELS
-from xmodal.objectives import OBJECTIVES
-from xmodal.objectives.contrastive import clip_loss
-from xmodal.objectives.mlm import mask_tokens, mlm_loss
-from xmodal.objectives.soft_labels import soft_label_clip_loss
-from xmodal.registry import SpecError
+from xmodal.core.registry import MODELS
+from xmodal.core.registry import OBJECTIVES
+from xmodal.losses.contrastive import clip_loss
+from xmodal.losses.mlm import mask_tokens, mlm_loss
+from xmodal.losses.soft_labels import soft_label_clip_loss
+from xmodal.core.registry import SpecError
 
 TOK = ByteTokenizer(12)
 MASK = 259

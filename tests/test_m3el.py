@@ -9,14 +9,14 @@ import pytest
 
 from tests.data_helpers import skip_unless_installed
 from xmodal.data.sets.emoji_styles import STYLES
-from xmodal.data.transforms.emoji_entities import EmojiEntities, RandomStylePair, entity_id
+from xmodal.projects.m3el.transform import EmojiEntities, RandomStylePair, entity_id
 from xmodal.data.transforms.emoji_keywords import own_keywords, record_keywords
 from xmodal.data.tokenizer import ByteTokenizer
-from xmodal.nn import MODELS
-from xmodal.nn.entity_model import tower_with_tokens
-from xmodal.objectives import OBJECTIVES
-from xmodal.objectives.contrastive import clip_loss
-from xmodal.objectives.intra_modal import global_local_loss, intra_modal_loss
+from xmodal.core.registry import MODELS
+from xmodal.projects.m3el.model import tower_with_tokens
+from xmodal.core.registry import OBJECTIVES
+from xmodal.losses.contrastive import clip_loss
+from xmodal.losses.intra_modal import global_local_loss, intra_modal_loss
 from tests.test_intra_modal import np_global_local
 
 S = 16  # image size of the hand-made records

@@ -7,11 +7,11 @@ import pytest
 from tests.data_helpers import skip_unless_installed
 from tests.test_m3el import BY_BASE, GRIN, THUMB, THUMB_DARK, S, record
 from xmodal.data.tokenizer import ByteTokenizer
-from xmodal.data.transforms.emoji_tags import EmojiTags, tag_vocabulary
-from xmodal.nn import MODELS
-from xmodal.objectives.contrastive import clip_loss
-from xmodal.objectives.m3pt_objective import M3PTObjective
-from xmodal.objectives.multilabel import multilabel_sigmoid_loss, multilabel_softmax_loss
+from xmodal.projects.m3pt.transform import EmojiTags, tag_vocabulary
+from xmodal.core.registry import MODELS
+from xmodal.losses.contrastive import clip_loss
+from xmodal.projects.m3pt.objective import M3PTObjective
+from xmodal.losses.multilabel import multilabel_sigmoid_loss, multilabel_softmax_loss
 
 VOCAB = ("face", "hand", "thumb", "up", "smile")
 

@@ -4,10 +4,10 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from xmodal.data.mel_features import MelConfig
-from xmodal.nn import MODELS
-from xmodal.objectives import OBJECTIVES
-from xmodal.objectives.mel_vae import gaussian_kl
+from xmodal.audio.mel import MelConfig
+from xmodal.core.registry import MODELS
+from xmodal.core.registry import OBJECTIVES
+from xmodal.projects.flowsep.vae_loss import gaussian_kl
 
 CFG = MelConfig(sample_rate=8000, n_fft=256, hop=128, n_mels=16)
 
@@ -96,9 +96,9 @@ def test_vae_evaluator_writes_latent_stats_once_per_step(tmp_path):
 
     import ml_collections as mlc
 
-    from xmodal import parallel
-    from xmodal.evaluate import EVALUATORS
-    from xmodal.evaluate.context import Applier, EvalContext
+    from xmodal.core import parallel
+    from xmodal.core.registry import EVALUATORS
+    from xmodal.core.eval_context import Applier, EvalContext
     obj = OBJECTIVES.build("mel_vae", mel=CFG.__dict__)(
         MODELS.build("mel_vae", latent_channels=4, widths=(8, 8)), None)
     arrays = {"target": np.asarray(_waves(8, seed=3)), "mixture": np.asarray(_waves(8, seed=4))}

@@ -7,11 +7,11 @@ from absl import flags
 
 from tests.data_helpers import (assert_resumes_through_orbax, assert_same_batches, first, ids,
                                 skip_unless_installed)
-from xmodal import spec as spec_lib
-from xmodal.data import sources
-from xmodal.data.pipeline import Part, mixture_loader
-from xmodal.data.transforms import TRANSFORMS
-from xmodal.registry import SpecError
+from xmodal.core import spec as spec_lib
+from xmodal.core import datasets as sources
+from xmodal.core.input import Part, mixture_loader
+from xmodal.core.registry import TRANSFORMS
+from xmodal.core.registry import SpecError
 
 pytestmark = [skip_unless_installed("instruments/tiny"),
               skip_unless_installed("tuxpaint/effects_tiny")]
@@ -186,9 +186,9 @@ def test_audio_text_without_a_label_field():
 def test_zeroshot_leaves_unlabelled_examples_out():
     import flax.linen as nn
 
-    from xmodal import parallel
-    from xmodal.evaluate import EVALUATORS
-    from xmodal.evaluate.context import Applier, EvalContext
+    from xmodal.core import parallel
+    from xmodal.core.registry import EVALUATORS
+    from xmodal.core.eval_context import Applier, EvalContext
 
     class OneHot(nn.Module):
         """Image i embeds as its own row; a prompt as [1, 0] for class "x", [0, 1] else."""

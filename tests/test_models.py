@@ -11,8 +11,12 @@ import pytest
 from flax.traverse_util import flatten_dict
 from jax.sharding import AxisType
 
-from xmodal.nn import MODELS, Policy, TextTransformer, TwoTower, ViT
-from xmodal.registry import SpecError
+from xmodal.core.precision import Policy
+from xmodal.core.registry import MODELS
+from xmodal.nn.text import TextTransformer
+from xmodal.nn.two_tower import TwoTower
+from xmodal.nn.vit import ViT
+from xmodal.core.registry import SpecError
 
 TINY = dict(width=32, depth=2, num_heads=2)
 

@@ -3,7 +3,7 @@ import jax
 import numpy as np
 import pytest
 
-from xmodal.objectives.multilabel import multilabel_sigmoid_loss, multilabel_softmax_loss
+from xmodal.losses.multilabel import multilabel_sigmoid_loss, multilabel_softmax_loss
 
 # Compiled once per shape and argument: eager dispatch is slow on a shared CPU.
 multilabel_softmax_loss_jit = jax.jit(multilabel_softmax_loss)

@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 from jax.sharding import PartitionSpec as P
 
-from xmodal import parallel
-from xmodal.registry import SpecError
+from xmodal.core import parallel
+from xmodal.core.registry import SpecError
 
 
 def test_mesh_fills_minus_one_and_checks_sizes():

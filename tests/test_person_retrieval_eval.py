@@ -4,13 +4,13 @@ import jax
 import numpy as np
 import pytest
 
-from xmodal import parallel
-from xmodal.data.transforms import TRANSFORMS
-from xmodal.evaluate import EVALUATORS
-from xmodal.evaluate.context import Applier, EvalContext
+from xmodal.core import parallel
+from xmodal.core.registry import TRANSFORMS
+from xmodal.core.registry import EVALUATORS
+from xmodal.core.eval_context import Applier, EvalContext
 from xmodal.evaluate.field_zeroshot import field_classes
-from xmodal.evaluate.person_retrieval import unique_queries
-from xmodal.nn import MODELS
+from xmodal.projects.irra.evaluator import unique_queries
+from xmodal.core.registry import MODELS
 
 CLASSES = ["Smileys", "People & Body", "Animals"]
 

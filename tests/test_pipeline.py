@@ -3,8 +3,9 @@ import pytest
 from absl import flags
 
 from tests.data_helpers import assert_resumes_through_orbax, assert_same_batches, first, ids
-from xmodal.data import sources
-from xmodal.data.pipeline import ImageTextTransform, eval_arrays, train_loader
+from xmodal.core import datasets as sources
+from xmodal.core.input import eval_arrays, train_loader
+from xmodal.data.transforms.image_text import ImageTextTransform
 from xmodal.data.tokenizer import ByteTokenizer
 
 BATCH = 16

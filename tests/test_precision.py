@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 from jax import lax
 
-from xmodal.nn.precision import Policy, dot_general_for, mixed_dot_general
+from xmodal.core.precision import Policy
+from xmodal.nn.precision import dot_general_for, mixed_dot_general
 
 # bf16 keeps 8 significand bits: relative rounding 2^-8 per operand; sums of products of
 # rounded values stay within a few of those relative to the largest entry.
@@ -177,7 +178,7 @@ def test_policy():
     pol = Policy.from_spec({"compute_dtype": "bfloat16", "param_dtype": "float32"})
     assert pol == Policy()
     assert Policy.from_spec(pol) is pol
-    assert pol.dot_general is mixed_dot_general
+    assert dot_general_for(pol.compute_dtype) is mixed_dot_general
     assert dot_general_for(jnp.float32) is lax.dot_general
     with pytest.raises(ValueError, match="bf16, f32"):
         Policy.from_name("fp8")
@@ -190,7 +191,7 @@ def test_policy():
 
 
 def test_auto_compute_dtype_follows_the_hardware():
-    from xmodal.nn.precision import Policy, fast_compute_dtype
+    from xmodal.core.precision import Policy, fast_compute_dtype
     want = fast_compute_dtype()
     flags = open("/proc/cpuinfo").read()
     assert want == ("bfloat16" if ("avx512_bf16" in flags or "amx_bf16" in flags) else "float32")

@@ -4,7 +4,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from xmodal.objectives.ranking import hinge_ranking_loss
+from xmodal.losses.ranking import hinge_ranking_loss
 
 
 def unit_rows(rng, b, d):

@@ -6,7 +6,7 @@ Embeddings are multiples of 1/8, so every dot product is exact in float32 and fl
 import numpy as np
 import pytest
 
-from xmodal.evaluate.ranking_metrics import (entity_linking_metrics, person_retrieval_metrics,
+from xmodal.evaluate.ranking import (entity_linking_metrics, person_retrieval_metrics,
                                              tagging_metrics)
 
 

@@ -5,10 +5,10 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from xmodal import spec as spec_lib
-from xmodal.nn import MODELS
-from xmodal.objectives import OBJECTIVES
-from xmodal.objectives.ranking import hinge_ranking_loss
+from xmodal.core import spec as spec_lib
+from xmodal.core.registry import MODELS
+from xmodal.core.registry import OBJECTIVES
+from xmodal.losses.ranking import hinge_ranking_loss
 
 
 def model():

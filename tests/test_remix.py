@@ -1,10 +1,10 @@
-"""Dynamic mixing inside a batch (xmodal.data.remix)."""
+"""Dynamic mixing inside a batch (xmodal.audio.remix)."""
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from xmodal.data.remix import remix
+from xmodal.audio.remix import remix
 
 
 def _batch(b=64, t=32, seed=0):

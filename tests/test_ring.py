@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 from jax.sharding import AxisType, NamedSharding, PartitionSpec as P
 
-from xmodal.objectives.contrastive import clip_loss, siglip_loss
-from xmodal.objectives.ring import ring_clip_loss, ring_siglip_loss
+from xmodal.losses.contrastive import clip_loss, siglip_loss
+from xmodal.losses.ring import ring_clip_loss, ring_siglip_loss
 
 
 def make_mesh(shape, names):

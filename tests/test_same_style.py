@@ -6,12 +6,12 @@ import numpy as np
 import pytest
 
 from tests.data_helpers import skip_unless_installed
-from xmodal import spec as spec_lib
-from xmodal.data.transforms import TRANSFORMS
-from xmodal.evaluate.same_style import cross_style_ranks
-from xmodal.nn import MODELS
-from xmodal.objectives import OBJECTIVES
-from xmodal.objectives.sdm import sdm_loss
+from xmodal.core import spec as spec_lib
+from xmodal.core.registry import TRANSFORMS
+from xmodal.projects.same_style.evaluator import cross_style_ranks
+from xmodal.core.registry import MODELS
+from xmodal.core.registry import OBJECTIVES
+from xmodal.losses.sdm import sdm_loss
 
 
 def oracle_ranks(q, qid, qst, g, gid, gst):
@@ -168,7 +168,7 @@ def test_emoji_style_pairs():
 
 @skip_unless_installed("cards/tiny")
 def test_card_pairs_on_tiny_cards():
-    from xmodal.data import sources
+    from xmodal.core import datasets as sources
     t = TRANSFORMS.build("card_pairs", image_size=16, data_name="cards/tiny")
     train = sources.data_source("cards/tiny", "train")
     test = sources.data_source("cards/tiny", "test")

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from jax.experimental import io_callback
 
-from xmodal.objectives.flow import shift_time
+from xmodal.losses.flow import shift_time
 from xmodal.sampling import (
     cfg_velocity, model_velocity, solve, solve_adaptive, uniform_grid)
 

@@ -3,7 +3,7 @@ import jax
 import numpy as np
 import pytest
 
-from xmodal.objectives.sdm import sdm_loss
+from xmodal.losses.sdm import sdm_loss
 
 # Compiled once per shape and argument: eager dispatch is slow on a shared CPU.
 sdm_loss_jit = jax.jit(sdm_loss)

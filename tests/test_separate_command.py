@@ -3,8 +3,8 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from xmodal.commands import COMMANDS, CommandError
-from xmodal.commands.separate import normalise_query, read_audio
+from xmodal.core.registry import COMMANDS, CommandError
+from xmodal.projects.flowsep.separate import normalise_query, read_audio
 
 
 def test_registered():
@@ -61,8 +61,8 @@ def test_queries_are_normalised_to_the_training_form():
 
 def test_sampler_settings_are_the_spec_evaluators():
     """A user's file is separated with the sampler the eval table was measured with."""
-    from xmodal.commands.separate import sampler_settings
-    from xmodal.spec import load
+    from xmodal.projects.flowsep.separate import sampler_settings
+    from xmodal.core.spec import load
     spec = load("specs/flowsep.py:tiny,noise_scale=0.4,sample_steps=4")
     assert sampler_settings(spec) == dict(steps=4, solver="euler", cfg_scale=1.0,
                                           noise_scale=0.4)

@@ -2,9 +2,9 @@
 import numpy as np
 import pytest
 
-from xmodal.evaluate.separation_baselines import (clap_text, mixture_estimate, oracle_irm,
+from xmodal.projects.flowsep.baselines import (clap_text, mixture_estimate, oracle_irm,
                                                   score_estimates)
-from xmodal.evaluate.separation_metrics import si_sdr
+from xmodal.evaluate.separation import si_sdr
 
 SR = 8000
 

@@ -6,7 +6,7 @@ without torch installed, so the numpy backend module is called directly.
 import numpy as np
 import pytest
 
-from xmodal.evaluate.separation_metrics import (frechet_distance, log_mel_distance, si_sdr,
+from xmodal.evaluate.separation import (frechet_distance, log_mel_distance, si_sdr,
                                                 sdr_improvement)
 
 

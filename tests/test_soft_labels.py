@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 from scipy.special import log_softmax
 
-from xmodal.objectives.contrastive import clip_loss
-from xmodal.objectives.soft_labels import cosine_ramp, linear_ramp, soft_label_clip_loss
+from xmodal.losses.contrastive import clip_loss
+from xmodal.losses.soft_labels import cosine_ramp, linear_ramp, soft_label_clip_loss
 
 # Compiled once per shape and argument: eager dispatch is slow on a shared CPU.
 soft_label_clip_loss_jit = jax.jit(soft_label_clip_loss)

@@ -7,8 +7,8 @@ import sys
 import ml_collections as mlc
 import pytest
 
-from xmodal import spec as spec_lib
-from xmodal.registry import SpecError
+from xmodal.core import spec as spec_lib
+from xmodal.core.registry import SpecError
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -147,7 +147,7 @@ def test_spec_files_load_and_validate():
 
 
 def test_stage_references_resolve_anywhere_in_a_stage():
-    from xmodal.trainer import _resolve_stage_refs
+    from xmodal.core.stages import resolve_refs as _resolve_stage_refs
     stage = spec_lib.validate(_minimal(init_from="stage:vae"))
     stage = mlc.ConfigDict(stage.to_dict())
     stage.objective = dict(name="clip", extra=["stage:a", "x"], nested=dict(path="stage:b"))

@@ -7,8 +7,8 @@ import pytest
 
 from tests import cli
 from tests.data_helpers import skip_unless_installed
-from xmodal import spec as spec_lib
-from xmodal.writers import read_metrics
+from xmodal.core import spec as spec_lib
+from xmodal.core.writers import read_metrics
 
 TINY_STYLES = [
     "--spec.data.name=emoji_styles/tiny",

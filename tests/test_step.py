@@ -6,8 +6,10 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from xmodal import optim, schema, train_state
-from xmodal.step import accumulated_grads, make_train_step
+from xmodal.core import optim
+from xmodal.core import schema
+from xmodal.core import train_state
+from xmodal.core.step import accumulated_grads, make_train_step
 
 
 @dataclasses.dataclass(frozen=True)

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from xmodal.data.tokenizer import ByteTokenizer
-from xmodal.nn import MODELS
+from xmodal.core.registry import MODELS
 from xmodal.nn.text_towers import BowText, NgramText, SeqText, ngram_hashes, word_hashes
 
 TOK = ByteTokenizer(24)

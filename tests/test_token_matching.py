@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from scipy.optimize import linear_sum_assignment
 
-from xmodal.objectives.token_matching import (sinkhorn_log_plan, token_match_scores,
+from xmodal.losses.token_matching import (sinkhorn_log_plan, token_match_scores,
                                               token_matching_loss)
 
 # Compiled once per shape: eager calls would retrace the Sinkhorn loop every time.

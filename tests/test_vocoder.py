@@ -4,10 +4,10 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from xmodal.data.mel_features import MelConfig
-from xmodal.nn import MODELS
-from xmodal.objectives import OBJECTIVES
-from xmodal.objectives.vocoder import multi_resolution_stft_loss, stft_losses, vocode
+from xmodal.audio.mel import MelConfig
+from xmodal.core.registry import MODELS
+from xmodal.core.registry import OBJECTIVES
+from xmodal.projects.flowsep.vocoder_loss import multi_resolution_stft_loss, stft_losses, vocode
 
 CFG = MelConfig(sample_rate=8000, n_fft=256, hop=128, n_mels=16)
 

@@ -2,9 +2,9 @@
 
 ``--spec`` takes ``path[:arg]`` (the arg goes to the spec's ``get_config``) and overrides such as
 ``--spec.train.steps=10``. ``--mode=train`` trains (resuming if the workdir has a checkpoint);
-``--mode=eval`` evaluates the workdir's newest checkpoint. Other modes (``--mode=separate``
-for a source-separation spec) are commands registered in ``xmodal.commands``; they read
-``--input``, ``--query`` and ``--out``.
+``--mode=eval`` evaluates the workdir's newest checkpoint. Other modes are commands a project
+registers (``xmodal.core.registry.COMMANDS``, e.g. FlowSep's ``--mode=separate``); each parses
+its own flags, which follow the generic ones (``--input=... --query=... --out=...``).
 """
 from __future__ import annotations
 
@@ -13,16 +13,12 @@ import sys
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from xmodal import spec as spec_lib
-from xmodal.registry import SpecError
+from xmodal.core import spec as spec_lib
+from xmodal.core.registry import SpecError
 
 _SPEC = config_flags.DEFINE_config_file("spec", None, "spec file, path[:arg]", lock_config=True)
 _WORKDIR = flags.DEFINE_string("workdir", None, "where checkpoints, metrics and spec.json go")
-_MODE = flags.DEFINE_string("mode", "train", "train | eval | a command of xmodal.commands "
-                            "(e.g. separate)")
-_INPUT = flags.DEFINE_string("input", "", "command input file (e.g. the mixture to separate)")
-_QUERY = flags.DEFINE_string("query", "", "command text query (e.g. 'the violin')")
-_OUT = flags.DEFINE_string("out", "", "command output file")
+_MODE = flags.DEFINE_string("mode", "train", "train | eval | a project's command (e.g. separate)")
 _UNTIL = flags.DEFINE_integer(
     "until_step", 0, "stop this invocation after this step (checkpointed) even if train.steps "
     "is larger; the schedule still follows train.steps. 0 = run to the end")
@@ -31,14 +27,22 @@ _STAGES = flags.DEFINE_list(
     "others must be done already where a run stage reads them ('stage:<name>')")
 flags.mark_flags_as_required(["spec", "workdir"])
 
+GENERIC_MODES = ("train", "eval")
+
 
 def main(argv):
-    if len(argv) > 1:
-        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-    if _MODE.value not in ("train", "eval"):
-        from xmodal.commands import COMMANDS
+    # The console shows what runs, progress, evals and the final table; libraries' INFO lines
+    # (orbax per checkpoint, backend probing, TFDS) only with an explicit --verbosity=0.
+    if not flags.FLAGS["verbosity"].present:
+        logging.set_verbosity(logging.WARNING)
+    # argv[1:] are the flags absl did not know: they belong to the mode's command.
+    command_args = argv[1:]
+    if _MODE.value in GENERIC_MODES and command_args:
+        raise app.UsageError(f"unknown flag(s) for --mode={_MODE.value}: {command_args}")
+    if _MODE.value not in GENERIC_MODES:
+        from xmodal.core.registry import COMMANDS
         if _MODE.value not in COMMANDS.names():
-            sys.exit(f"unknown --mode={_MODE.value!r}; valid: train, eval, "
+            sys.exit(f"unknown --mode={_MODE.value!r}; valid: {', '.join(GENERIC_MODES)}, "
                      f"{', '.join(COMMANDS.names())}")
     try:
         spec = spec_lib.validate(_SPEC.value)
@@ -46,27 +50,62 @@ def main(argv):
         sys.exit(f"spec error: {e}")
     import jax
     jax.config.update("jax_threefry_partitionable", True)
-    from xmodal import trainer  # after flags: grain workers need parsed absl flags
-    from xmodal.commands import CommandError
-    from xmodal.data.sources import DataSourceMissing
+    from xmodal.core import run_io, trainer  # after flags: grain workers need parsed absl flags
+    from xmodal.core.datasets import DataSourceMissing
+    from xmodal.core.registry import COMMANDS, CommandError
     try:
-        if _MODE.value in ("train", "eval"):
+        if _MODE.value in GENERIC_MODES:
             trainer.run(spec, _WORKDIR.value, mode=_MODE.value, until_step=_UNTIL.value,
                         only=tuple(_STAGES.value))
         else:
-            from xmodal.commands import COMMANDS
-            COMMANDS.get(_MODE.value)(spec, _WORKDIR.value, input=_INPUT.value,
-                                      query=_QUERY.value, out=_OUT.value)
+            COMMANDS.get(_MODE.value)(spec, _WORKDIR.value, command_args)
     except SpecError as e:
         sys.exit(f"spec error: {e}")
     except CommandError as e:
         sys.exit(f"error: {e}")
     except DataSourceMissing as e:
         sys.exit(f"data source missing: {e}")
-    except trainer.NonFiniteError as e:
+    except run_io.NonFiniteError as e:
         logging.error("%s", e)
         sys.exit(f"stopped: {e}")
 
 
+def parse_flags(argv: list[str]) -> list[str]:
+    """absl parsing that leaves unknown ``--flags`` to the mode's command. A bad ``--spec``
+    override (unknown key, wrong type) is one line naming it, exit 2, nothing written."""
+    try:
+        return flags.FLAGS(argv, known_only=True)
+    except flags.IllegalFlagValueError as e:
+        # absl's text already names the flag, the value and why ("invalid literal for int()").
+        sys.stderr.write(f"spec error: {str(e).splitlines()[0]}\n")
+    except (AttributeError, KeyError) as e:  # an override path the spec does not have
+        sys.stderr.write(f"spec error: {unknown_override(argv) or e}\n")
+    sys.exit(2)
+
+
+def unknown_override(argv: list[str]) -> str:
+    """'--spec.train.stepz: train has no key stepz; its keys: ...' for the first override
+    whose path the spec (loaded without overrides) does not have."""
+    spec_arg = next((a.split("=", 1)[1] for a in argv if a.startswith("--spec=")), None)
+    if spec_arg is None:
+        return ""
+    try:
+        spec = spec_lib.load(spec_arg)
+    except Exception:  # the spec file itself is broken: absl reports that on its own
+        return ""
+    for arg in argv:
+        if not arg.startswith("--spec.") or "=" not in arg:
+            continue
+        path = arg[len("--spec."):].split("=", 1)[0].split(".")
+        node, where = spec, "the spec"
+        for key in path:
+            keys = sorted(node.keys()) if hasattr(node, "keys") else []
+            if key not in keys:
+                return (f"--spec.{'.'.join(path)}: {where} has no key {key!r}; "
+                        f"its keys: {', '.join(keys) or '(none: it is a value)'}")
+            node, where = node[key], key
+    return ""
+
+
 if __name__ == "__main__":
-    app.run(main)
+    app.run(main, flags_parser=parse_flags)

@@ -3,7 +3,7 @@
 A velocity function is ``velocity_fn(x, t) -> v`` with x of shape [B, ...] and t a scalar
 (float32, float64 for a float64 state); ``model_velocity`` and ``cfg_velocity`` build one from a network
 ``apply_fn(params, x_t, t, cond)`` that takes per-example times [B] (the training signature of
-``xmodal.objectives.flow.flow_matching_loss``).
+``xmodal.losses.flow.flow_matching_loss``).
 
 Every sampler returns ``(x, nfe)``: the final state and the number of velocity evaluations. With
 classifier-free guidance one evaluation is one network call on a doubled batch.

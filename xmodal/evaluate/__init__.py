@@ -1,11 +1,7 @@
-"""Evaluators: periodic measurements of a model on held-out data.
+"""Generic evaluation: retrieval, zero-shot and ranking metrics (R@K, mAP, mINP, H@K, MRR),
+separation metrics (SI-SDR, SDRi, Fréchet distance), and the evaluators built on them.
 
-A spec's ``evals = {"retrieval": {"name": "retrieval", "ks": (1, 5, 10)}, ...}`` names factories
-registered here. A factory takes the spec kwargs and returns ``run(ctx) -> {metric: value}``
-where ``ctx`` is an ``EvalContext`` (``xmodal/evaluate/context.py``).
+An evaluator is registered in ``xmodal.core.registry.EVALUATORS`` as a factory: it takes the
+spec kwargs and returns ``run(ctx) -> {metric: value}`` where ``ctx`` is an ``EvalContext``
+(``xmodal/core/eval_context.py``). A system's own evaluators live in its project folder.
 """
-from xmodal.registry import Registry, import_all
-
-EVALUATORS = Registry("evaluator")
-
-import_all(__name__, __path__)  # every module registers what it defines

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from xmodal.evaluate import EVALUATORS
-from xmodal.evaluate.context import EvalContext
+from xmodal.core.registry import EVALUATORS
+from xmodal.core.eval_context import EvalContext
 from xmodal.evaluate.zeroshot import PROMPT_TEMPLATES, zeroshot_accuracy, zeroshot_classifier
 
 

@@ -1,19 +1,7 @@
-"""Neural network modules (Flax linen): mixed precision, ViT, text Transformer, two-tower model,
-and every other module a spec can name.
+"""Generic neural network modules (Flax linen): mixed-precision dots, attention and MLP blocks,
+ViT, text Transformers and bag-of-words/n-gram towers, the two-tower model, CNN and audio
+encoders, conv/res blocks, DiT and U-Net velocity networks, cross-modal fusion.
 
-``MODELS`` maps a spec name to a module class ("vit", "text_transformer", "two_tower", ...).
-Every module in this package is imported, so adding a model is adding a file.
+Each module registers its spec names in ``xmodal.core.registry.MODELS``; a system's own networks
+live in its project folder (``xmodal/projects/<system>/``).
 """
-from xmodal.registry import Registry, import_all
-
-MODELS = Registry("model")
-
-import_all(__name__, __path__)  # every module registers what it defines
-
-from xmodal.nn.precision import Policy, dot_general_for, mixed_dot_general  # noqa: E402
-from xmodal.nn.text import TextTransformer  # noqa: E402
-from xmodal.nn.two_tower import TwoTower  # noqa: E402
-from xmodal.nn.vit import ViT  # noqa: E402
-
-__all__ = ["MODELS", "Policy", "TextTransformer", "TwoTower", "ViT", "dot_general_for",
-           "mixed_dot_general"]

@@ -4,7 +4,7 @@ encoder by Elizalde et al., "CLAP: Learning Audio Concepts from Natural Language
 2023).
 
 Input: a waveform ``[B, T]`` at ``sample_rate`` (the log-mel is computed here, in JAX, with
-``xmodal.data.audio.log_mel``) or a log-mel ``[B, frames, n_mels]`` already computed. Each clip's
+``xmodal.audio.dsp.log_mel``) or a log-mel ``[B, frames, n_mels]`` already computed. Each clip's
 log-mel is standardised over all its bins, ``(L - mean) / (std + 0.1)``, so the tower does not
 see the clip's overall level (a separated estimate can come at any gain). Then ``len(channels)``
 blocks of [conv3x3 → GroupNorm → GELU] × 2 and a 2x2 average pool; the frequency axis is averaged
@@ -21,7 +21,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from xmodal.nn import MODELS
+from xmodal.core.registry import MODELS
 from xmodal.nn.precision import dot_general_for
 
 
@@ -50,7 +50,7 @@ class AudioEncoder(nn.Module):
 
     def features(self, x: jax.Array) -> jax.Array:
         """Waveform -> standardised log-mel ``[B, frames, n_mels]`` (f32)."""
-        from xmodal.data import audio
+        from xmodal.audio import dsp as audio
 
         x = jnp.asarray(x)
         if x.ndim == 2:

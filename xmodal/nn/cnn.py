@@ -15,7 +15,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from xmodal.nn import MODELS
+from xmodal.core.registry import MODELS
 from xmodal.nn.layers import KERNEL_INIT
 from xmodal.nn.precision import dot_general_for
 from xmodal.nn.vit import normalise_pixels

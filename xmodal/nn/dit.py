@@ -19,7 +19,7 @@ from typing import Any
 import flax.linen as nn
 import jax.numpy as jnp
 
-from xmodal.nn import MODELS
+from xmodal.core.registry import MODELS
 from xmodal.nn.layers import EMBED_INIT, KERNEL_INIT, MLP, Attention, Encoder, LayerNorm
 from xmodal.nn.precision import dot_general_for
 

@@ -29,7 +29,7 @@ import jax
 import jax.numpy as jnp
 
 from xmodal.data.tokenizer import EOS_ID
-from xmodal.nn import MODELS
+from xmodal.core.registry import MODELS
 from xmodal.nn.fusion import FusionEncoder, Injection, MLMHead, block_names, tower_tokens
 from xmodal.nn.precision import dot_general_for
 from xmodal.nn.two_tower import build_tower, l2_normalise

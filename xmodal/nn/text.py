@@ -16,7 +16,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from xmodal.nn import MODELS
+from xmodal.core.registry import MODELS
 from xmodal.nn.layers import EMBED_INIT, Encoder, check_tower, constrain
 
 PAD_ID = 0

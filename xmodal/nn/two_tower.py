@@ -20,9 +20,9 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from xmodal.nn import MODELS
+from xmodal.core.registry import MODELS
 from xmodal.nn.precision import dot_general_for
-from xmodal.registry import SpecError
+from xmodal.core.registry import SpecError
 
 # Set on the tower by TwoTower itself, so the two towers cannot disagree with the model.
 _PASSED_DOWN = ("dtype", "param_dtype")

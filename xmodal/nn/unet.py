@@ -19,10 +19,10 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from xmodal.nn import MODELS
+from xmodal.core.registry import MODELS
 from xmodal.nn.dit import TextTokens, TimeEmbed
 from xmodal.nn.layers import Attention, LayerNorm
-from xmodal.nn.mel_vae import ResBlock2D, conv, group_norm
+from xmodal.nn.conv import ResBlock2D, conv, group_norm
 from xmodal.nn.precision import dot_general_for
 
 

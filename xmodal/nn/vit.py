@@ -19,7 +19,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from xmodal.nn import MODELS
+from xmodal.core.registry import MODELS
 from xmodal.nn.layers import (EMBED_INIT, MLP, Attention, Encoder, LayerNorm, check_tower,
                               constrain)
 from xmodal.nn.precision import dot_general_for

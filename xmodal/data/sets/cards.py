@@ -28,9 +28,9 @@ import numpy as np
 import tensorflow_datasets as tfds
 from PIL import Image
 
-from xmodal.data import sources
+from xmodal.core import datasets as sources
 from xmodal.data.builder import Builder
-from xmodal.data.emoji import encode_png
+from xmodal.data.sets.emoji import encode_png
 from xmodal.data.sets.emoji_styles import square_on_white
 
 CARDS_DIR = "/usr/share/aisleriot/cards"

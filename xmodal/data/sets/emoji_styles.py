@@ -27,9 +27,9 @@ import numpy as np
 import tensorflow_datasets as tfds
 from PIL import Image
 
-from xmodal.data import sources
+from xmodal.core import datasets as sources
 from xmodal.data.builder import Builder
-from xmodal.data.emoji import EMOJI_GROUPS, encode_png, select_bases, split_of
+from xmodal.data.sets.emoji import EMOJI_GROUPS, encode_png, select_bases, split_of
 
 STYLES: tuple[str, ...] = ("noto", "twemoji", "openmoji", "fluent")
 HELD_OUT_STYLE = "fluent"

@@ -22,7 +22,7 @@ from typing import Iterator, Mapping
 import numpy as np
 import tensorflow_datasets as tfds
 
-from xmodal.data import sources
+from xmodal.core import datasets as sources
 from xmodal.data.builder import Builder
 
 ENTITY_TYPES: tuple[str, ...] = ("country", "subdivision", "city")

@@ -18,7 +18,7 @@ import numpy as np
 import tensorflow_datasets as tfds
 from PIL import Image
 
-from xmodal.data import sources
+from xmodal.core import datasets as sources
 from xmodal.data.builder import Builder
 
 # Class names in label order, as published with the dataset.

@@ -17,9 +17,9 @@ from typing import Iterator, Mapping
 import tensorflow_datasets as tfds
 from PIL import Image
 
-from xmodal.data import sources
+from xmodal.core import datasets as sources
 from xmodal.data.builder import Builder
-from xmodal.data.emoji import encode_png, split_of
+from xmodal.data.sets.emoji import encode_png, split_of
 from xmodal.data.sets.emoji_styles import square_on_white
 
 FLAGS_DIR = "/usr/share/iso-flags-png-320x240"

@@ -23,7 +23,7 @@ from typing import Iterator, Sequence
 import numpy as np
 import tensorflow_datasets as tfds
 
-from xmodal.data import sources
+from xmodal.core import datasets as sources
 from xmodal.data.builder import Builder
 
 SAMPLE_RATE = 16000
@@ -156,7 +156,7 @@ class FontRenderer:
         path = font_path(font)
         if not os.path.isfile(path):
             raise FileNotFoundError(f"soundfont {font} not found at {path}; see the install "
-                                    "commands of the instruments datasets in xmodal.data.sources")
+                                    "commands of the instruments datasets in xmodal.core.datasets")
         self.font = font
         self.sample_rate = sample_rate
         self._synth = tinysoundfont.Synth(samplerate=sample_rate)

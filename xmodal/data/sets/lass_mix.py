@@ -25,7 +25,7 @@ from typing import Iterator
 import numpy as np
 import tensorflow_datasets as tfds
 
-from xmodal.data import sources
+from xmodal.core import datasets as sources
 from xmodal.data.builder import Builder
 from xmodal.data.sets import instruments as ins
 
@@ -78,7 +78,7 @@ def load_effect(path: str) -> np.ndarray:
     except (RuntimeError, soundfile.LibsndfileError) as e:
         raise ValueError(f"cannot read sound effect {path}: {e}; reinstall with: "
                          "apt-get install --reinstall tuxpaint-stamps-default") from e
-    from xmodal.data import audio  # jax: imported only when building
+    from xmodal.audio import dsp as audio  # jax: imported only when building
     return audio.resample(x.mean(axis=1), sr, SAMPLE_RATE)
 
 
@@ -222,7 +222,7 @@ class LassMix(Builder):
             for label in chosen:
                 track = self._draw_source(label, effects, renderer, rng, n)
                 gain_db = SOURCE_DB + float(rng.uniform(-GAIN_DB, GAIN_DB))
-                from xmodal.data import audio  # jax: imported only when building
+                from xmodal.audio import dsp as audio  # jax: imported only when building
                 tracks.append(np.asarray(audio.loudness_normalise(track, gain_db)))
             mixture = np.sum(tracks, axis=0)
             target = tracks[0]

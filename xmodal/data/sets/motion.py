@@ -27,7 +27,7 @@ from typing import Iterator
 import numpy as np
 import tensorflow_datasets as tfds
 
-from xmodal.data import sources
+from xmodal.core import datasets as sources
 from xmodal.data.builder import Builder
 
 PYBULLET_VERSION = "3.2.7"

@@ -17,7 +17,7 @@ from typing import Iterator
 import numpy as np
 import tensorflow_datasets as tfds
 
-from xmodal.data import sources
+from xmodal.core import datasets as sources
 from xmodal.data.builder import Builder
 from xmodal.data.sets import instruments as ins
 

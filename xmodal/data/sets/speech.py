@@ -21,7 +21,7 @@ from typing import Iterator
 import numpy as np
 import tensorflow_datasets as tfds
 
-from xmodal.data import sources
+from xmodal.core import datasets as sources
 from xmodal.data.builder import Builder
 
 SAMPLE_RATE = 16000
@@ -164,7 +164,7 @@ class Speech(Builder):
         return {split: self._generate_examples(ps) for split, ps in by_split.items()}
 
     def _generate_examples(self, prompts: list[Prompt]):
-        from xmodal.data import audio  # jax: imported only when building
+        from xmodal.audio import dsp as audio  # jax: imported only when building
         for p in prompts:
             yield f"{p.language}/{p.prompt_id}", {
                 "audio": audio.resample(read_wav(p.path), SOURCE_RATE, SAMPLE_RATE),

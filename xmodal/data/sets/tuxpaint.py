@@ -29,9 +29,9 @@ import numpy as np
 import tensorflow_datasets as tfds
 from PIL import Image
 
-from xmodal.data import sources
+from xmodal.core import datasets as sources
 from xmodal.data.builder import Builder
-from xmodal.data.emoji import encode_png, split_of
+from xmodal.data.sets.emoji import encode_png, split_of
 from xmodal.data.sets.emoji_styles import square_on_white, svg_to_image
 from xmodal.data.sets.instruments import is_silent
 

@@ -1,4 +1,5 @@
-"""Transforms: record → training example, named by a spec's ``data.transform``.
+"""Transforms: record → training example, named by a spec's ``data.transform``
+(registered in ``xmodal.core.registry.TRANSFORMS``).
 
 ``data.transform = {"name": "image_text", "image_size": 32, ...}`` names a factory registered
 here; the factory takes the spec kwargs and returns a ``grain.transforms.Map`` whose
@@ -10,10 +11,5 @@ the trainer reads:
 - ``tokenizer``: the text tokenizer, for evaluators that embed prompts;
 - ``label_field``: a ClassLabel feature whose names become ``EvalContext.class_names``.
 
-Every module in this package is imported, so adding a transform is adding a file.
+Generic transforms live here; a system's own transforms live in its project folder.
 """
-from xmodal.registry import Registry, import_all
-
-TRANSFORMS = Registry("transform")
-
-import_all(__name__, __path__)

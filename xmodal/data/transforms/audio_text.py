@@ -13,7 +13,7 @@ import grain
 import numpy as np
 
 from xmodal.data.tokenizer import ByteTokenizer
-from xmodal.data.transforms import TRANSFORMS
+from xmodal.core.registry import TRANSFORMS
 
 
 class AudioTextTransform(grain.transforms.Map):

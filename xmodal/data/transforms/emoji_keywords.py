@@ -18,7 +18,7 @@ from typing import Mapping
 
 import tensorflow_datasets as tfds
 
-from xmodal.data import sources
+from xmodal.core import datasets as sources
 
 LOCALE = "en"
 

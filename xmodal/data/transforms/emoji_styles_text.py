@@ -23,8 +23,8 @@ from typing import Any, Mapping
 import grain
 import numpy as np
 
-from xmodal.data.pipeline import ImageTextTransform
-from xmodal.data.transforms import TRANSFORMS
+from xmodal.data.transforms.image_text import ImageTextTransform
+from xmodal.core.registry import TRANSFORMS
 
 STYLES = ("noto", "twemoji", "openmoji", "fluent")
 _TONE = r"(?:light|medium-light|medium|medium-dark|dark) skin tone"

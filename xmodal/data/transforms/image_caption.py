@@ -7,8 +7,8 @@ from typing import Any, Mapping
 import numpy as np
 
 from xmodal.data.augment import RandomResizedCrop
-from xmodal.data.pipeline import ImageTextTransform
-from xmodal.data.transforms import TRANSFORMS
+from xmodal.data.transforms.image_text import ImageTextTransform
+from xmodal.core.registry import TRANSFORMS
 
 
 class ImageCaptionTransform(ImageTextTransform):

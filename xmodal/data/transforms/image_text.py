@@ -1,9 +1,61 @@
 """The image-text transform of CLIP-style training."""
 from __future__ import annotations
 
+from typing import Any, Mapping
+
+import grain
+import numpy as np
+from PIL import Image
+
+from xmodal.core.registry import TRANSFORMS
 from xmodal.data.augment import RandomResizedCrop
-from xmodal.data.pipeline import ImageTextTransform
-from xmodal.data.transforms import TRANSFORMS
+from xmodal.data.tokenizer import ByteTokenizer
+
+
+class ImageTextTransform(grain.transforms.Map):
+    """Record -> {"image": uint8 [S, S, 3], "text": int32 [max_text_len], "label": int32}.
+
+    ``text`` is the ByteTokenizer encoding of ``record[text_field]``; an empty caption encodes
+    to [bos, eos, pad, ...] like any other. ``label`` is ``record[label_field]`` (the emoji
+    group). Images whose stored size differs from ``image_size`` are resized with Lanczos.
+    """
+
+    def __init__(self, image_size: int, max_text_len: int, text_field: str = "name",
+                 label_field: str = "group"):
+        if not isinstance(image_size, int) or image_size < 1:
+            raise ValueError(f"ImageTextTransform image_size must be a positive int, "
+                             f"got {image_size!r}")
+        self.image_size = image_size
+        self.tokenizer = ByteTokenizer(max_text_len)
+        self.text_field = text_field
+        self.label_field = label_field
+
+    def __repr__(self) -> str:
+        return (f"ImageTextTransform(image_size={self.image_size}, "
+                f"max_text_len={self.tokenizer.max_len}, text_field={self.text_field!r}, "
+                f"label_field={self.label_field!r})")
+
+    def map(self, record: Mapping[str, Any]) -> dict[str, np.ndarray]:
+        for field in ("image", self.text_field, self.label_field):
+            if field not in record:
+                raise KeyError(
+                    f"ImageTextTransform: record has no field {field!r}; fields: "
+                    f"{', '.join(sorted(record))} (set text_field/label_field to one of them)")
+        return {
+            "image": self.resize(np.asarray(record["image"])),
+            "text": self.tokenizer.encode(record[self.text_field]),
+            "label": np.int32(record[self.label_field]),
+        }
+
+    def resize(self, image: np.ndarray) -> np.ndarray:
+        if image.dtype != np.uint8 or image.ndim != 3 or image.shape[-1] != 3:
+            raise ValueError(f"ImageTextTransform expects uint8 [H, W, 3] images, got "
+                             f"{image.dtype} {image.shape}")
+        size = self.image_size
+        if image.shape[:2] == (size, size):
+            return image
+        resized = Image.fromarray(image).resize((size, size), Image.Resampling.LANCZOS)
+        return np.asarray(resized, dtype=np.uint8)
 
 
 @TRANSFORMS.register("image_text")

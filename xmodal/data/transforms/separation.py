@@ -6,9 +6,9 @@ from typing import Any, Mapping
 import grain
 import numpy as np
 
-from xmodal.data import audio
+from xmodal.audio import dsp as audio
 from xmodal.data.tokenizer import ByteTokenizer
-from xmodal.data.transforms import TRANSFORMS
+from xmodal.core.registry import TRANSFORMS
 
 
 class SeparationTransform(grain.transforms.Map):

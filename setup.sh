@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Sets up everything xmodal and its test suite read, on a machine that has only Python 3.11:
+#   1. a virtualenv .venv with xmodal (editable) and its test extras,
+#   2. every dataset's packages: Debian (apt-get, as root or through sudo), npm (under
+#      $XMODAL_NPM_DIR, default ~/.cache/xmodal/npm) and the pip packages pip cannot resolve
+#      on its own (tinysoundfont without its unneeded pyaudio dependency),
+# from the one list the datasets declare (`python -m xmodal.data install`). It runs again in
+# seconds: what is installed is skipped. A package that cannot be installed here is recorded
+# (~/.cache/xmodal/install_report.json), and only the tests of that dataset skip, saying why.
+set -euo pipefail
+cd "$(dirname "$0")"
+PY="${PYTHON:-python3}"
+[ -x .venv/bin/python ] || "$PY" -m venv .venv
+# Reinstall only when pyproject.toml changed since the last set-up.
+stamp=".venv/.xmodal-installed"
+want="$(sha256sum pyproject.toml | cut -d' ' -f1)"
+if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
+  .venv/bin/python -m pip install -q --upgrade pip
+  .venv/bin/python -m pip install -q -e '.[test]'
+  echo "$want" > "$stamp"
+fi
+# Exit 0 even if some system package cannot be had here: the report says which.
+.venv/bin/python -m xmodal.data install || echo "setup: some datasets cannot be installed here (see above); their tests will skip"

@@ -1,0 +1,69 @@
+"""What the trainer asks of an objective: the protocol every family (contrastive, flow,
+distillation) implements.
+
+A spec's ``objective = {"name": "clip", **kwargs}`` names a factory in
+``registry.OBJECTIVES``; the factory takes the spec kwargs and returns
+``bind(model, mesh) -> Objective``.
+
+Required:
+- ``groups``: names of the trained parameter groups, in update order (``step.py``);
+- ``init(rng, batch) -> {group: params}``;
+- ``loss(params, batch, rng, group) -> (loss, aux)``, pure. ``params`` holds every group and
+  every frozen network by name; the gradient is taken for ``group`` only. A loss whose signature
+  has ``step`` also gets the step number (schedules over training).
+
+Optional (read through the functions below, so a missing one has one meaning):
+- ``cadence``: ``{group: (every, offset)}``, the group updates on steps where
+  ``step % every == offset``;
+- ``load_frozen() -> {name: numpy params}``: frozen networks from earlier stages
+  (``stages.load_stage``), placed by the trainer into ``TrainState.frozen``; ``init`` then
+  takes them as ``frozen=`` (e.g. to know a VAE's latent shape);
+- ``stage_outputs(params, batches) -> {name: float}``: what the stage hands to later stages,
+  computed after its last step from training batches (``stages.OUTPUTS``).
+
+Evaluators call an objective through the protocols of ``eval_context``.
+"""
+from __future__ import annotations
+
+import inspect
+from typing import Any, Iterable, Mapping, Protocol, runtime_checkable
+
+from xmodal.core.registry import SpecError
+
+
+@runtime_checkable
+class Objective(Protocol):
+    groups: tuple
+
+    def init(self, rng, batch) -> dict: ...
+
+    def loss(self, params, batch, rng, group): ...
+
+
+def check(objective: Any) -> None:
+    if not isinstance(objective, Objective):
+        missing = [a for a in ("groups", "init", "loss") if not hasattr(objective, a)]
+        raise SpecError(f"objective {type(objective).__name__} lacks {', '.join(missing)} "
+                        "(xmodal.core.objective.Objective)")
+
+
+def load_frozen(objective: Any) -> dict:
+    """The objective's frozen networks, ``{}`` when it has none; names must not be groups."""
+    load = getattr(objective, "load_frozen", None)
+    frozen = dict(load()) if load is not None else {}
+    clash = sorted(set(frozen) & set(objective.groups))
+    if clash:
+        raise SpecError(f"objective {type(objective).__name__}: frozen networks {clash} have "
+                        "the names of trained groups")
+    return frozen
+
+
+def init(objective: Any, rng, batch, frozen: Mapping[str, Any]) -> dict:
+    if "frozen" in inspect.signature(objective.init).parameters:
+        return objective.init(rng, batch, frozen=frozen)
+    return objective.init(rng, batch)
+
+
+def stage_outputs(objective: Any, params: Mapping[str, Any], batches: Iterable) -> dict:
+    fn = getattr(objective, "stage_outputs", None)
+    return {} if fn is None else {k: float(v) for k, v in fn(params, batches).items()}

@@ -1,0 +1,134 @@
+"""What a run shows and guards on the host: progress line, final table, NaN stop, SIGTERM, workdir."""
+from __future__ import annotations
+
+import json
+import math
+import os
+import signal
+import time
+from typing import Mapping
+
+import jax
+import numpy as np
+
+from xmodal.core.registry import SpecError
+
+FINITE = "all_finite"  # metrics key of the step's NaN/Inf flag (set by step.py); not logged
+
+
+class NonFiniteError(FloatingPointError):
+    """Training produced NaN/Inf; the message names the step and the metric."""
+
+
+def check_writable(workdir: str) -> None:
+    """Fails before anything is computed if the workdir cannot be written."""
+    try:
+        os.makedirs(workdir, exist_ok=True)
+        probe = os.path.join(workdir, f".write-probe-{os.getpid()}")
+        with open(probe, "w") as f:
+            f.write("ok")
+        os.remove(probe)
+    except OSError as e:
+        raise SpecError(f"workdir {workdir!r} is not writable ({e.strerror}); choose another "
+                        f"--workdir or fix its permissions") from e
+
+
+def truncate_metrics(workdir: str, step: int) -> None:
+    """On resume from ``step``, drops rows written after it by the interrupted run.
+
+    The interrupted run may have logged steps past its last checkpoint; those steps are re-run,
+    so keeping both copies would make ``metrics.jsonl`` disagree with the parameters.
+    """
+    path = os.path.join(workdir, "metrics.jsonl")
+    if not os.path.exists(path):
+        return
+    with open(path) as f:
+        rows = [line for line in f if line.strip()]
+    keep = [r for r in rows if json.loads(r).get("step", 0) <= step]
+    if len(keep) != len(rows):
+        with open(path + ".tmp", "w") as f:
+            f.writelines(keep)
+        os.replace(path + ".tmp", path)
+
+
+def check_finite(step: int, metrics: Mapping, enabled: bool = True) -> None:
+    """Raises NonFiniteError naming the step and the first non-finite metric.
+
+    Reads only the step's fused ``all_finite`` flag unless it is false.
+    """
+    if not enabled:
+        return
+    if FINITE in metrics and bool(jax.device_get(metrics[FINITE])):
+        return
+    host = jax.device_get({k: v for k, v in metrics.items() if k != FINITE})
+    for name in sorted(host):
+        value = np.asarray(host[name])
+        if np.issubdtype(value.dtype, np.floating) and not np.all(np.isfinite(value)):
+            raise NonFiniteError(f"step {step}: {name} = {value} is not finite; the last good "
+                                 f"checkpoint is the newest one under checkpoints/ (lower the "
+                                 f"learning rate or check the data)")
+
+
+class SigtermFlag:
+    """SIGTERM sets a flag; the loop saves a checkpoint at the end of the step and exits 0."""
+
+    def __init__(self):
+        self.flag = False
+        self._old = signal.signal(signal.SIGTERM, self._handle)
+
+    def _handle(self, *_):
+        self.flag = True
+
+    def any_process(self) -> bool:
+        if jax.process_count() == 1:
+            return self.flag
+        from jax.experimental import multihost_utils
+        # All processes must agree to stop at the same step, or the save deadlocks.
+        return bool(np.any(multihost_utils.process_allgather(np.array(self.flag))))
+
+    def restore(self):
+        signal.signal(signal.SIGTERM, self._old)
+
+
+class Progress:
+    """steps/s, examples/s, ETA and MFU over the steps since the last report (evals excluded)."""
+
+    def __init__(self, start: int, stop: int, batch: int, step_flops: float, peak: float):
+        self.stop, self.batch, self.step_flops, self.peak = stop, batch, step_flops, peak
+        self.t0, self.s0 = time.perf_counter(), start
+        self._last = start
+
+    def pause(self):
+        # Called after an eval, so its time does not count as training time.
+        self.t0, self.s0 = time.perf_counter(), self._last
+
+    def update(self, step: int) -> dict:
+        now = time.perf_counter()
+        dt = max(now - self.t0, 1e-9)
+        sps = (step - self.s0) / dt
+        self.t0, self.s0, self._last = now, step, step
+        out = {"perf/steps_per_s": sps, "perf/examples_per_s": sps * self.batch,
+               "perf/eta_s": (self.stop - step) / sps if sps > 0 else float("inf")}
+        if self.step_flops and self.peak:
+            out["perf/mfu"] = 100.0 * sps * self.step_flops / self.peak
+        return out
+
+    def line(self, step: int, m: Mapping) -> str:
+        eta = m.get("perf/eta_s", float("nan"))
+        eta_s = f"{int(eta // 60)}m{int(eta % 60):02d}s" if math.isfinite(eta) else "?"
+        loss = next((v for k, v in m.items() if k.endswith("loss")), float("nan"))
+        mfu = m.get("perf/mfu")
+        return (f"step {step:>6}/{self.stop}  loss {loss:.4f}  {m['perf/steps_per_s']:.2f} steps/s"
+                f"  {m['perf/examples_per_s']:.0f} ex/s  ETA {eta_s}"
+                + (f"  MFU {mfu:.1f}%" if mfu is not None else ""))
+
+
+def print_table(metrics: Mapping[str, float], title: str) -> None:
+    if jax.process_index() != 0 or not metrics:
+        return
+    width = max(len(k) for k in metrics)
+    print(f"\n{title}")
+    print("-" * (width + 12))
+    for k in sorted(metrics):
+        print(f"{k:<{width}}  {metrics[k]:>9.3f}")
+    print("-" * (width + 12), flush=True)

@@ -1,0 +1,344 @@
+"""One generic training loop, read top to bottom in phases.
+
+mesh → data → model + objective → sharded state → restore → step fn → evals → loop.
+Contrastive, flow and distillation runs share it: family-specific behaviour lives in the
+objective (what is minimised, per parameter group) and the evaluators (what is measured).
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+import time
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import ml_collections as mlc
+import numpy as np
+from absl import logging
+
+from xmodal.core import checkpoint as ckpt_lib
+from xmodal.core import flops
+from xmodal.core import optim
+from xmodal.core import parallel
+from xmodal.core import run_io
+from xmodal.core import spec as spec_lib
+from xmodal.core import step as step_lib
+from xmodal.core import objective as objective_lib
+from xmodal.core import stages as stages_lib
+from xmodal.core import train_state as ts
+from xmodal.core import input as pipeline
+from xmodal.core import datasets as sources
+from xmodal.core.registry import TRANSFORMS
+from xmodal.core.registry import EVALUATORS
+from xmodal.core.eval_context import Applier, EvalContext
+from xmodal.core.registry import MODELS
+from xmodal.core.precision import Policy
+from xmodal.core.registry import OBJECTIVES
+from xmodal.core.registry import SpecError
+from xmodal.core.writers import MetricWriter
+
+
+def run(spec: mlc.ConfigDict, workdir: str, mode: str = "train", until_step: int = 0,
+        only: tuple = ()) -> dict:
+    """Runs every stage of ``spec`` in order (``workdir/<stage>`` each), or only the stages
+    named in ``only`` (still in the spec's order; e.g. retrain one stage of a pipeline whose
+    earlier stages are done); returns final metrics."""
+    stages = spec_lib.stages_of(spec)
+    names = [n for n, _ in stages]
+    unknown = sorted(set(only) - set(names))
+    if unknown:
+        raise SpecError(f"no stage {unknown} in this spec; its stages: {names}")
+    results = {}
+    for name, stage in stages:
+        if only and name not in only:
+            continue
+        stage_dir = os.path.join(workdir, name) if name else workdir
+        stage = stages_lib.resolve_refs(stage, workdir)
+        results[name or "main"] = run_stage(stage, stage_dir, mode=mode, until_step=until_step)
+    return results
+
+
+@dataclasses.dataclass
+class Setup:
+    """Everything the loop needs, built once by ``build``; also what the benchmarks time."""
+    spec: mlc.ConfigDict
+    workdir: str
+    mesh: Any
+    loader: Any
+    train_iter: Any
+    state: ts.TrainState
+    batch_spec: dict
+    step_fn: Any                 # jitted train step (state, global batch) -> (state, metrics)
+    evaluate: Any                # state -> {"eval/...": value}
+    has_evals: bool
+    mngr: Any
+    writer: MetricWriter
+    start: int
+    source: str = "scratch"      # where the state came from (checkpoint, resume, init_from)
+
+
+def run_stage(spec: mlc.ConfigDict, workdir: str, mode: str = "train", until_step: int = 0) -> dict:
+    setup = build(spec, workdir)
+    # A stage with train.steps = 0 only evaluates (e.g. the eval stage of a pipeline).
+    if mode == "eval" or spec.train.steps == 0:
+        result = setup.evaluate(setup.state)
+        setup.writer.write(setup.start, result, replace=True)
+        setup.writer.close()
+        setup.mngr.close()
+        run_io.print_table(result, f"eval at step {setup.start}")
+        return result
+    return train(setup, until_step)
+
+
+def build(spec: mlc.ConfigDict, workdir: str) -> Setup:
+    """Phases mesh → data → model + objective → sharded state → restore → step fn → evals."""
+    # ---------------------------------------------------------------- workdir and processes
+    run_io.check_writable(workdir)
+    parallel.init_distributed(spec.distributed)
+    pid, nproc = jax.process_index(), jax.process_count()
+
+    # ---------------------------------------------------------------- mesh
+    mesh = parallel.make_mesh(spec.mesh)
+    n_batch_dev = parallel.batch_size_per_device(mesh)
+    if spec.data.batch_size % (n_batch_dev * spec.optim.grad_accum):
+        raise SpecError(f"data.batch_size={spec.data.batch_size} must divide by the batch "
+                        f"devices ({n_batch_dev}) × optim.grad_accum ({spec.optim.grad_accum})")
+    logging.info("mesh %s over %d devices, %d process(es)", dict(mesh.shape), mesh.size, nproc)
+
+    # ---------------------------------------------------------------- data
+    # Named sources: "" is data.name, the others are data.mix entries (sorted by name).
+    data_dir = spec.data.data_dir or None
+    named = {"": spec.data, **spec.data.mix}
+    builders = {k: sources.prepare(d.name, data_dir) for k, d in named.items()}
+    transforms = {k: TRANSFORMS.build(d.transform.name, **spec_lib.component_kwargs(d.transform))
+                  for k, d in named.items()}
+    train_sources = {k: sources.data_source(d.name, d.train_split, data_dir)
+                     for k, d in named.items()}
+    transform, train_source = transforms[""], train_sources[""]
+    loader_args = dict(global_batch_size=spec.data.batch_size, seed=spec.seed, shard_index=pid,
+                       shard_count=nproc, worker_count=spec.data.num_workers)
+    if spec.data.mix:
+        loader = pipeline.mixture_loader(
+            [pipeline.Part(train_sources[k], transforms[k], float(d.weight),
+                           getattr(transforms[k], "augment", None)) for k, d in named.items()],
+            **loader_args)
+    else:
+        # Kept apart from the mixture so single-source runs (and their saved iterator
+        # states) see exactly the batches they always did.
+        loader = pipeline.train_loader(train_source, transform,
+                                       augment=getattr(transform, "augment", None),
+                                       **loader_args)
+    train_iter = iter(loader)
+    # Eval sets: data.name's always, a data.mix entry's when an evaluator names it ("data").
+    wanted = {""} | {c.get("data", "") for c in spec.evals.values()}
+    eval_sets = {k: _eval_set(named[k], builders[k], transforms[k], data_dir,
+                              spec.data.eval_max_examples) for k in sorted(wanted)}
+
+    # ---------------------------------------------------------------- model + objective
+    policy = Policy.from_mapping(spec.precision)
+    model = MODELS.build(spec.model.name, dtype=policy.compute_dtype,
+                         param_dtype=policy.param_dtype, **spec_lib.component_kwargs(spec.model))
+    objective = OBJECTIVES.build(spec.objective.name,
+                                 **spec_lib.component_kwargs(spec.objective))(model, mesh)
+    objective_lib.check(objective)
+
+    # ---------------------------------------------------------------- sharded train state
+    # Shapes come from one transformed record, so the stream itself is not advanced.
+    example = transform.map(train_source[0])
+    batch_spec = {k: jax.ShapeDtypeStruct((spec.data.batch_size,) + np.shape(v), np.asarray(v).dtype,
+                                          sharding=parallel.batch_sharding(mesh))
+                  for k, v in example.items()}
+    rng = jax.random.key(spec.seed)
+    init_rng, state_rng = jax.random.split(rng)
+    # Frozen networks (teachers, VAEs, query encoders) through the stage API, on the host.
+    frozen_host = objective_lib.load_frozen(objective)
+    abstract_frozen = jax.tree.map(lambda x: jax.ShapeDtypeStruct(np.shape(x), x.dtype),
+                                   frozen_host)
+    abstract_params = jax.eval_shape(
+        lambda r, b, f: objective_lib.init(objective, r, b, f), init_rng, batch_spec,
+        abstract_frozen)
+    total = spec.train.steps
+    txs, schedules = {}, {}
+    for g in objective.groups:
+        txs[g], schedules[g] = optim.make(spec.optim, abstract_params[g], total)
+    ema = spec.train.ema_decay > 0
+
+    def init_state(r, frozen):
+        zeros = {k: jnp.zeros(v.shape, v.dtype) for k, v in batch_spec.items()}
+        return ts.create(objective_lib.init(objective, r, zeros, frozen), txs, state_rng, ema,
+                         frozen)
+
+    abstract_state = jax.eval_shape(init_state, init_rng, abstract_frozen)
+    state_shardings = parallel.tree_shardings(mesh, spec.sharding.rules, abstract_state)
+    abstract_state = jax.tree.map(
+        lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s),
+        abstract_state, state_shardings)
+
+    # ---------------------------------------------------------------- restore
+    mngr = ckpt_lib.manager(workdir, spec.train.keep_ckpts)
+    state, source = None, "scratch"
+    if mngr.latest_step() is not None:
+        state = ckpt_lib.restore(mngr, mngr.latest_step(), abstract_state, train_iter)
+        source = f"workdir checkpoint {mngr.latest_step()}"
+    elif spec.resume:
+        root, step = ckpt_lib.find_step_dir(spec.resume)
+        other = ckpt_lib.manager(os.path.dirname(root), keep=spec.train.keep_ckpts)
+        state = ckpt_lib.restore(other, step, abstract_state, train_iter)
+        other.close()
+        source = f"resume {root}/{step}"
+    if state is None:
+        # Frozen arrays go in as sharded arguments (each device gets only its shard), not as
+        # constants baked into the init program.
+        frozen = parallel.place(frozen_host, state_shardings.frozen)
+        with jax.set_mesh(mesh):
+            state = jax.jit(init_state, out_shardings=state_shardings)(init_rng, frozen)
+        if spec.init_from:
+            params = ckpt_lib.restore_params(spec.init_from, abstract_state.params)
+            state = state.replace(params=params,
+                                  ema=jax.tree.map(jnp.copy, params) if ema else {})
+            source = f"init_from {spec.init_from}"
+    start = int(jax.device_get(state.step))
+    logging.info("train state from %s at step %d", source, start)
+    if pid == 0:
+        run_io.truncate_metrics(workdir, start)
+        spec_lib.write_json(spec, workdir)
+    writer = MetricWriter(workdir)
+
+    # ---------------------------------------------------------------- step function
+    train_step = step_lib.make_train_step(
+        objective, txs, schedules, accum=spec.optim.grad_accum, ema_decay=spec.train.ema_decay,
+        logical_axis_rules=tuple(tuple(r) for r in spec.sharding.logical_axis_rules))
+    batch_sharding = parallel.batch_sharding(mesh)
+    step_fn = jax.jit(train_step, donate_argnums=(0,),
+                      in_shardings=(state_shardings, batch_sharding),
+                      out_shardings=(state_shardings, parallel.replicated(mesh)))
+
+    # ---------------------------------------------------------------- evals
+    # "data" is the evals' reserved key (xmodal/schema.py): which eval set, never an argument.
+    evaluators = {k: (c.get("data", ""),
+                      EVALUATORS.build(c.name, **spec_lib.component_kwargs(c, reserved=("data",))))
+                  for k, c in spec.evals.items()}
+    applier = Applier(mesh, spec.data.batch_size)
+
+    def evaluate(state) -> dict:
+        params = ts.with_frozen(state.ema if ema else state.params, state.frozen)
+        step = int(jax.device_get(state.step))
+        out = {}
+        for data, fn in evaluators.values():
+            es = eval_sets[data]
+            ctx = EvalContext(
+                arrays=es.arrays, class_names=es.class_names, params=params, model=model,
+                objective=objective, transform=es.transform, features=es.features,
+                applier=applier, spec=spec, workdir=workdir, step=step)
+            # Another eval set's metrics carry its name: eval/effects/t2i_R@1.
+            prefix = f"eval/{data}/" if data else "eval/"
+            out.update({prefix + k: float(v) for k, v in fn(ctx).items()})
+        return out
+
+    return Setup(spec, workdir, mesh, loader, train_iter, state, batch_spec, step_fn, evaluate,
+                 bool(evaluators), mngr, writer, start, source)
+
+
+@dataclasses.dataclass
+class EvalSet:
+    """One eval split, transformed and stacked, with what an EvalContext needs beside it."""
+    arrays: dict
+    class_names: list
+    transform: Any
+    features: Any
+
+
+def _eval_set(data: mlc.ConfigDict, builder, transform, data_dir: str | None,
+              max_examples: int) -> EvalSet:
+    source = sources.data_source(data.name, data.eval_split, data_dir)
+    arrays = pipeline.eval_arrays(source, transform, max_examples=max_examples or None)
+    label_field = getattr(transform, "label_field", None)
+    class_names = builder.info.features[label_field].names if label_field else []
+    return EvalSet(arrays, list(class_names), transform, builder.info.features)
+
+
+def train(setup: Setup, until_step: int = 0) -> dict:
+    """The loop: step, log, evaluate, checkpoint; stops at the end, at until_step or on SIGTERM."""
+    spec, workdir, state, train_iter = setup.spec, setup.workdir, setup.state, setup.train_iter
+    mesh, mngr, writer, evaluate = setup.mesh, setup.mngr, setup.writer, setup.evaluate
+    pid, start, total = jax.process_index(), setup.start, spec.train.steps
+    # ---------------------------------------------------------------- loop
+    stop_at = min(until_step, total) if until_step else total
+    sigterm = run_io.SigtermFlag()
+    if pid == 0:
+        print(describe(setup, stop_at), flush=True)
+        print("compiling the train step ...", end=" ", flush=True)
+    t0 = time.perf_counter()
+    with jax.set_mesh(mesh):
+        compiled = setup.step_fn.lower(state, setup.batch_spec).compile()
+    if pid == 0:
+        print(f"done in {time.perf_counter() - t0:.0f} s", flush=True)
+    step_flops = flops.compiled_flops(compiled)
+    # Fake CPU devices share one processor, so the CPU peak is counted once, not per device.
+    peak = flops.measured_peak() * (1 if jax.default_backend() == "cpu" else jax.device_count())
+    meter = run_io.Progress(start, stop_at, spec.data.batch_size, step_flops, peak)
+    pending = None          # previous step's metrics, checked one step late to keep dispatch async
+    final = {}
+    step = start
+    while step < stop_at:
+        local = next(train_iter)
+        batch = parallel.global_batch(local, mesh)
+        state, metrics = compiled(state, batch)
+        step += 1
+        if pending is not None:
+            run_io.check_finite(*pending, enabled=spec.train.check_finite)
+        pending = (step, metrics)
+        if step % spec.train.log_every == 0 or step == stop_at:
+            run_io.check_finite(step, metrics, enabled=spec.train.check_finite)
+            host = {k: float(v) for k, v in jax.device_get(metrics).items()
+                    if k != run_io.FINITE}
+            host.update(meter.update(step))
+            writer.write(step, host)
+            if pid == 0:
+                print(meter.line(step, host), flush=True)
+            else:  # other processes' progress goes to their logs, not the user's console
+                logging.info("process %d: %s", pid, meter.line(step, host))
+        is_last = step == stop_at
+        if (spec.train.eval_every and step % spec.train.eval_every == 0) or is_last:
+            if setup.has_evals:
+                final = evaluate(state)
+                writer.write(step, final)
+                meter.pause()
+        preempted = sigterm.any_process()
+        if step % spec.train.ckpt_every == 0 or is_last or preempted:
+            # Never save a non-finite state: check this step now, not one step late.
+            run_io.check_finite(step, metrics, enabled=spec.train.check_finite)
+            ckpt_lib.save(mngr, step, state, train_iter,
+                          {"step": step, "stage": os.path.basename(workdir)}, force=True)
+        if preempted:
+            logging.warning("SIGTERM: saved checkpoint at step %d, exiting", step)
+            print(f"SIGTERM received: checkpoint saved at step {step}", flush=True)
+            break
+    if pending is not None:
+        run_io.check_finite(*pending, enabled=spec.train.check_finite)
+    mngr.wait_until_finished()
+    mngr.close()
+    writer.close()
+    if hasattr(train_iter, "close"):
+        train_iter.close()  # stops grain's worker processes and frees their shared memory
+    sigterm.restore()
+    if pid == 0 and final:
+        run_io.print_table(final, f"final metrics at step {step}")
+    if pid == 0:
+        print(f"outputs in {os.path.abspath(workdir)}: metrics.jsonl, tb/, checkpoints/, "
+              "spec.json", flush=True)
+    return final
+
+
+def describe(setup: Setup, stop_at: int) -> str:
+    """One line saying what is about to train, before the long part starts."""
+    spec, state = setup.spec, setup.state
+    count = lambda tree: sum(int(np.prod(x.shape)) for x in jax.tree.leaves(tree))  # noqa: E731
+    frozen = count(state.frozen)
+    return (f"training {spec.model.name} with objective {spec.objective.name}: "
+            f"{count(state.params) / 1e6:.2f} M trained parameters"
+            + (f" + {frozen / 1e6:.2f} M frozen" if frozen else "")
+            + f", steps {setup.start}→{stop_at} of {spec.train.steps}, batch "
+            f"{spec.data.batch_size}, mesh {dict(setup.mesh.shape)}, from {setup.source}, "
+            f"workdir {setup.workdir}")

@@ -1,0 +1,213 @@
+"""FlowSep's evaluation: separate the held-out mixtures, score every system on the same
+mixtures, write ONE table (``separation_table.json`` / ``.md`` in the stage workdir), the
+latency per separated second vs the number of Euler steps, and spectrogram PNGs.
+
+Rows: FlowSep with the neural vocoder, with the estimate's magnitude on the mixture's phase
+(the mel ratio to the mixture, and to the VAE-decoded mixture: ``separation.render``), with
+Griffin-Lim; the unprocessed mixture; the oracle ideal ratio mask (upper bound); the
+discriminative text-queried mask network (the mask stage, when trained); the reference itself
+(the ceiling of the embedding metrics). Columns: Fréchet distance and CLAPScore with our own
+audio-text model (when its stage is trained), log-mel distance, SI-SDR and SI-SDRi.
+"""
+from __future__ import annotations
+
+import json
+import os
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from xmodal.core.registry import EVALUATORS
+from xmodal.core.eval_context import EvalContext
+from xmodal.projects.flowsep.baselines import (mask_estimates, mixture_estimate,
+                                                   oracle_irm, score_estimates)
+from xmodal.core.stages import load_stage
+from xmodal.projects.flowsep.separator import Separator
+
+QUERY_PREFIX = "separate the "
+COLUMNS = ("fd", "clap_score", "log_mel_distance", "si_sdr", "sdri")
+VAE_RATIO_ROW = "FlowSep (estimate magnitude + mixture phase, ratio to the VAE-decoded mixture)"
+
+
+def labels_from_tokens(tokenizer, tokens) -> list[str]:
+    out = []
+    for row in tokens:
+        text = tokenizer.decode(row)
+        out.append(text[len(QUERY_PREFIX):] if text.startswith(QUERY_PREFIX) else text)
+    return out
+
+
+def _colormap(x: np.ndarray) -> np.ndarray:
+    """[H, W] in [0, 1] → uint8 [H, W, 3], a dark-blue → green → yellow ramp (viridis-like)."""
+    stops = np.array([[68, 1, 84], [59, 82, 139], [33, 145, 140], [94, 201, 98],
+                      [253, 231, 37]], np.float64)
+    pos = np.clip(x, 0, 1) * (len(stops) - 1)
+    i = np.minimum(pos.astype(int), len(stops) - 2)
+    frac = (pos - i)[..., None]
+    return (stops[i] * (1 - frac) + stops[i + 1] * frac).astype(np.uint8)
+
+
+def save_spectrograms(path: str, mels: list[np.ndarray], titles: list[str]) -> None:
+    """Mel spectrograms [F, M] stacked top to bottom (low frequencies at the bottom of each),
+    each labelled, as one PNG."""
+    from PIL import Image, ImageDraw
+
+    lo = min(float(m.min()) for m in mels)
+    hi = max(float(m.max()) for m in mels)
+    tiles = []
+    for mel, title in zip(mels, titles):
+        img = _colormap((mel.T[::-1] - lo) / max(hi - lo, 1e-6))
+        img = np.repeat(np.repeat(img, 3, axis=0), 3, axis=1)
+        label = Image.new("RGB", (img.shape[1], 14), "white")
+        ImageDraw.Draw(label).text((2, 1), title, fill="black")
+        tiles += [np.asarray(label), img]
+    Image.fromarray(np.concatenate(tiles, axis=0)).save(path)
+
+
+def markdown_table(rows: dict, notes: list[str]) -> str:
+    head = "| system | Fréchet distance ↓ | CLAPScore ↑ | log-mel distance ↓ | SI-SDR (dB) ↑ | SDRi (dB) ↑ |"
+    lines = [head, "|---|---|---|---|---|---|"]
+    for name, r in rows.items():
+        cells = [("—" if r.get(c) is None else f"{r[c]:.3f}" if c in ("fd", "clap_score",
+                  "log_mel_distance") else f"{r[c]:.2f}") for c in COLUMNS]
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return "\n".join(lines + [""] + [f"- {n}" for n in notes]) + "\n"
+
+
+@EVALUATORS.register("separation")
+def separation(vocoder_from: str = "", mask_from: str = "", clap_from: str = "",
+               steps: int = 10, solver: str = "euler", cfg_scale: float = 1.0,
+               noise_scale: float = 1.0, extra_rows: tuple = (),
+               nfe_sweep: tuple = (1, 2, 5, 10, 25), plots: int = 4, chunk: int = 32,
+               latency_batch: int = 8, gl_iters: int = 32, seed: int = 0):
+    """See the module docstring. ``*_from``: stage workdirs ("stage:vocoder", ...); a missing
+    one drops its row/columns (said in the table's notes). ``steps`` and ``noise_scale``: the
+    sampler of the main FlowSep rows (``separate_latent``; noise scale 1 = the paper's
+    N(0, I)); ``extra_rows``: ``(steps, noise_scale)`` pairs for more FlowSep rows (vocoder
+    and the VAE-ratio mixture-phase renderer), e.g. the paper's (10, 1.0)."""
+    def run(ctx: EvalContext) -> dict:
+        obj = ctx.objective
+        mixture = np.asarray(ctx.arrays["mixture"], np.float32)
+        target = np.asarray(ctx.arrays["target"], np.float32)
+        tokens = np.asarray(ctx.arrays["query"])
+        sr = obj.mel.sample_rate
+        vocoder = vparams = None
+        notes = [f"{len(mixture)} held-out mixtures of {mixture.shape[1] / sr:.2f} s at {sr} Hz; "
+                 f"FlowSep: {steps} {solver} steps, CFG scale {cfg_scale}, "
+                 f"noise scale {noise_scale}, step {ctx.step}"]
+        if vocoder_from and os.path.isdir(os.path.join(vocoder_from, "checkpoints")):
+            voc = load_stage(vocoder_from)
+            vocoder, vparams = voc.model, jax.tree.map(jnp.asarray, voc.params["model"])
+        else:
+            notes.append("no trained vocoder stage: the 'FlowSep (vocoder)' row is missing")
+        sep = Separator(obj, ctx.params, vocoder, vparams, sample_rate=sr, gl_iters=gl_iters)
+
+        # ---------------------------------------------------------------- separate, in chunks
+        def separate_all(n_steps, which, tau=noise_scale):
+            outs: dict[str, list] = {}
+            for i in range(0, len(mixture), chunk):
+                m, q = mixture[i:i + chunk], tokens[i:i + chunk]
+                pad = chunk - len(m)
+                if pad:  # one compiled shape
+                    m = np.concatenate([m, np.repeat(m[-1:], pad, 0)])
+                    q = np.concatenate([q, np.repeat(q[-1:], pad, 0)])
+                o = sep.separate(m, q, steps=n_steps, solver=solver, cfg_scale=cfg_scale,
+                                 seed=seed + i, which=which, noise_scale=tau)
+                for k, v in o.items():
+                    outs.setdefault(k, []).append(v[: chunk - pad])
+            return {k: np.concatenate(v) for k, v in outs.items()}
+
+        outs = separate_all(steps, ("vocoder", "mixture_phase", "vae_ratio", "griffin_lim"))
+        estimates = {}
+        if "vocoder" in outs:
+            estimates["FlowSep (vocoder)"] = outs["vocoder"]
+        estimates["FlowSep (estimate magnitude + mixture phase)"] = outs["mixture_phase"]
+        estimates[VAE_RATIO_ROW] = outs["vae_ratio"]
+        estimates["FlowSep (Griffin-Lim)"] = outs["griffin_lim"]
+        for n, tau in extra_rows:
+            n, tau = int(n), float(tau)
+            tag = f"{n} {solver} step{'s' if n > 1 else ''}, noise scale {tau:g}"
+            # Extra settings get the chosen mixture-phase renderer only (each row costs scoring).
+            more = separate_all(n, ("vocoder", "vae_ratio"), tau)
+            if "vocoder" in more:
+                estimates[f"FlowSep, {tag} (vocoder)"] = more["vocoder"]
+            estimates[VAE_RATIO_ROW.replace("FlowSep", f"FlowSep, {tag}")] = more["vae_ratio"]
+        estimates["mixture (unprocessed)"] = mixture_estimate(mixture)
+        estimates["oracle IRM (upper bound)"] = oracle_irm(mixture, target, obj.mel.n_fft,
+                                                           obj.mel.hop)
+        if mask_from and os.path.isdir(os.path.join(mask_from, "checkpoints")):
+            estimates["mask network (discriminative)"] = mask_estimates(mask_from, mixture,
+                                                                        tokens, sr)
+        else:
+            notes.append("no trained mask network stage: its row is missing")
+        estimates["reference (target)"] = target
+
+        # ---------------------------------------------------------------- scores
+        scorer = None
+        if clap_from and os.path.isdir(os.path.join(clap_from, "checkpoints")):
+            from xmodal.projects.clap.score import load_clap
+            scorer = load_clap(clap_from)
+            notes.append(f"Fréchet distance (fd) and CLAPScore: our audio-text model "
+                         f"(specs/clap.py stage), audio resampled to {scorer.sample_rate} Hz; "
+                         "CLAPScore text = 'a <queried label> playing a short phrase'")
+        else:
+            notes.append("no trained audio-text (CLAP) stage: Fréchet distance and CLAPScore "
+                         "are missing")
+        queries = [ctx.transform.tokenizer.decode(q) for q in tokens]
+        rows = {}
+        for name, est in estimates.items():
+            est = np.nan_to_num(np.asarray(est, np.float32))
+            r = score_estimates(est, target, mixture, queries, sr, scorer=scorer,
+                                n_fft=obj.mel.n_fft, hop=obj.mel.hop, n_mels=64)
+            if name.startswith("reference"):  # SDR of the reference with itself says nothing
+                r["si_sdr"] = r["sdri"] = None
+            rows[name] = r
+        notes.append(f"log-mel distance: mean |log-mel difference| (natural log, 64 bands, "
+                     f"n_fft {obj.mel.n_fft}, hop {obj.mel.hop}); SDRi = SI-SDR improvement "
+                     "over the mixture")
+
+        # ---------------------------------------------------------------- latency vs NFE
+        latency = {}
+        lb = min(latency_batch, len(mixture))
+        for n in nfe_sweep:
+            latency[int(n)] = sep.latency(mixture[:lb], tokens[:lb], steps=int(n), solver="euler",
+                                          cfg_scale=cfg_scale)
+
+        # ---------------------------------------------------------------- files
+        result = {"rows": rows, "latency_s_per_audio_s": {str(k): v for k, v in latency.items()},
+                  "notes": notes, "step": ctx.step, "examples": int(len(mixture)),
+                  "latency_batch": lb}
+        if ctx.workdir:
+            os.makedirs(ctx.workdir, exist_ok=True)
+            with open(os.path.join(ctx.workdir, "separation_table.json"), "w") as f:
+                json.dump(result, f, indent=2)
+            lat = "\n".join(["| Euler steps (NFE) | s per separated s |", "|---|---|"] +
+                            [f"| {k} | {v:.4f} |" for k, v in latency.items()])
+            with open(os.path.join(ctx.workdir, "separation_table.md"), "w") as f:
+                f.write(markdown_table(rows, notes) + "\nLatency (flow + VAE decoder + "
+                        f"vocoder, batch {lb}):\n\n" + lat + "\n")
+            labels = labels_from_tokens(ctx.transform.tokenizer, tokens)
+            for j in range(min(plots, len(mixture))):
+                mels = [np.asarray(obj.mel.mel(mixture[j:j + 1]))[0],
+                        np.asarray(obj.mel.mel(target[j:j + 1]))[0], outs["mel"][j]]
+                save_spectrograms(os.path.join(ctx.workdir, f"spectrogram_{j}.png"), mels,
+                                  [f"mixture (query: {labels[j]})", "target",
+                                   "FlowSep estimate (VAE-decoded mel)"])
+        flat = {}
+        short = {"FlowSep (vocoder)": "flowsep_vocoder",
+                 "FlowSep (estimate magnitude + mixture phase)": "flowsep_mixphase",
+                 VAE_RATIO_ROW: "flowsep_mixphase_vae",
+                 "FlowSep (Griffin-Lim)": "flowsep_griffinlim", "mixture (unprocessed)": "mixture",
+                 "oracle IRM (upper bound)": "oracle_irm",
+                 "mask network (discriminative)": "mask_network",
+                 "reference (target)": "reference"}
+        for name, r in rows.items():
+            key = short.get(name) or "".join(c if c.isalnum() else "_" for c in name.lower())
+            for k, v in r.items():
+                if v is not None:
+                    flat[f"{key}/{k}"] = v
+        for k, v in latency.items():
+            flat[f"latency_nfe{k}"] = v
+        return flat
+    return run
