@@ -1,4 +1,5 @@
 import os
+import shlex
 import subprocess
 import sys
 
@@ -123,10 +124,13 @@ def test_missing_npm_package_prints_the_npm_command(monkeypatch, tmp_path, capsy
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and command in err
     assert not data_dir.exists()
-    assert cli.missing_commands("needs_npm") == [command]
+    # What `install` runs: an argument list (no shell), npm's own flags quieting it.
+    npm = ["npm", "install", "--silent", "--no-audit", "--no-fund", "--prefix", str(npm_dir),
+           "xmodal-absent-npm-package"]
+    assert cli.missing_commands("needs_npm") == [npm]
 
     assert cli.main(["list", "--data_dir", str(data_dir)]) == 0
-    assert f"$ {command}" in capsys.readouterr().out
+    assert f"$ {shlex.join(npm)}" in capsys.readouterr().out
 
 
 def test_missing_pip_module_is_installed_with_this_python(monkeypatch):
@@ -134,7 +138,7 @@ def test_missing_pip_module_is_installed_with_this_python(monkeypatch):
                                  modules=("xmodal_absent_package",), install_hint="test entry")
     monkeypatch.setitem(sources.DATASETS, "needs_pip", entry)
     assert cli.missing_commands("needs_pip") == [
-        f"{sys.executable} -m pip install xmodal-absent-package"]
+        [sys.executable, "-m", "pip", "install", "-q", "xmodal-absent-package"]]
     assert cli.missing_commands(TINY) == []  # everything emoji needs is installed here
 
 

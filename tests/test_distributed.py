@@ -33,7 +33,10 @@ def test_sharded_step_equals_single_device(tmp_path):
             "--spec.mesh.fsdp=2", devices=8)
     np.testing.assert_allclose(_losses(tmp_path / "one"), _losses(tmp_path / "mesh"), rtol=1e-5)
     for a, b in zip(_params(tmp_path / "one", 3), _params(tmp_path / "mesh", 3)):
-        np.testing.assert_allclose(a, b, rtol=2e-4, atol=2e-6)
+        # atol: parameters whose gradient is ~0 get an Adam update of either sign from
+        # summation-order noise (seen at 2e-6 on an AMD EPYC); a sharding bug moves a
+        # parameter by about the learning rate (1e-3), far above this.
+        np.testing.assert_allclose(a, b, rtol=2e-4, atol=1e-5)
 
 
 def _free_port():
@@ -58,9 +61,10 @@ def test_two_processes_train_together(tmp_path):
         assert p.returncode == 0, err[-4000:]
     # Each process logs its own view of the (global) loss; they must agree.
     seen = []
-    for _, err in outs:
-        got = re.findall(r"step\s+3/3\s+loss (\S+)", err)
-        assert got, err[-2000:]
+    # Process 0 prints its progress to stdout, the others to stderr (prefixed "process i:").
+    for pid, (out, err) in enumerate(outs):
+        got = re.findall(r"step\s+3/3\s+loss (\S+)", out if pid == 0 else err)
+        assert got, (out + err)[-2000:]
         seen.append(float(got[-1]))
     assert seen[0] == seen[1]
     assert 3 in ocp.utils.checkpoint_steps(str(wd / "checkpoints"))

@@ -94,7 +94,7 @@ def test_prepare_twice_is_a_no_op(data_dir):
 
 
 def test_concurrent_prepares_wait_for_each_other(tmp_path):
-    code = ("import sys; from xmodal.data import sources; "
+    code = ("import sys; from xmodal.core import datasets as sources; "
             "b = sources.prepare('emoji/tiny', sys.argv[1]); "
             "print(b.info.splits['train'].num_examples)")
     procs = [subprocess.Popen([sys.executable, "-c", code, str(tmp_path)],

@@ -1,4 +1,6 @@
 """The mel VAE, its objective, and the shared mel features."""
+import os
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -91,28 +93,54 @@ def test_mel_to_magnitude_roughly_inverts_the_filterbank():
     assert abs(int(peak_true) - int(peak_est)) <= 4
 
 
-def test_vae_evaluator_writes_latent_stats_once_per_step(tmp_path):
-    import json
-
+def test_latent_std_is_a_stage_output_of_the_training_records_only(tmp_path):
+    """The flow stage's latent scale comes from the VAE stage's training split
+    (``stage_outputs``), not from the evaluator on held-out audio, which writes nothing."""
     import ml_collections as mlc
 
     from xmodal.core import parallel
-    from xmodal.core.registry import EVALUATORS
     from xmodal.core.eval_context import Applier, EvalContext
+    from xmodal.core.registry import EVALUATORS
     obj = OBJECTIVES.build("mel_vae", mel=CFG.__dict__)(
         MODELS.build("mel_vae", latent_channels=4, widths=(8, 8)), None)
-    arrays = {"target": np.asarray(_waves(8, seed=3)), "mixture": np.asarray(_waves(8, seed=4))}
-    params = obj.init(jax.random.key(0), {k: jnp.asarray(v) for k, v in arrays.items()})
+    train = {"target": np.asarray(_waves(8, seed=3)), "mixture": np.asarray(_waves(8, seed=4))}
+    held_out = {k: 3.0 * v for k, v in train.items()}  # louder audio: another latent spread
+    params = obj.init(jax.random.key(0), {k: jnp.asarray(v) for k, v in train.items()})
     mesh = parallel.make_mesh(mlc.ConfigDict({"data": -1, "fsdp": 1, "model": 1}))
-    ctx = EvalContext(arrays=arrays, class_names=[], params=params, model=obj.model,
-                      objective=obj, applier=Applier(mesh, 8), workdir=str(tmp_path), step=5)
-    out = EVALUATORS.build("mel_vae")(ctx)
-    assert np.isfinite(out["recon_l1"]) and out["latent_std"] > 0
-    first = json.load(open(tmp_path / "latent_stats.json"))
-    assert first["step"] == 5 and first["examples"] == 16
-    # A later eval of the same step on fewer examples must not change the flow's scale.
-    EVALUATORS.build("mel_vae", max_examples=1)(ctx)
-    assert json.load(open(tmp_path / "latent_stats.json")) == first
-    ctx.step = 6
-    EVALUATORS.build("mel_vae", max_examples=1)(ctx)
-    assert json.load(open(tmp_path / "latent_stats.json"))["step"] == 6
+
+    def ctx(arrays):
+        return EvalContext(arrays=arrays, class_names=[], params=params, model=obj.model,
+                           objective=obj, applier=Applier(mesh, 8), workdir=str(tmp_path), step=5)
+    out = obj.stage_outputs(ctx(train))
+    means = np.concatenate([np.asarray(obj.model.apply(
+        {"params": params["model"]}, obj.mel.mel(jnp.asarray(train[k])), method="encode")[0])
+        for k in ("target", "mixture")])
+    assert out["latent_std"] == pytest.approx(float(np.std(means)), rel=1e-5)
+    ev = EVALUATORS.build("mel_vae")(ctx(held_out))
+    assert np.isfinite(ev["recon_l1"]) and ev["latent_std"] != pytest.approx(out["latent_std"])
+    assert os.listdir(tmp_path) == []
+
+
+def test_flow_stage_refuses_a_vae_stage_without_its_latent_std(tmp_path):
+    """No silent fallback to scale 1: a VAE workdir whose outputs lack latent_std is an error
+    naming the fix."""
+    import json
+
+    import orbax.checkpoint as ocp
+
+    from xmodal.core.registry import SpecError
+    vae = MODELS.build("mel_vae", latent_channels=4, widths=(8, 8))
+    params = vae.init(jax.random.key(0), jnp.zeros((1, 16, CFG.n_mels)), jax.random.key(0))
+    (tmp_path / "spec.json").write_text(json.dumps({
+        "model": {"name": "mel_vae", "latent_channels": 4, "widths": [8, 8]},
+        "objective": {"name": "mel_vae", "mel": CFG.__dict__}}))
+    with ocp.StandardCheckpointer() as ckptr:
+        ckptr.save(str(tmp_path / "checkpoints" / "1" / "state"),
+                   {"params": {"model": params["params"]}, "ema": {}})
+    net = MODELS.build("dit", patch=2, width=32, depth=1, num_heads=2, text_width=16,
+                       text_depth=1, text_max_len=16)
+    with pytest.raises(SpecError, match="no latent_std output.*--mode=eval"):
+        OBJECTIVES.build("flowsep", vae_from=str(tmp_path), max_text_len=16)(net, None)
+    (tmp_path / "stage_outputs.json").write_text('{"latent_std": 0.5}')
+    obj = OBJECTIVES.build("flowsep", vae_from=str(tmp_path), max_text_len=16)(net, None)
+    assert obj.latent_scale == pytest.approx(2.0)

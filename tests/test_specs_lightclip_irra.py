@@ -39,6 +39,12 @@ def test_irra_spec_runs_with_infonce_and_no_irr(tmp_path):
     train, evals = metrics(tmp_path)
     assert all(np.isfinite(r["train/loss"]) for r in train)
     assert "train/irr_loss" not in train[-1]
+    # The option reached the objective: InfoNCE logs its in-batch accuracies, SDM its two
+    # directional KL terms, and without IRR the loss is the alignment loss alone.
+    assert "train/i2t_acc" in train[-1] and "train/i2t_loss" not in train[-1]
+    assert train[-1]["train/loss"] == pytest.approx(train[-1]["train/align_loss"], rel=1e-6)
+    spec = json.load(open(tmp_path / "spec.json"))
+    assert spec["objective"]["loss_kind"] == "infonce" and spec["objective"]["irr_weight"] == 0
 
 
 def test_irra_spec_runs(tmp_path):

@@ -85,7 +85,7 @@ def test_multistage_spec_runs_stages_in_order(tmp_path):
     assert r.returncode == 0, r.stderr[-3000:]
     assert os.listdir(wd / "a" / "checkpoints") == ["2"]
     assert os.listdir(wd / "b" / "checkpoints") == ["1"]
-    assert f"init_from {wd / 'a'}" in r.stderr
+    assert f"from init_from {wd / 'a'}" in r.stdout
     assert json.load(open(wd / "b" / "spec.json"))["init_from"] == str(wd / "a")
 
 

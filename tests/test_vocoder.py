@@ -40,14 +40,23 @@ def test_mr_stft_loss_is_zero_for_identical_and_grows_with_noise():
     assert 0 < float(small) < float(big)
 
 
-def test_vocoder_shapes_length_and_silence():
+def test_vocoder_spectrum_is_bounded_and_vocode_is_its_istft():
+    """On the mel of silence (the extreme input) the predicted spectrum is finite with its
+    magnitude inside the clip range, and ``vocode`` is exactly the iSTFT of that spectrum
+    padded to the clip's frames, cut to the requested length."""
     voc = MODELS.build("mel_vocoder", n_fft=256, width=16, depth=1)
     mel = CFG.mel(jnp.zeros((2, 4096)))
     params = voc.init(jax.random.key(0), mel)["params"]
     spec = voc.apply({"params": params}, mel)
     assert spec.shape == (2, mel.shape[1], 129) and jnp.iscomplexobj(spec)
+    mag = np.abs(np.asarray(spec))
+    assert np.all(mag >= np.exp(-20.0) * (1 - 1e-4)) and np.all(mag <= np.exp(5.0) * (1 + 1e-4))
     wave = vocode(voc, params, mel, CFG, 4096)
     assert wave.shape == (2, 4096) and np.all(np.isfinite(np.asarray(wave)))
+    np.testing.assert_allclose(wave, CFG.istft(CFG.pad_frames(spec, 4096), 4096), atol=1e-6)
+    # A different mel gives a different waveform: the output depends on the input.
+    loud = CFG.mel(0.3 * jnp.sin(jnp.arange(2 * 4096).reshape(2, 4096) * 0.3))
+    assert float(jnp.max(jnp.abs(vocode(voc, params, loud, CFG, 4096) - wave))) > 1e-6
 
 
 def test_vocoder_objective_learns_on_a_fixed_batch():

@@ -65,6 +65,8 @@ def main(argv):
         sys.exit(f"error: {e}")
     except DataSourceMissing as e:
         sys.exit(f"data source missing: {e}")
+    except run_io.Preempted as e:
+        print(e, flush=True)  # a clean stop: exit 0, no later stage started
     except run_io.NonFiniteError as e:
         logging.error("%s", e)
         sys.exit(f"stopped: {e}")

@@ -1,0 +1,2 @@
+"""JAX audio DSP: STFT / iSTFT, log-mel, resampling (``dsp``), mel features (``mel``),
+Griffin-Lim, dynamic remixing."""

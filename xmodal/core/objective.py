@@ -18,15 +18,16 @@ Optional (read through the functions below, so a missing one has one meaning):
 - ``load_frozen() -> {name: numpy params}``: frozen networks from earlier stages
   (``stages.load_stage``), placed by the trainer into ``TrainState.frozen``; ``init`` then
   takes them as ``frozen=`` (e.g. to know a VAE's latent shape);
-- ``stage_outputs(params, batches) -> {name: float}``: what the stage hands to later stages,
-  computed after its last step from training batches (``stages.OUTPUTS``).
+- ``stage_outputs(ctx) -> {name: float}``: what the stage hands to later stages (a VAE's
+  latent std), computed after its last step on its *training* split: ``ctx`` is an
+  ``EvalContext`` over training records (``stages.OUTPUTS``).
 
 Evaluators call an objective through the protocols of ``eval_context``.
 """
 from __future__ import annotations
 
 import inspect
-from typing import Any, Iterable, Mapping, Protocol, runtime_checkable
+from typing import Any, Mapping, Protocol, runtime_checkable
 
 from xmodal.core.registry import SpecError
 
@@ -64,6 +65,11 @@ def init(objective: Any, rng, batch, frozen: Mapping[str, Any]) -> dict:
     return objective.init(rng, batch)
 
 
-def stage_outputs(objective: Any, params: Mapping[str, Any], batches: Iterable) -> dict:
-    fn = getattr(objective, "stage_outputs", None)
-    return {} if fn is None else {k: float(v) for k, v in fn(params, batches).items()}
+def has_stage_outputs(objective: Any) -> bool:
+    return getattr(objective, "stage_outputs", None) is not None
+
+
+def stage_outputs(objective: Any, ctx: Any) -> dict:
+    if not has_stage_outputs(objective):
+        return {}
+    return {k: float(v) for k, v in objective.stage_outputs(ctx).items()}

@@ -69,6 +69,11 @@ def check_finite(step: int, metrics: Mapping, enabled: bool = True) -> None:
                                  f"learning rate or check the data)")
 
 
+class Preempted(Exception):
+    """SIGTERM arrived and the state was saved: the whole invocation (every later stage too)
+    ends with exit 0, and the same command resumes in this stage."""
+
+
 class SigtermFlag:
     """SIGTERM sets a flag; the loop saves a checkpoint at the end of the step and exits 0."""
 

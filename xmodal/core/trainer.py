@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import shutil
+import sys
 import time
 from typing import Any
 
@@ -49,14 +51,36 @@ def run(spec: mlc.ConfigDict, workdir: str, mode: str = "train", until_step: int
     unknown = sorted(set(only) - set(names))
     if unknown:
         raise SpecError(f"no stage {unknown} in this spec; its stages: {names}")
+    chosen = [(n, s) for n, s in stages if not only or n in only]
+    # Every dataset of every stage that will run is checked before the first stage starts: a
+    # missing package fails now, in one line with its install command, not after hours.
+    for _, stage in chosen:
+        for data in (stage.data, *stage.data.mix.values()):
+            sources.check_installed(data.name)
+    if jax.process_index() == 0 and len(stages) > 1:
+        print(f"{len(chosen)} of {len(stages)} stages in {workdir}: " + ", ".join(
+            f"{n} ({s.train.steps} steps)" for n, s in chosen), flush=True)
+    created = not os.path.exists(workdir)
     results = {}
-    for name, stage in stages:
-        if only and name not in only:
-            continue
-        stage_dir = os.path.join(workdir, name) if name else workdir
-        stage = stages_lib.resolve_refs(stage, workdir)
-        results[name or "main"] = run_stage(stage, stage_dir, mode=mode, until_step=until_step)
+    try:
+        for name, stage in chosen:
+            stage_dir = os.path.join(workdir, name) if name else workdir
+            stage = stages_lib.resolve_refs(stage, workdir)
+            results[name or "main"] = run_stage(stage, stage_dir, mode=mode,
+                                                until_step=until_step)
+    except BaseException:
+        # A start that failed before any checkpoint was committed leaves nothing behind.
+        if created and jax.process_index() == 0 and not _has_checkpoint(workdir):
+            shutil.rmtree(workdir, ignore_errors=True)
+        raise
     return results
+
+
+def _has_checkpoint(workdir: str) -> bool:
+    for root, dirs, _ in os.walk(workdir):
+        if os.path.basename(root) == "checkpoints" and any(d.isdigit() for d in dirs):
+            return True
+    return False
 
 
 @dataclasses.dataclass
@@ -76,6 +100,7 @@ class Setup:
     writer: MetricWriter
     start: int
     source: str = "scratch"      # where the state came from (checkpoint, resume, init_from)
+    stage_outputs: Any = None    # state -> {name: value} for later stages ({} when none)
 
 
 def run_stage(spec: mlc.ConfigDict, workdir: str, mode: str = "train", until_step: int = 0) -> dict:
@@ -84,6 +109,8 @@ def run_stage(spec: mlc.ConfigDict, workdir: str, mode: str = "train", until_ste
     if mode == "eval" or spec.train.steps == 0:
         result = setup.evaluate(setup.state)
         setup.writer.write(setup.start, result, replace=True)
+        if setup.start == spec.train.steps > 0:  # a finished stage re-derives its outputs
+            _write_stage_outputs(setup)
         setup.writer.close()
         setup.mngr.close()
         run_io.print_table(result, f"eval at step {setup.start}")
@@ -236,8 +263,23 @@ def build(spec: mlc.ConfigDict, workdir: str) -> Setup:
             out.update({prefix + k: float(v) for k, v in fn(ctx).items()})
         return out
 
+    def stage_outputs(state) -> dict:
+        """The objective's hand-over values, computed on (up to 512 of) the training records,
+        never the eval split."""
+        if not objective_lib.has_stage_outputs(objective):
+            return {}
+        arrays = pipeline.eval_arrays(train_source, transform,
+                                      max_examples=min(512, len(train_source)))
+        ctx = EvalContext(
+            arrays=arrays, class_names=[], params=ts.with_frozen(
+                state.ema if ema else state.params, state.frozen), model=model,
+            objective=objective, transform=transform, features=None, applier=applier,
+            spec=spec, workdir=workdir, step=int(jax.device_get(state.step)))
+        return dict(objective_lib.stage_outputs(objective, ctx), step=ctx.step,
+                    examples=len(next(iter(arrays.values()))), split=spec.data.train_split)
+
     return Setup(spec, workdir, mesh, loader, train_iter, state, batch_spec, step_fn, evaluate,
-                 bool(evaluators), mngr, writer, start, source)
+                 bool(evaluators), mngr, writer, start, source, stage_outputs)
 
 
 @dataclasses.dataclass
@@ -278,6 +320,7 @@ def train(setup: Setup, until_step: int = 0) -> dict:
     # Fake CPU devices share one processor, so the CPU peak is counted once, not per device.
     peak = flops.measured_peak() * (1 if jax.default_backend() == "cpu" else jax.device_count())
     meter = run_io.Progress(start, stop_at, spec.data.batch_size, step_flops, peak)
+    preempted = False
     pending = None          # previous step's metrics, checked one step late to keep dispatch async
     final = {}
     step = start
@@ -297,8 +340,8 @@ def train(setup: Setup, until_step: int = 0) -> dict:
             writer.write(step, host)
             if pid == 0:
                 print(meter.line(step, host), flush=True)
-            else:  # other processes' progress goes to their logs, not the user's console
-                logging.info("process %d: %s", pid, meter.line(step, host))
+            else:  # other processes' view of the same (global) numbers, on their stderr
+                print(f"process {pid}: {meter.line(step, host)}", file=sys.stderr, flush=True)
         is_last = step == stop_at
         if (spec.train.eval_every and step % spec.train.eval_every == 0) or is_last:
             if setup.has_evals:
@@ -323,12 +366,23 @@ def train(setup: Setup, until_step: int = 0) -> dict:
     if hasattr(train_iter, "close"):
         train_iter.close()  # stops grain's worker processes and frees their shared memory
     sigterm.restore()
+    if step == total:
+        _write_stage_outputs(setup)
+    if preempted:
+        raise run_io.Preempted(f"SIGTERM: checkpoint saved at step {step} in {workdir}; the "
+                               "same command resumes there")
     if pid == 0 and final:
         run_io.print_table(final, f"final metrics at step {step}")
     if pid == 0:
         print(f"outputs in {os.path.abspath(workdir)}: metrics.jsonl, tb/, checkpoints/, "
               "spec.json", flush=True)
     return final
+
+
+def _write_stage_outputs(setup: Setup) -> None:
+    outputs = setup.stage_outputs(setup.state) if setup.stage_outputs else {}
+    if outputs and jax.process_index() == 0:
+        stages_lib.write_outputs(setup.workdir, outputs)
 
 
 def describe(setup: Setup, stop_at: int) -> str:

@@ -200,6 +200,7 @@ def cmd_prepare(args: argparse.Namespace) -> int:
 
 
 def cmd_show(args: argparse.Namespace) -> int:
+    sources.dataset_entry(args.name)  # unknown name: SpecError before anything is written
     # Beside the data by default, never into whatever folder the user stands in.
     out = args.out or os.path.join(args.data_dir, "contact_sheets",
                                    f"{args.name.replace('/', '-')}-{args.split}.png")

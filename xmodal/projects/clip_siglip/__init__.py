@@ -1,0 +1,1 @@
+"""CLIP and SigLIP (`specs/clip.py`, `specs/siglip.py`): see README.md in this folder."""

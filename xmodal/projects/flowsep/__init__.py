@@ -1,0 +1,1 @@
+"""FlowSep: language-queried separation by rectified flow (`specs/flowsep.py`): see README.md in this folder."""

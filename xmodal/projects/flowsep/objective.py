@@ -11,7 +11,8 @@ text encoder trained jointly, or (``query_from``) a frozen pretrained text encod
 FLAN-T5: here the text tower of a trained CLAP stage, whose query embedding the network turns
 into one conditioning token. For classifier-free guidance the query is replaced by the empty
 query ``""`` with probability ``cfg_drop`` (the mixture is always given). ``s`` (``latent_scale``)
-makes the latent unit-variance: 1 / the std the VAE stage measured (``latent_stats.json``).
+makes the latent unit-variance: 1 / the latent std the VAE stage measured on its training split
+(its ``stage_outputs.json``).
 
 At inference (``separate_latent``) 10 Euler steps from x0 ~ N(0, I) give x1, decoded by the VAE
 to a mel spectrogram (``decode_mel``); ``xmodal.systems.flowsep`` turns it into a waveform.
@@ -19,8 +20,6 @@ to a mel spectrogram (``decode_mel``); ``xmodal.systems.flowsep`` turns it into 
 from __future__ import annotations
 
 import dataclasses
-import json
-import os
 from typing import Any
 
 import jax
@@ -38,7 +37,6 @@ from xmodal.losses.flow_paths import CondOTPath
 from xmodal.core.registry import SpecError
 from xmodal.core.stages import load_stage
 
-LATENT_STATS = "latent_stats.json"
 PREDICTIONS = ("velocity", "x1")
 X1_MIN_SIGMA = 0.05   # bound on 1 / sigma(t) when an x1 prediction becomes a velocity
 
@@ -46,18 +44,17 @@ X1_MIN_SIGMA = 0.05   # bound on 1 / sigma(t) when an x1 prediction becomes a ve
 def load_vae(vae_from: str, vae: dict | None, mel: dict | None):
     """(MelVAE module, its params or None, MelConfig, latent std) from a VAE stage workdir
     (``stages.load_stage``: its spec gives the model and mel settings, its newest checkpoint
-    the parameters, ``latent_stats.json`` the latent std) or, with ``vae_from=""``, an
-    untrained VAE of the given ``vae`` kwargs (for tests)."""
+    the parameters, its outputs the latent std measured on its training split) or, with
+    ``vae_from=""``, an untrained VAE of the given ``vae`` kwargs (for tests)."""
     if not vae_from:
         return MelVAE(**(vae or {})), None, MelConfig(**(mel or {})), 1.0
     stage = load_stage(vae_from).expect(objective="mel_vae", what="vae_from")
     mel_kw = stage.spec["objective"].get("mel") or {}
-    std = 1.0
-    stats = os.path.join(vae_from, LATENT_STATS)
-    if os.path.isfile(stats):
-        with open(stats) as f:
-            std = float(json.load(f)["latent_std"])
-    return stage.model, stage.params["model"], MelConfig(**mel_kw), std
+    if "latent_std" not in stage.outputs:
+        raise SpecError(f"vae stage {vae_from!r} has no latent_std output (stage_outputs.json): "
+                        "finish its training, or derive it from the trained VAE with "
+                        "--mode=eval --stages=<the vae stage>")
+    return stage.model, stage.params["model"], MelConfig(**mel_kw), stage.outputs["latent_std"]
 
 
 @dataclasses.dataclass(frozen=True, eq=False)

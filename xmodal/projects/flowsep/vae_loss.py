@@ -14,6 +14,7 @@ import dataclasses
 from typing import Any
 
 import jax.numpy as jnp
+import numpy as np
 
 from xmodal.audio.mel import MelConfig
 from xmodal.core.registry import OBJECTIVES
@@ -46,6 +47,18 @@ class MelVAEObjective:
         kl = jnp.mean(gaussian_kl(mean, logvar))
         return rec + self.kl_weight * kl, {"recon_l1": rec, "kl": kl,
                                            "latent_std": jnp.std(mean)}
+
+    def stage_outputs(self, ctx):
+        """What the flow stage scales its latents by: the std (and mean) of the VAE mean over
+        targets and mixtures of the *training* records (``core/objective.py``)."""
+        waves = np.concatenate([ctx.arrays["target"], ctx.arrays["mixture"]])
+
+        def encode(params, wave):
+            return self.model.apply({"params": params["model"]}, self.mel.mel(wave),
+                                    method="encode")[0]
+
+        mean = ctx.apply(encode, waves)
+        return {"latent_std": float(np.std(mean)), "latent_mean": float(np.mean(mean))}
 
 
 @OBJECTIVES.register("mel_vae")

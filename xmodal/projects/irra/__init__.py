@@ -1,0 +1,1 @@
+"""IRRA (`specs/irra.py`): see README.md in this folder."""

@@ -1,0 +1,1 @@
+"""LightCLIP (`specs/lightclip.py`): see README.md in this folder."""
