@@ -29,7 +29,7 @@ import jax
 import jax.numpy as jnp
 
 from xmodal.data.tokenizer import EOS_ID
-from xmodal.core.registry import MODELS
+from xmodal.core.registry import MODELS, SpecError
 from xmodal.nn.fusion import FusionEncoder, Injection, MLMHead, block_names, tower_tokens
 from xmodal.nn.precision import dot_general_for
 from xmodal.nn.two_tower import build_tower, l2_normalise
@@ -136,3 +136,13 @@ class FusionTwoTower(nn.Module):
         if masked_text is not None:
             out["mlm_logits"] = self.mlm_logits(img_tokens, masked_text, train)
         return out
+
+
+def check_fusion_model(model: Any, name: str, needs_mlm: bool) -> None:
+    """Raises SpecError unless ``model`` is a fusion two-tower (with a usable MLM mask id)."""
+    if not hasattr(model, "mlm_logits"):
+        raise SpecError(f"objective {name} needs model fusion_two_tower (token outputs and an "
+                        f"MLM head); got {type(model).__name__}")
+    if needs_mlm and model.mask_id <= 258:
+        raise SpecError(f"objective {name} with MLM needs model.text.vocab_size >= 260 (259 "
+                        f"byte ids + a mask id); got {model.mask_id + 1}")

@@ -28,7 +28,7 @@ from jax.sharding import Mesh
 
 from xmodal.core.registry import OBJECTIVES
 from xmodal.losses.contrastive import clip_loss
-from xmodal.projects.lightclip.objective import check_fusion_model
+from xmodal.nn.matching_model import check_fusion_model
 from xmodal.losses.mlm import fusion_forward, mlm_loss
 from xmodal.losses.sdm import sdm_loss
 from xmodal.core.registry import SpecError

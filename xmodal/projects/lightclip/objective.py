@@ -29,21 +29,13 @@ import jax.numpy as jnp
 from jax.sharding import Mesh
 
 from xmodal.core.registry import OBJECTIVES
+from xmodal.nn.matching_model import check_fusion_model
 from xmodal.losses.mlm import fusion_forward, mlm_loss
 from xmodal.losses.soft_labels import cosine_ramp, linear_ramp, soft_label_clip_loss
 from xmodal.losses.token_matching import token_matching_loss
 from xmodal.core.registry import SpecError
 
 RAMPS = {"linear": linear_ramp, "cosine": cosine_ramp}
-
-
-def check_fusion_model(model: Any, name: str, needs_mlm: bool) -> None:
-    if not hasattr(model, "mlm_logits"):
-        raise SpecError(f"objective {name} needs model fusion_two_tower (token outputs and an "
-                        f"MLM head); got {type(model).__name__}")
-    if needs_mlm and model.mask_id <= 258:
-        raise SpecError(f"objective {name} with MLM needs model.text.vocab_size >= 260 (259 "
-                        f"byte ids + a mask id); got {model.mask_id + 1}")
 
 
 @dataclasses.dataclass(frozen=True)
