@@ -52,6 +52,9 @@ def run(spec: mlc.ConfigDict, workdir: str, mode: str = "train", until_step: int
     if unknown:
         raise SpecError(f"no stage {unknown} in this spec; its stages: {names}")
     chosen = [(n, s) for n, s in stages if not only or n in only]
+    # Multi-process JAX starts before anything asks for a device (process_index below).
+    if chosen:
+        parallel.init_distributed(chosen[0][1].distributed)
     # Every dataset of every stage that will run is checked before the first stage starts: a
     # missing package fails now, in one line with its install command, not after hours.
     for _, stage in chosen:
@@ -110,7 +113,7 @@ def run_stage(spec: mlc.ConfigDict, workdir: str, mode: str = "train", until_ste
         result = setup.evaluate(setup.state)
         setup.writer.write(setup.start, result, replace=True)
         if setup.start == spec.train.steps > 0:  # a finished stage re-derives its outputs
-            _write_stage_outputs(setup)
+            _write_stage_outputs(setup, setup.state)
         setup.writer.close()
         setup.mngr.close()
         run_io.print_table(result, f"eval at step {setup.start}")
@@ -367,7 +370,7 @@ def train(setup: Setup, until_step: int = 0) -> dict:
         train_iter.close()  # stops grain's worker processes and frees their shared memory
     sigterm.restore()
     if step == total:
-        _write_stage_outputs(setup)
+        _write_stage_outputs(setup, state)  # the trained state (setup.state was donated)
     if preempted:
         raise run_io.Preempted(f"SIGTERM: checkpoint saved at step {step} in {workdir}; the "
                                "same command resumes there")
@@ -379,8 +382,8 @@ def train(setup: Setup, until_step: int = 0) -> dict:
     return final
 
 
-def _write_stage_outputs(setup: Setup) -> None:
-    outputs = setup.stage_outputs(setup.state) if setup.stage_outputs else {}
+def _write_stage_outputs(setup: Setup, state) -> None:
+    outputs = setup.stage_outputs(state) if setup.stage_outputs else {}
     if outputs and jax.process_index() == 0:
         stages_lib.write_outputs(setup.workdir, outputs)
 
