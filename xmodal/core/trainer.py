@@ -251,19 +251,22 @@ def build(spec: mlc.ConfigDict, workdir: str) -> Setup:
                   for k, c in spec.evals.items()}
     applier = Applier(mesh, spec.data.batch_size)
 
+    def context(state, es: EvalSet) -> EvalContext:
+        """What an evaluator (or ``stage_outputs``) sees: one set's arrays, the parameters by
+        the EMA policy with the frozen networks, and the chunked applier."""
+        return EvalContext(
+            arrays=es.arrays, class_names=es.class_names,
+            params=ts.with_frozen(state.ema if ema else state.params, state.frozen),
+            model=model, objective=objective, transform=es.transform, features=es.features,
+            applier=applier, spec=spec, workdir=workdir, step=int(jax.device_get(state.step)))
+
     def evaluate(state) -> dict:
-        params = ts.with_frozen(state.ema if ema else state.params, state.frozen)
-        step = int(jax.device_get(state.step))
         out = {}
         for data, fn in evaluators.values():
-            es = eval_sets[data]
-            ctx = EvalContext(
-                arrays=es.arrays, class_names=es.class_names, params=params, model=model,
-                objective=objective, transform=es.transform, features=es.features,
-                applier=applier, spec=spec, workdir=workdir, step=step)
             # Another eval set's metrics carry its name: eval/effects/t2i_R@1.
             prefix = f"eval/{data}/" if data else "eval/"
-            out.update({prefix + k: float(v) for k, v in fn(ctx).items()})
+            metrics = fn(context(state, eval_sets[data]))
+            out.update({prefix + k: float(v) for k, v in metrics.items()})
         return out
 
     def stage_outputs(state) -> dict:
@@ -273,11 +276,7 @@ def build(spec: mlc.ConfigDict, workdir: str) -> Setup:
             return {}
         arrays = pipeline.eval_arrays(train_source, transform,
                                       max_examples=min(512, len(train_source)))
-        ctx = EvalContext(
-            arrays=arrays, class_names=[], params=ts.with_frozen(
-                state.ema if ema else state.params, state.frozen), model=model,
-            objective=objective, transform=transform, features=None, applier=applier,
-            spec=spec, workdir=workdir, step=int(jax.device_get(state.step)))
+        ctx = context(state, EvalSet(arrays, [], transform, None))
         return dict(objective_lib.stage_outputs(objective, ctx), step=ctx.step,
                     examples=len(next(iter(arrays.values()))), split=spec.data.train_split)
 

