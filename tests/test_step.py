@@ -122,3 +122,30 @@ def test_decay_mask_excludes_biases_and_scales():
     cfg = _optim(name="adamw", lr=0.0, weight_decay=1.0, schedule="constant", grad_clip_norm=0.0)
     labels = optim._decay_mask(cfg, {"dense": {"kernel": 0, "bias": 0}, "ln": {"scale": 0}})
     assert labels == {"dense": {"kernel": True, "bias": False}, "ln": {"scale": False}}
+
+
+@dataclasses.dataclass(frozen=True)
+class Chase:
+    """Group "a" moves towards 1, group "b" towards a: b's loss reads a's parameters."""
+    groups: tuple = ("a", "b")
+
+    def loss(self, params, batch, rng, group):
+        if group == "a":
+            return jnp.sum((params["a"]["w"] - 1.0) ** 2), {}
+        return jnp.sum((params["b"]["w"] - params["a"]["w"]) ** 2), {}
+
+
+def test_a_later_group_reads_the_parameters_an_earlier_group_updated_in_the_same_step():
+    obj, lr = Chase(), 0.1
+    params = {g: {"w": jnp.zeros((2,), jnp.float32)} for g in obj.groups}
+    txs, scheds = {}, {}
+    for g in obj.groups:
+        txs[g], scheds[g] = optim.make(_optim(name="sgd", momentum=0.0, lr=lr, weight_decay=0.0,
+                                              schedule="constant", grad_clip_norm=0.0),
+                                       params[g], total_steps=10)
+    state = train_state.create(params, txs, jax.random.key(0), ema=False)
+    new, _ = jax.jit(make_train_step(obj, txs, scheds))(state, _batch())
+    a = 0.0 - lr * 2 * (0.0 - 1.0)                  # 0.2
+    np.testing.assert_allclose(new.params["a"]["w"], a, rtol=1e-6)
+    # b followed the updated a (0.2), not the a it started the step with (0).
+    np.testing.assert_allclose(new.params["b"]["w"], 0.0 - lr * 2 * (0.0 - a), rtol=1e-6)

@@ -22,7 +22,7 @@ Differential Equations I", sec. II.4).
 """
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import Any, Callable, Protocol, runtime_checkable
 
 import jax
 import jax.numpy as jnp
@@ -30,6 +30,16 @@ import numpy as np
 
 Array = jax.Array
 VelocityFn = Callable[[Array, Array], Array]
+
+
+@runtime_checkable
+class Sampler(Protocol):
+    """An objective that generates: ``sample(params, noise, batch, steps) -> x``, a sample for
+    each row of ``batch`` (its conditions) from ``noise`` shaped like the data, deterministic
+    given the noise (a flow's ODE in ``steps`` steps; a one-step student ignores ``steps``).
+    Evaluators and ``--mode=sample`` call this, never an objective's private methods."""
+
+    def sample(self, params, noise, batch, steps: int) -> Array: ...
 
 
 def euler_step(f: VelocityFn, x: Array, t: Array, h: Array) -> Array:

@@ -7,13 +7,15 @@ spec's ``resume`` directory, the spec's ``init_from`` (parameters only), or scra
 """
 from __future__ import annotations
 
+import contextlib
 import os
-from typing import Any
+from typing import Any, Iterator
 
 import grain
 import jax
 import numpy as np
 import orbax.checkpoint as ocp
+from absl import logging
 
 from xmodal.core.input import iterator_checkpoint_args
 from xmodal.core.registry import SpecError
@@ -70,9 +72,22 @@ def read_numpy(state_dir: str) -> Any:
     if not os.path.isdir(state_dir):
         raise SpecError(f"no saved train state at {state_dir!r}")
     ckptr = ocp.PyTreeCheckpointer()
-    tree = ckptr.metadata(state_dir).item_metadata.tree
-    args = jax.tree.map(lambda _: ocp.RestoreArgs(restore_type=np.ndarray), tree)
-    return ckptr.restore(state_dir, args=ocp.args.PyTreeRestore(restore_args=args))
+    with _quiet():
+        tree = ckptr.metadata(state_dir).item_metadata.tree
+        args = jax.tree.map(lambda _: ocp.RestoreArgs(restore_type=np.ndarray), tree)
+        return ckptr.restore(state_dir, args=ocp.args.PyTreeRestore(restore_args=args))
+
+
+@contextlib.contextmanager
+def _quiet() -> Iterator[None]:
+    # Reading one item of a manager's step folder, orbax warns that the item has no metadata
+    # file of its own (it is the step folder's): true, expected, and nothing a user can act on.
+    level = logging.get_verbosity()
+    logging.set_verbosity(logging.ERROR)
+    try:
+        yield
+    finally:
+        logging.set_verbosity(level)
 
 
 def restore_params(path: str, abstract_params) -> Any:

@@ -48,6 +48,35 @@ def check(objective: Any) -> None:
                         "(xmodal.core.objective.Objective)")
 
 
+def check_cadence(objective: Any, steps: int) -> None:
+    """Raises SpecError unless every cadence names a group, has 1 <= every and
+    0 <= offset < every, and updates its group at least once in ``steps`` steps."""
+    for group, (every, offset) in dict(getattr(objective, "cadence", {}) or {}).items():
+        where = f"objective {type(objective).__name__} cadence of group {group!r}"
+        if group not in objective.groups:
+            raise SpecError(f"{where}: no such group; groups: {list(objective.groups)}")
+        if not (isinstance(every, int) and isinstance(offset, int) and 0 <= offset < every):
+            raise SpecError(f"{where} is (every={every!r}, offset={offset!r}); needs integers "
+                            "with 0 <= offset < every")
+        if steps and offset >= steps:
+            raise SpecError(f"{where} first updates at step {offset}, but the stage trains "
+                            f"{steps} steps: the group would never update")
+
+
+def cadence_of(objective: Any, group: str) -> tuple[int, int]:
+    """``(every, offset)`` of ``group``: (1, 0) when it updates every step."""
+    return tuple(dict(getattr(objective, "cadence", {}) or {}).get(group, (1, 0)))
+
+
+def updates_in(objective: Any, group: str, steps: int) -> int:
+    """How many times ``group`` updates in ``steps`` steps: the length of its learning-rate
+    schedule, which runs on the group's own update count (optax counts the updates it applies),
+    so a generator updated every 5th step warms up and decays over its own updates, in step
+    with a fake score updated every step."""
+    every, offset = cadence_of(objective, group)
+    return max(0, -(-(steps - offset) // every))
+
+
 def load_frozen(objective: Any) -> dict:
     """The objective's frozen networks, ``{}`` when it has none; names must not be groups."""
     load = getattr(objective, "load_frozen", None)

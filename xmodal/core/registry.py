@@ -29,7 +29,7 @@ class CommandError(ValueError):
 
 # Packages whose modules register components; imported (by name) on the first lookup.
 COMPONENT_PACKAGES = ("xmodal.data", "xmodal.nn", "xmodal.losses", "xmodal.evaluate",
-                      "xmodal.projects")
+                      "xmodal.distill", "xmodal.projects")
 _discovered = False
 
 

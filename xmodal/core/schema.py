@@ -109,6 +109,9 @@ def defaults() -> dict:
             # [(regex over '/'-joined param path, multiplier)]; first match wins; 0 freezes.
             "lr_mults": [],
             "freeze": [],               # regexes of params that are never updated
+            # [(parameter group, lr multiplier)]: a group's own learning rate (a distillation
+            # generator slower than its fake score); unnamed groups take optim.lr.
+            "group_lr": [],
             "decay_exclude": [r".*bias$", r".*scale$", r".*logit_.*", r".*embedding$"],
         },
         "train": {

@@ -67,6 +67,10 @@ def make_train_step(objective, txs: Mapping[str, optax.GradientTransformation],
     # A loss that changes over training (a schedule of soft labels) takes ``step=``.
     takes_step = "step" in inspect.signature(objective.loss).parameters
 
+    def updates_before(g, step):
+        every, offset = cadence.get(g, (1, 0))
+        return (step - offset) // every
+
     def group_update(g, i, params, opt_state, ema, batch, rng, step, frozen):
         def loss_fn(p, mb, r):
             # Frozen networks are read, never differentiated: the gradient is w.r.t. ``p`` only.
@@ -85,7 +89,9 @@ def make_train_step(objective, txs: Mapping[str, optax.GradientTransformation],
                                    ema[g], new_params)
         metrics = {"loss": loss, "grad_norm": optax.tree.norm(grads),
                    "update_norm": optax.tree.norm(updates),
-                   "param_norm": optax.tree.norm(new_params), "lr": schedules[g](step)}
+                   "param_norm": optax.tree.norm(new_params),
+                   # the group's schedule runs on its own update count (core.objective.updates_in)
+                   "lr": schedules[g](updates_before(g, step))}
         metrics.update({k: v for k, v in aux.items() if v is not None})
         metrics = jax.tree.map(lambda v: jnp.asarray(v, jnp.float32).reshape(()), metrics)
         return new_params, new_opt, new_ema, metrics

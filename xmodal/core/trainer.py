@@ -172,6 +172,7 @@ def build(spec: mlc.ConfigDict, workdir: str) -> Setup:
     objective = OBJECTIVES.build(spec.objective.name,
                                  **spec_lib.component_kwargs(spec.objective))(model, mesh)
     objective_lib.check(objective)
+    objective_lib.check_cadence(objective, spec.train.steps)
 
     # ---------------------------------------------------------------- sharded train state
     # Shapes come from one transformed record, so the stream itself is not advanced.
@@ -190,8 +191,17 @@ def build(spec: mlc.ConfigDict, workdir: str) -> Setup:
         abstract_frozen)
     total = spec.train.steps
     txs, schedules = {}, {}
+    group_lr = {g: float(m) for g, m in spec.optim.group_lr}
+    if set(group_lr) - set(objective.groups):
+        raise SpecError(f"optim.group_lr names {sorted(set(group_lr) - set(objective.groups))}; "
+                        f"the objective's parameter groups: {list(objective.groups)}")
     for g in objective.groups:
-        txs[g], schedules[g] = optim.make(spec.optim, abstract_params[g], total)
+        # A group updated every k-th step runs its schedule (and warmup) over its own updates.
+        every, _ = objective_lib.cadence_of(objective, g)
+        cfg = dict(spec.optim.to_dict(), warmup_steps=-(-spec.optim.warmup_steps // every),
+                   lr=spec.optim.lr * group_lr.get(g, 1.0))
+        txs[g], schedules[g] = optim.make(cfg, abstract_params[g],
+                                          objective_lib.updates_in(objective, g, total))
     ema = spec.train.ema_decay > 0
 
     def init_state(r, frozen):
@@ -393,8 +403,12 @@ def describe(setup: Setup, stop_at: int) -> str:
     count = lambda tree: sum(int(np.prod(x.shape)) for x in jax.tree.leaves(tree))  # noqa: E731
     frozen = count(state.frozen)
     return (f"training {spec.model.name} with objective {spec.objective.name}: "
-            f"{count(state.params) / 1e6:.2f} M trained parameters"
-            + (f" + {frozen / 1e6:.2f} M frozen" if frozen else "")
+            f"{_millions(count(state.params))} trained parameters"
+            + (f" + {_millions(frozen)} frozen" if frozen else "")
             + f", steps {setup.start}→{stop_at} of {spec.train.steps}, batch "
             f"{spec.data.batch_size}, mesh {dict(setup.mesh.shape)}, from {setup.source}, "
             f"workdir {setup.workdir}")
+
+
+def _millions(n: int) -> str:
+    return f"{n / 1e6:.2f} M" if n >= 10_000 else f"{n:,}"

@@ -188,6 +188,7 @@ def flow_matching_loss(
     null_cond: Any = None,
     ot: bool = False,
     ot_epsilon: float = 0.003,
+    x0: Array | None = None,
 ) -> tuple[Array, dict[str, Array]]:
     """Conditional flow matching MSE (see the module docstring) and logging scalars.
 
@@ -195,6 +196,9 @@ def flow_matching_loss(
     ``cond`` is None (unconditional, no dropout) or an array / pytree with leading axis [B]
     (see ``drop_condition`` for ``null_cond``). ``rng`` is split into noise, time, dropout and
     coupling keys. The squared error is taken in float32 whatever the network's dtype.
+    ``x0``: the noise paired with each x1 when the coupling is given (reflow trains on a
+    teacher's (noise, ODE(noise)) pairs); default a fresh draw. A ``stochastic`` path
+    (``icfm``) takes its own noise from ``fold_in(rng, 4)``.
     ``aux``: ``mse`` (the loss), ``t_mean`` and ``cond_dropped`` (fraction of nulled conditions).
     """
     if not 0.0 <= cfg_drop <= 1.0:
@@ -204,11 +208,17 @@ def flow_matching_loss(
     b = x1.shape[0]
     k_noise, k_time, k_drop, k_ot = jax.random.split(rng, 4)
     noise_dtype = x1.dtype if jnp.issubdtype(x1.dtype, jnp.floating) else jnp.float32
-    x0 = jax.random.normal(k_noise, x1.shape, noise_dtype)
+    if x0 is None:
+        x0 = jax.random.normal(k_noise, x1.shape, noise_dtype)
+    elif x0.shape != x1.shape:
+        raise ValueError(f"x0 {tuple(x0.shape)} must be shaped like x1 {tuple(x1.shape)}.")
     if ot:
         x0 = ot_couple(k_ot, x0, x1, epsilon=ot_epsilon)
     t = time_sampler(k_time, b)
-    sample = path.sample(x0, x1, t)
+    if path.stochastic:
+        sample = path.sample(x0, x1, t, rng=jax.random.fold_in(rng, 4))
+    else:
+        sample = path.sample(x0, x1, t)
     if cond is not None and cfg_drop > 0:
         cond, dropped = drop_condition(k_drop, cond, null_cond, cfg_drop)
     else:

@@ -21,7 +21,8 @@ coefficient is 0 (t = 1 for CondOT with sigma_min = 0, t = 0 for the cosine path
 ``t`` is a scalar or a [B] vector for a batch x of shape [B, ...]; it is broadcast over the
 trailing axes. Paths are frozen dataclasses (hashable, so they can be static arguments of
 ``jax.jit``) and are registered in ``FLOW_PATHS`` under the names "cond_ot", "rectified" (sigma_min = 0),
-"lipman_fm" (sigma_min > 0, default 1e-4), "cosine", "vp".
+"lipman_fm" (sigma_min > 0, default 1e-4), "cosine", "vp", and "icfm" (torchcfm's
+independent CFM, the one path here with noise of its own: ``stochastic``).
 """
 from __future__ import annotations
 
@@ -60,7 +61,11 @@ def expand_time(t, x: Array) -> Array:
 
 
 class AffinePath:
-    """Base class: subclasses define ``alpha``, ``sigma`` and their time derivatives."""
+    """Base class: subclasses define ``alpha``, ``sigma`` and their time derivatives.
+
+    ``stochastic`` paths add noise of their own to x_t and take ``sample(x0, x1, t, rng=)``."""
+
+    stochastic = False
 
     def alpha(self, t: Array) -> Array:
         raise NotImplementedError
@@ -234,3 +239,43 @@ class VPPath(AffinePath):
 
     def d_sigma(self, t):
         return -self.alpha(t) * self.d_alpha(t) / self.sigma(t)
+
+
+@FLOW_PATHS.register("icfm")
+@dataclasses.dataclass(frozen=True)
+class ICFMPath(AffinePath):
+    """Independent conditional flow matching, torchcfm's ``ConditionalFlowMatcher`` (Tong et al.
+    2024, "Improving and generalizing flow-based generative models with minibatch optimal
+    transport", sec. 3.2.2 "I-CFM"):
+
+        x_t = t x1 + (1 - t) x0 + sigma eps,   eps ~ N(0, I),      u_t = x1 - x0
+
+    a Gaussian path of constant width ``sigma`` (torchcfm's default 0.1; 0 is rectified flow)
+    around the straight line, whose target velocity ignores eps. The coefficients (and so the
+    velocity <-> x1 <-> x0 converters) are the straight line's, alpha = t and sigma(t) = 1 - t:
+    exact for the line, and for sigma > 0 off by the sigma eps the converters cannot see.
+    """
+    sigma: float = 0.1
+    stochastic = True
+
+    def __post_init__(self):
+        if not self.sigma >= 0.0:
+            raise ValueError(f"ICFMPath sigma must be >= 0; got {self.sigma}.")
+
+    def alpha(self, t):
+        return t
+
+    # The field ``sigma`` (torchcfm's name) is the path's width, so it hides AffinePath's
+    # ``sigma(t)`` method; the coefficients come from ``_coeffs`` instead.
+    def _coeffs(self, t, x):
+        t = expand_time(t, x).astype(jnp.result_type(x.dtype, jnp.float32))
+        return t, 1.0 - t, jnp.ones_like(t), -jnp.ones_like(t)
+
+    def sample(self, x0: Array, x1: Array, t, rng: Array | None = None) -> PathSample:
+        line = super().sample(x0, x1, t)
+        if self.sigma == 0.0:
+            return line
+        if rng is None:
+            raise ValueError("ICFMPath.sample with sigma > 0 needs rng= for its path noise")
+        eps = jax.random.normal(rng, x1.shape, line.x_t.dtype)
+        return PathSample(x_t=line.x_t + self.sigma * eps, dx_t=line.dx_t, t=line.t)

@@ -1,0 +1,150 @@
+"""The distillation objectives against a real (tiny) flow teacher stage on disk: which group
+learns what, the generator's gradient through the objective, and bad teachers and students."""
+import os
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from tests import cli
+from xmodal.core import spec as spec_lib
+from xmodal.core import trainer
+from xmodal.core.registry import MODELS, OBJECTIVES, SpecError
+from xmodal.core.stages import load_stage
+from xmodal.losses import distillation as dl
+
+SPEC = os.path.join(cli.ROOT, "specs/eight_gaussians.py") + ":tiny"
+
+
+@pytest.fixture(scope="module")
+def teacher_dir(tmp_path_factory):
+    wd = str(tmp_path_factory.mktemp("eg"))
+    trainer.run(spec_lib.validate(spec_lib.load(SPEC)), wd, only=("teacher",))
+    return os.path.join(wd, "teacher")
+
+
+def _bind(teacher_dir, name="dmd", model=None, **kw):
+    stage = load_stage(teacher_dir)
+    obj = OBJECTIVES.build(name, teacher_from=teacher_dir, **kw)(model or stage.model, None)
+    return obj, stage
+
+
+def _batch(n=16, seed=0):
+    r = np.random.default_rng(seed)
+    return {"x": jnp.asarray(r.normal(size=(n, 2)), jnp.float32),
+            "label": jnp.asarray(r.integers(0, 8, n), jnp.int32)}
+
+
+def _params(obj, batch):
+    frozen = jax.tree.map(jnp.asarray, obj.load_frozen())
+    return dict(frozen, **obj.init(jax.random.key(1), batch, frozen))
+
+
+def test_groups_start_from_the_teacher_and_update_in_order(teacher_dir):
+    obj, stage = _bind(teacher_dir)
+    assert obj.groups == ("fake_score", "generator") and obj.cadence == {"generator": (5, 4)}
+    params = _params(obj, _batch())
+    for g in ("fake_score", "generator"):
+        for a, b in zip(jax.tree.leaves(params[g]), jax.tree.leaves(stage.params["model"])):
+            np.testing.assert_array_equal(a, b)
+
+
+def test_fake_score_learns_the_generators_samples_not_the_data(teacher_dir):
+    obj, _ = _bind(teacher_dir)
+    batch, rng = _batch(), jax.random.key(2)
+    params = _params(obj, batch)
+
+    def fake_loss(gen, batch=batch):
+        return obj.loss(dict(params, generator=gen), batch, rng, "fake_score")[0]
+
+    # The target is the detached generator sample: no gradient reaches the generator...
+    grads = jax.grad(fake_loss)(params["generator"])
+    assert all(float(jnp.abs(g).max()) == 0.0 for g in jax.tree.leaves(grads))
+    # ...the data points are never read (data-free), but the generator's samples are.
+    other = dict(batch, x=batch["x"] + 10.0)
+    assert float(fake_loss(params["generator"], other)) == float(fake_loss(params["generator"]))
+    moved = jax.tree.map(lambda p: p * 1.5, params["generator"])
+    assert float(fake_loss(moved)) != float(fake_loss(params["generator"]))
+
+
+def test_generator_gradient_is_the_dm_gradient_pulled_back_through_the_generator(teacher_dir):
+    obj, _ = _bind(teacher_dir)
+    batch, rng = _batch(), jax.random.key(3)
+    params = _params(obj, batch)
+    params["fake_score"] = jax.tree.map(lambda p: p * 0.9, params["fake_score"])  # fake ≠ real
+    got = jax.grad(lambda g: obj.loss(dict(params, generator=g), batch, rng, "generator")[0])(
+        params["generator"])
+    # The same draws as the objective, written out: g = (x_fake - x_real) / mean|x - x_real|.
+    k_z, k_noise, _ = jax.random.split(rng, 3)
+    z = obj.noise(k_z, params, batch)
+    gen = lambda p: obj.generate(p, z, batch["label"])  # noqa: E731
+    x, pullback = jax.vjp(gen, params["generator"])
+    x_t, t = obj.noised(k_noise, x)
+    x_real, x_fake = obj.real_x1(params, x_t, t, batch["label"]), obj.fake_x1(params, x_t, t,
+                                                                               batch["label"])
+    scale = jnp.mean(jnp.abs(x - x_real), axis=1, keepdims=True)
+    (want,) = pullback((x_fake - x_real) / scale / x.size)
+    for a, b in zip(jax.tree.leaves(got), jax.tree.leaves(want)):
+        np.testing.assert_allclose(a, b, rtol=2e-4, atol=1e-7)
+    assert max(float(jnp.abs(a).max()) for a in jax.tree.leaves(got)) > 0
+
+
+def test_sid_and_reflow_groups(teacher_dir):
+    sid, _ = _bind(teacher_dir, "sid", alpha=1.2)
+    assert sid.groups == ("fake_score", "generator") and not getattr(sid, "cadence", None)
+    batch = _batch()
+    params = _params(sid, batch)
+    for g in sid.groups:
+        loss, _ = sid.loss(params, batch, jax.random.key(4), g)
+        assert np.isfinite(float(loss))
+    reflow, _ = _bind(teacher_dir, "reflow", target="flow", teacher_steps=2)
+    params = _params(reflow, batch)
+    assert set(params) == {"teacher", "model"}
+    # At the start the reflowed flow is the teacher, so its 2-step sample is the teacher's.
+    noise = jax.random.normal(jax.random.key(5), (16, 2))
+    np.testing.assert_allclose(reflow.sample(params, noise, batch, 2),
+                               reflow.teacher_sample(params, noise, batch, 2, "euler"), rtol=1e-5)
+
+
+def test_bad_teachers_and_students_fail_at_start_naming_them(teacher_dir, tmp_path):
+    model = MODELS.build("velocity_mlp", num_classes=8, width=32, depth=1)
+    with pytest.raises(SpecError, match="no spec.json"):
+        OBJECTIVES.build("dmd", teacher_from=str(tmp_path / "missing"))(model, None)
+    with pytest.raises(SpecError, match="teacher_from is empty"):
+        OBJECTIVES.build("sid")(model, None)
+    wider = MODELS.build("velocity_mlp", num_classes=8, width=48, depth=1)
+    obj, _ = _bind(teacher_dir, model=wider)
+    with pytest.raises(SpecError, match="teacher's architecture"):
+        _params(obj, _batch())
+    obj, _ = _bind(teacher_dir, model=wider, student_init="scratch")
+    assert _params(obj, _batch())["generator"]["Dense_0"]["kernel"].shape[1] == 48
+    with pytest.raises(SpecError, match="fake_updates"):
+        OBJECTIVES.build("dmd", teacher_from=teacher_dir, fake_updates=0)
+    with pytest.raises(SpecError, match="t_min"):
+        OBJECTIVES.build("sid", teacher_from=teacher_dir, t_min=0.9, t_max=0.1)
+    with pytest.raises(SpecError, match="student_init"):
+        _bind(teacher_dir, student_init="random")
+
+
+def test_a_distillation_stage_is_not_a_teacher(teacher_dir, tmp_path):
+    spec = spec_lib.validate(spec_lib.load(SPEC))
+    wd = os.path.dirname(teacher_dir)
+    trainer.run(spec, wd, only=("dmd",))
+    with pytest.raises(SpecError, match="not a flow teacher"):
+        _bind(os.path.join(wd, "dmd"))
+
+
+def test_a_cadence_that_never_updates_a_group_fails_at_start(teacher_dir, tmp_path):
+    spec = spec_lib.load(SPEC)
+    spec.stages.dmd.objective.fake_updates = 10      # first generator update at step 9 of 4
+    spec.stages.dmd.objective.teacher_from = teacher_dir
+    with pytest.raises(SpecError, match="generator"):
+        trainer.run(spec_lib.validate(spec), str(tmp_path / "wd"), only=("dmd",))
+    assert not os.path.exists(tmp_path / "wd")
+
+
+def test_dmd_loss_helper_matches_objective_normaliser():
+    # dl.per_example_mean over a [B, 2] batch is the mean over the 2 coordinates.
+    x = jnp.asarray([[1.0, 3.0], [2.0, -2.0]])
+    np.testing.assert_allclose(dl.per_example_mean(jnp.abs(x)), [[2.0], [2.0]])

@@ -1,0 +1,120 @@
+"""What every distillation objective shares: the frozen teacher, the student network, the
+one-step generator and sampling.
+
+Parameters the losses read (``params`` of ``Objective.loss``): the trained groups
+(``generator``, ``fake_score`` or ``model``) and the frozen ``teacher`` network with the
+teacher's own frozen networks (a VAE...), all placed in the sharded train state.
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from xmodal.core import objective as objective_lib
+from xmodal.core.registry import SpecError
+from xmodal.distill import teacher as teacher_lib
+
+STUDENT_INITS = ("teacher", "scratch")
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class Distillation:
+    teacher: Any            # the teacher's flow objective (FlowTeacher)
+    teacher_params: Any     # its network's parameters (host numpy), frozen["teacher"]
+    teacher_frozen: dict    # its own frozen networks (host numpy)
+    student: Any            # the same flow objective with the stage's model as network
+    student_init: str       # "teacher" (copy its parameters, as DMD/SiD do) or "scratch"
+    guidance: float         # teacher CFG scale ("real guidance"); 1 = none
+    t_min: float
+    t_max: float
+    student_group: str = "generator"
+
+    def load_frozen(self) -> dict:
+        return {"teacher": self.teacher_params, **self.teacher_frozen}
+
+    # ------------------------------------------------------------------ shapes and init
+    def condition(self, params, batch):
+        return self.teacher.flow_condition(params, batch)
+
+    def null(self, params, cond):
+        return self.teacher.null_condition(params, cond)
+
+    def data_shape(self, params, batch) -> tuple:
+        return jax.eval_shape(lambda: self.teacher.flow_data(params, batch)).shape
+
+    def init_student(self, rng, batch, frozen) -> Any:
+        """The student network's first parameters: a copy of the teacher's (DMD and SiD start
+        the generator and the fake score there) or a fresh initialisation."""
+        fresh = lambda: objective_lib.init(self.student, rng, batch, frozen)["model"]  # noqa: E731
+        if self.student_init == "scratch":
+            return fresh()
+        shapes = lambda tree: jax.tree.map(lambda x: str(tuple(x.shape)), tree)  # noqa: E731
+        if shapes(jax.eval_shape(fresh)) != shapes(frozen["teacher"]):
+            raise SpecError("student_init='teacher' needs the stage's model to be the teacher's "
+                            "architecture, and it is not: give the teacher's model spec or set "
+                            "student_init='scratch'")
+        return jax.tree.map(jnp.asarray, frozen["teacher"])
+
+    def check_output(self, params, batch) -> None:
+        """The student's sample must have the teacher's data shape."""
+        shape = self.data_shape(params, batch)
+        z = jax.ShapeDtypeStruct(shape, jnp.float32)
+        cond = self.condition(params, batch)
+        out = jax.eval_shape(lambda p, z: self.generate(p, z, cond), params[self.student_group], z)
+        if out.shape != shape:
+            raise SpecError(f"the student's output {out.shape} differs from the teacher's data "
+                            f"shape {shape}")
+
+    def noise(self, rng, params, batch) -> jax.Array:
+        return jax.random.normal(rng, self.data_shape(params, batch), jnp.float32)
+
+    def noised(self, rng, x) -> tuple[jax.Array, jax.Array]:
+        """(x_t, t): x noised along the teacher's path at t ~ U[t_min, t_max]."""
+        k_t, k_eps = jax.random.split(rng)
+        t = jax.random.uniform(k_t, (x.shape[0],), jnp.float32, self.t_min, self.t_max)
+        eps = jax.random.normal(k_eps, x.shape, jnp.float32)
+        return self.teacher.path.sample(eps, x, t).x_t, t
+
+    def real_x1(self, params, x_t, t, cond):
+        """The teacher's (guided) x1-prediction; ``params["teacher"]`` never trains."""
+        null = self.null(params, cond) if self.guidance != 1.0 else None
+        return teacher_lib.x1_prediction(self.teacher, params["teacher"], x_t, t, cond, null,
+                                         self.guidance)
+
+    def teacher_sample(self, params, noise, batch, steps: int, solver: str = "euler"):
+        cond = self.condition(params, batch)
+        null = self.null(params, cond) if self.guidance != 1.0 else None
+        return teacher_lib.ode_sample(self.teacher, params["teacher"], noise, cond, steps=steps,
+                                      solver=solver, null=null, scale=self.guidance)
+
+    # ------------------------------------------------------------------ the student
+    def generate(self, student_params, z, cond):
+        return teacher_lib.one_step(self.student, student_params, z, cond)
+
+    def sample(self, params, noise, batch, steps: int = 1):
+        """The student's sample from ``noise`` (``xmodal.sampling.Sampler``): one step."""
+        del steps  # a one-step generator
+        return self.generate(params[self.student_group], noise, self.condition(params, batch))
+
+
+def bind_parts(teacher_from: str, student_init: str, model, mesh):
+    """(teacher, student objective) for a stage whose network is ``model``."""
+    if student_init not in STUDENT_INITS:
+        raise SpecError(f"student_init={student_init!r}: one of {', '.join(STUDENT_INITS)}")
+    teacher = teacher_lib.load_teacher(teacher_from, mesh)
+    student = teacher.objective.with_model(model)
+    return teacher, student
+
+
+def check_range(t_min: float, t_max: float) -> None:
+    if not 0.0 <= t_min < t_max <= 1.0:
+        raise SpecError(f"distillation needs 0 <= t_min < t_max <= 1; got t_min={t_min}, "
+                        f"t_max={t_max}")
+
+
+def host(tree):
+    return jax.tree.map(np.asarray, tree)
