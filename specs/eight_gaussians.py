@@ -34,7 +34,7 @@ def _stage(a, steps, lr, batch):
     c.optim.weight_decay = 0.0
     c.optim.warmup_steps = min(100, steps // 10)
     c.train.steps = steps
-    c.train.log_every = max(1, min(200, steps))
+    c.train.log_every = 1 if a.tiny else max(1, min(200, steps))
     c.train.eval_every = 0
     c.train.ckpt_every = max(steps, 1)
     c.train.keep_ckpts = 1
