@@ -119,7 +119,8 @@ def test_bad_input_errors():
 
 def test_registry_builds_paths_and_rejects_bad_keys():
     assert FLOW_PATHS.build("cond_ot", sigma_min=0.1) == CondOTPath(0.1)
-    assert set(FLOW_PATHS.names()) == {"cond_ot", "rectified", "lipman_fm", "cosine", "vp"}
+    assert set(FLOW_PATHS.names()) == {"cond_ot", "rectified", "lipman_fm", "cosine", "vp",
+                                       "icfm"}
     t = jnp.asarray([0.0, 0.3, 1.0])
     x0, x1 = jnp.ones((3, 2)), 2 * jnp.ones((3, 2))
     rect = FLOW_PATHS.build("rectified")
@@ -132,3 +133,21 @@ def test_registry_builds_paths_and_rejects_bad_keys():
         FLOW_PATHS.build("lipman_fm", sigma_min=0.0)
     with pytest.raises(SpecError, match="sigma_min"):
         FLOW_PATHS.build("cond_ot", sigmamin=0.1)
+
+
+def test_icfm_path_is_the_line_plus_sigma_noise_with_the_lines_velocity():
+    path = FLOW_PATHS.build("icfm", sigma=0.1)
+    n = 20_000
+    x0 = jnp.zeros((n, 2))
+    x1 = jnp.ones((n, 2))
+    t = jnp.full((n,), 0.3)
+    s = path.sample(x0, x1, t, rng=jax.random.key(0))
+    np.testing.assert_allclose(s.dx_t, 1.0)                     # u_t = x1 - x0, eps ignored
+    np.testing.assert_allclose(float(jnp.mean(s.x_t)), 0.3, atol=3e-3)
+    np.testing.assert_allclose(float(jnp.std(s.x_t)), 0.1, rtol=0.03)
+    line = FLOW_PATHS.build("icfm", sigma=0.0).sample(x0, x1, t)
+    np.testing.assert_allclose(line.x_t, 0.3, rtol=1e-6)        # sigma = 0: rectified flow
+    with pytest.raises(ValueError, match="needs rng"):
+        path.sample(x0, x1, t)
+    with pytest.raises(ValueError, match="sigma must be >= 0"):
+        FLOW_PATHS.build("icfm", sigma=-1.0)
