@@ -51,6 +51,11 @@ def test_workers_do_not_change_batches(source):
     with_workers = first(it, 3)
     it.close()  # stops the worker processes now rather than at garbage collection
     assert_same_batches(in_process, with_workers)
+    # Copied out of grain's shared memory, so a device array made from a batch cannot pin
+    # (and leak) a segment.
+    from grain.multiprocessing import SharedMemoryArray
+    assert all(type(v) is np.ndarray and not isinstance(v, SharedMemoryArray)
+               for b in with_workers for v in b.values())
 
 
 def test_shards_are_disjoint(source):

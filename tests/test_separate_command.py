@@ -4,7 +4,8 @@ import pytest
 import soundfile as sf
 
 from xmodal.core.registry import COMMANDS, CommandError
-from xmodal.projects.flowsep.separate import normalise_query, read_audio
+from xmodal.audio.files import read_audio
+from xmodal.projects.flowsep.separate import normalise_query
 
 
 def test_registered():

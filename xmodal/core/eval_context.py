@@ -26,6 +26,7 @@ class EvalContext:
     spec: mlc.ConfigDict | None = None
     workdir: str = ""
     step: int = 0
+    eval_set: str = ""                       # the evals' ``data`` name of this set ('' = main)
 
     def apply(self, fn: Callable, *arrays: np.ndarray) -> Any:
         """``fn(params, *batch_arrays)`` over arrays of equal length, chunked and sharded;

@@ -27,9 +27,21 @@ class CommandError(ValueError):
     """The user's input to a command cannot be used; the message says why and what to do."""
 
 
+def command_parser(mode: str):
+    """An argparse parser for ``--mode=<mode>``'s own flags whose errors (an unknown flag, a
+    bad value) are one-line CommandErrors, as every other user error."""
+    import argparse
+
+    class Parser(argparse.ArgumentParser):
+        def error(self, message):
+            raise CommandError(f"--mode={mode}: {message}")
+
+    return Parser(prog=f"python -m xmodal.main --mode={mode}", add_help=False)
+
+
 # Packages whose modules register components; imported (by name) on the first lookup.
 COMPONENT_PACKAGES = ("xmodal.data", "xmodal.nn", "xmodal.losses", "xmodal.evaluate",
-                      "xmodal.distill", "xmodal.projects")
+                      "xmodal.distill", "xmodal.inference", "xmodal.projects")
 _discovered = False
 
 

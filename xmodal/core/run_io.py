@@ -96,24 +96,39 @@ class SigtermFlag:
 
 
 class Progress:
-    """steps/s, examples/s, ETA and MFU over the steps since the last report (evals excluded)."""
+    """steps/s, examples/s, ETA and MFU over the steps since the last report (evals excluded).
+
+    The first step is timed apart (``warmed_up``): it waits for the input pipeline to start
+    (grain workers, the first batches) and would make the first ETA a guess from one slow step.
+    """
 
     def __init__(self, start: int, stop: int, batch: int, step_flops: float, peak: float):
         self.stop, self.batch, self.step_flops, self.peak = stop, batch, step_flops, peak
         self.t0, self.s0 = time.perf_counter(), start
         self._last = start
+        self.first_step_s = 0.0
 
     def pause(self):
         # Called after an eval, so its time does not count as training time.
         self.t0, self.s0 = time.perf_counter(), self._last
 
+    def warmed_up(self, step: int) -> None:
+        """The first step of this run has finished: rates are measured from here on."""
+        now = time.perf_counter()
+        self.first_step_s = now - self.t0
+        self.t0, self.s0, self._last = now, step, step
+
     def update(self, step: int) -> dict:
         now = time.perf_counter()
-        dt = max(now - self.t0, 1e-9)
-        sps = (step - self.s0) / dt
+        if step == self.s0:   # a report right after the first step: only it was measured
+            sps = 1.0 / max(self.first_step_s, 1e-9)
+            eta = 0.0 if step >= self.stop else float("inf")
+        else:
+            sps = (step - self.s0) / max(now - self.t0, 1e-9)
+            eta = (self.stop - step) / sps if sps > 0 else float("inf")
         self.t0, self.s0, self._last = now, step, step
         out = {"perf/steps_per_s": sps, "perf/examples_per_s": sps * self.batch,
-               "perf/eta_s": (self.stop - step) / sps if sps > 0 else float("inf")}
+               "perf/eta_s": eta}
         if self.step_flops and self.peak:
             out["perf/mfu"] = 100.0 * sps * self.step_flops / self.peak
         return out

@@ -275,7 +275,7 @@ def build(spec: mlc.ConfigDict, workdir: str) -> Setup:
         for data, fn in evaluators.values():
             # Another eval set's metrics carry its name: eval/effects/t2i_R@1.
             prefix = f"eval/{data}/" if data else "eval/"
-            metrics = fn(context(state, eval_sets[data]))
+            metrics = fn(dataclasses.replace(context(state, eval_sets[data]), eval_set=data))
             out.update({prefix + k: float(v) for k, v in metrics.items()})
         return out
 
@@ -341,6 +341,9 @@ def train(setup: Setup, until_step: int = 0) -> dict:
         batch = parallel.global_batch(local, mesh)
         state, metrics = compiled(state, batch)
         step += 1
+        if step == start + 1:  # one sync, so the meter's rates leave out the pipeline start
+            jax.block_until_ready(metrics)
+            meter.warmed_up(step)
         if pending is not None:
             run_io.check_finite(*pending, enabled=spec.train.check_finite)
         pending = (step, metrics)
@@ -386,8 +389,9 @@ def train(setup: Setup, until_step: int = 0) -> dict:
     if pid == 0 and final:
         run_io.print_table(final, f"final metrics at step {step}")
     if pid == 0:
+        sheets = ", sheets/" if os.path.isdir(os.path.join(workdir, "sheets")) else ""
         print(f"outputs in {os.path.abspath(workdir)}: metrics.jsonl, tb/, checkpoints/, "
-              "spec.json", flush=True)
+              f"spec.json{sheets}", flush=True)
     return final
 
 

@@ -1,23 +1,50 @@
 """Retrieval and zero-shot evaluators for two-tower models."""
 from __future__ import annotations
 
+import os
+
+import jax
 import numpy as np
 
 from xmodal.core.registry import EVALUATORS
 from xmodal.core.eval_context import EvalContext
 from xmodal.evaluate.retrieval import retrieval_metrics
+from xmodal.evaluate.retrieval_sheet import retrieval_sheet
 from xmodal.evaluate.zeroshot import PROMPT_TEMPLATES, zeroshot_accuracy, zeroshot_classifier
 
 
 @EVALUATORS.register("retrieval")
-def retrieval(ks: tuple = (1, 5, 10), chunk_size: int = 256):
-    """Image↔text retrieval on the eval split; text i describes image i."""
+def retrieval(ks: tuple = (1, 5, 10), chunk_size: int = 256, sheet_queries: int = 8,
+              sheet_k: int = 5):
+    """Image↔text retrieval on the eval split; text i describes image i. With a workdir and
+    ``sheet_queries`` > 0, also writes ``<workdir>/sheets/retrieval_<step>.png``: that many
+    queries each way and their top ``sheet_k`` (``xmodal.evaluate.retrieval_sheet``)."""
     def run(ctx: EvalContext) -> dict:
         zimg = ctx.encode_image(ctx.arrays["image"])
         ztxt = ctx.encode_text(ctx.arrays["text"])
-        return retrieval_metrics(zimg, ztxt, np.arange(len(ztxt)), ks=tuple(ks),
-                                 chunk_size=chunk_size)
+        metrics = retrieval_metrics(zimg, ztxt, np.arange(len(ztxt)), ks=tuple(ks),
+                                    chunk_size=chunk_size)
+        if sheet_queries and ctx.workdir and jax.process_index() == 0:
+            write_sheet(ctx, zimg, ztxt, sheet_queries, sheet_k)
+        return metrics
     return run
+
+
+def sheet_path(workdir: str, step: int, data: str = "") -> str:
+    return os.path.join(workdir, "sheets", f"retrieval{'_' + data if data else ''}_{step:07d}.png")
+
+
+def write_sheet(ctx: EvalContext, zimg, ztxt, queries: int, k: int) -> str:
+    tokenizer = ctx.transform.tokenizer
+    captions = [tokenizer.decode(t) for t in ctx.arrays["text"]]
+    sheet, _ = retrieval_sheet(zimg, ztxt, ctx.arrays["image"], captions, queries, k,
+                               title=f"{os.path.basename(os.path.abspath(ctx.workdir))}, step "
+                                     f"{ctx.step}, {len(captions)} eval pairs")
+    path = sheet_path(ctx.workdir, ctx.step, ctx.eval_set)
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    sheet.save(path + ".tmp", format="PNG")
+    os.replace(path + ".tmp", path)   # a reader never sees half a PNG
+    return path
 
 
 @EVALUATORS.register("zeroshot")

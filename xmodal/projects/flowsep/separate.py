@@ -18,34 +18,9 @@ import os
 
 import numpy as np
 
-from xmodal.core.registry import COMMANDS, CommandError
+from xmodal.core.registry import COMMANDS, CommandError, command_parser
 from xmodal.audio import dsp as audio
-
-MIN_SECONDS = 0.05
-
-
-def read_audio(path: str, sample_rate: int) -> tuple[np.ndarray, int]:
-    """(mono float32 waveform at ``sample_rate``, the file's own rate); CommandError if bad."""
-    import soundfile as sf
-
-    if not path:
-        raise CommandError("--input is required: the audio file to separate")
-    if not os.path.isfile(path):
-        raise CommandError(f"input file {path!r} does not exist")
-    try:
-        data, rate = sf.read(path, dtype="float32", always_2d=True)
-    except Exception as e:  # soundfile raises LibsndfileError / RuntimeError / TypeError
-        raise CommandError(f"cannot read {path!r} as audio ({e}); give a wav/flac/ogg file")
-    if data.size == 0 or data.shape[0] == 0:
-        raise CommandError(f"{path!r} holds no samples (empty audio)")
-    if not np.all(np.isfinite(data)):
-        raise CommandError(f"{path!r} holds NaN or infinite samples")
-    if data.shape[0] < MIN_SECONDS * rate:
-        raise CommandError(f"{path!r} is {data.shape[0] / rate * 1000:.1f} ms long; need at least "
-                           f"{MIN_SECONDS * 1000:.0f} ms")
-    mono = data.mean(axis=1)
-    return audio.resample(mono, int(rate), int(sample_rate)), int(rate)
-
+from xmodal.audio.files import read_audio
 
 def normalise_query(query: str) -> str:
     """The training queries read 'separate the <label>': 'the violin' and 'violin' become
@@ -78,13 +53,7 @@ def sampler_settings(spec) -> dict:
 @COMMANDS.register("separate")
 def separate_command(spec, workdir: str, argv: list[str]) -> dict:
     """``--mode=separate`` flags: ``--input=FILE --query=TEXT --out=FILE [--batch=N]``."""
-    import argparse
-
-    class Parser(argparse.ArgumentParser):
-        def error(self, message):  # one line, as every other user error
-            raise CommandError(f"--mode=separate: {message}")
-
-    parser = Parser(prog="python -m xmodal.main --mode=separate", add_help=False)
+    parser = command_parser("separate")
     parser.add_argument("--input", default="", help="the audio file to separate")
     parser.add_argument("--query", default="", help="what to separate, e.g. 'the violin'")
     parser.add_argument("--out", default="", help="where to write the separated wav")
@@ -103,6 +72,8 @@ def separate(spec, workdir: str, *, input: str, query: str, out: str, batch: int
     from xmodal.projects.flowsep.separator import Separator
     from xmodal.core import spec as spec_lib
 
+    if not input:
+        raise CommandError("--input is required: the audio file to separate")
     if not out:
         raise CommandError("--out is required: where to write the separated wav")
     q = normalise_query(query)
