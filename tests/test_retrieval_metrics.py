@@ -179,3 +179,16 @@ def test_prompt_templates_have_one_slot():
     for template in PROMPT_TEMPLATES:
         assert template.count("{}") == 1
         assert "dog" in template.format("dog")
+
+
+def test_chance_levels_are_the_metrics_of_a_uniform_rank():
+    # A random ranking puts the pair at each rank 1..n equally often: the metrics of exactly
+    # one query per rank are the chance levels the final table prints.
+    from xmodal.evaluate.embedding_evals import retrieval_chance
+    from xmodal.evaluate.retrieval import rank_summary
+    n, ks = 37, (1, 5, 10, 50)
+    chance = retrieval_chance(n, ks)
+    uniform = rank_summary(np.arange(1, n + 1), ks, "t2i")
+    for k, v in uniform.items():
+        assert chance[k] == pytest.approx(v), k
+    assert chance["t2i_R@50"] == 100.0 and chance["i2t_R@1"] == pytest.approx(100 / 37)

@@ -27,6 +27,11 @@ def test_spec_runs_through_cli(name, tmp_path):
     # OpenCV advice is dropped (in the workers too).
     assert "leaked shared_memory" not in r.stderr and "OpenCV" not in r.stderr, r.stderr
     assert "outputs in" in r.stdout and "sheets/" in r.stdout
+    # The final table has a chance column: R@1 of a random ranking of the eval pairs.
+    from xmodal.core import datasets
+    pairs = min(48, datasets.num_examples("emoji/tiny", "test"))
+    row = next(l for l in r.stdout.splitlines() if l.startswith("eval/t2i_R@1 "))
+    assert float(row.split()[-1]) == pytest.approx(100 / pairs, abs=1e-3)
     assert os.listdir(wd / "sheets") == ["retrieval_0000003.png"]
     assert "final metrics at step 3" in r.stdout
     rows = read_metrics(str(wd))

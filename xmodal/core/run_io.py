@@ -143,12 +143,20 @@ class Progress:
                 + (f"  MFU {mfu:.1f}%" if mfu is not None else ""))
 
 
-def print_table(metrics: Mapping[str, float], title: str) -> None:
+def print_table(metrics: Mapping[str, float], title: str,
+                chance: Mapping[str, float] | None = None) -> None:
+    """The metrics, sorted, with a ``chance`` column (what a random ranking or guess scores,
+    from the evaluators that know it) when any metric has one."""
     if jax.process_index() != 0 or not metrics:
         return
+    chance = {k: v for k, v in (chance or {}).items() if k in metrics}
     width = max(len(k) for k in metrics)
+    rule = "-" * (width + 12 + (11 if chance else 0))
     print(f"\n{title}")
-    print("-" * (width + 12))
+    if chance:
+        print(f"{'':<{width}}  {'value':>9}  {'chance':>9}")
+    print(rule)
     for k in sorted(metrics):
-        print(f"{k:<{width}}  {metrics[k]:>9.3f}")
-    print("-" * (width + 12), flush=True)
+        extra = f"  {chance[k]:>9.3f}" if k in chance else ""
+        print(f"{k:<{width}}  {metrics[k]:>9.3f}{extra}")
+    print(rule, flush=True)

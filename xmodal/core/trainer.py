@@ -104,6 +104,7 @@ class Setup:
     start: int
     source: str = "scratch"      # where the state came from (checkpoint, resume, init_from)
     stage_outputs: Any = None    # state -> {name: value} for later stages ({} when none)
+    chance: dict = dataclasses.field(default_factory=dict)  # metric -> chance (after an eval)
 
 
 def run_stage(spec: mlc.ConfigDict, workdir: str, mode: str = "train", until_step: int = 0) -> dict:
@@ -116,7 +117,7 @@ def run_stage(spec: mlc.ConfigDict, workdir: str, mode: str = "train", until_ste
             _write_stage_outputs(setup, setup.state)
         setup.writer.close()
         setup.mngr.close()
-        run_io.print_table(result, f"eval at step {setup.start}")
+        run_io.print_table(result, f"eval at step {setup.start}", setup.chance)
         return result
     return train(setup, until_step)
 
@@ -270,13 +271,18 @@ def build(spec: mlc.ConfigDict, workdir: str) -> Setup:
             model=model, objective=objective, transform=es.transform, features=es.features,
             applier=applier, spec=spec, workdir=workdir, step=int(jax.device_get(state.step)))
 
+    chance: dict = {}   # metric -> its chance level, from evaluators that know it
+
     def evaluate(state) -> dict:
         out = {}
         for data, fn in evaluators.values():
             # Another eval set's metrics carry its name: eval/effects/t2i_R@1.
             prefix = f"eval/{data}/" if data else "eval/"
-            metrics = fn(dataclasses.replace(context(state, eval_sets[data]), eval_set=data))
+            ctx = dataclasses.replace(context(state, eval_sets[data]), eval_set=data)
+            metrics = fn(ctx)
             out.update({prefix + k: float(v) for k, v in metrics.items()})
+            if hasattr(fn, "chance"):
+                chance.update({prefix + k: float(v) for k, v in fn.chance(ctx).items()})
         return out
 
     def stage_outputs(state) -> dict:
@@ -291,7 +297,7 @@ def build(spec: mlc.ConfigDict, workdir: str) -> Setup:
                     examples=len(next(iter(arrays.values()))), split=spec.data.train_split)
 
     return Setup(spec, workdir, mesh, loader, train_iter, state, batch_spec, step_fn, evaluate,
-                 bool(evaluators), mngr, writer, start, source, stage_outputs)
+                 bool(evaluators), mngr, writer, start, source, stage_outputs, chance)
 
 
 @dataclasses.dataclass
@@ -387,7 +393,7 @@ def train(setup: Setup, until_step: int = 0) -> dict:
         raise run_io.Preempted(f"SIGTERM: checkpoint saved at step {step} in {workdir}; the "
                                "same command resumes there")
     if pid == 0 and final:
-        run_io.print_table(final, f"final metrics at step {step}")
+        run_io.print_table(final, f"final metrics at step {step}", setup.chance)
     if pid == 0:
         sheets = ", sheets/" if os.path.isdir(os.path.join(workdir, "sheets")) else ""
         print(f"outputs in {os.path.abspath(workdir)}: metrics.jsonl, tb/, checkpoints/, "

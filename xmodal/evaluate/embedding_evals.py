@@ -27,7 +27,18 @@ def retrieval(ks: tuple = (1, 5, 10), chunk_size: int = 256, sheet_queries: int 
         if sheet_queries and ctx.workdir and jax.process_index() == 0:
             write_sheet(ctx, zimg, ztxt, sheet_queries, sheet_k)
         return metrics
+    run.chance = lambda ctx: retrieval_chance(len(ctx.arrays["text"]), ks)
     return run
+
+
+def retrieval_chance(n: int, ks) -> dict:
+    """A random ranking of n one-to-one pairs: the pair's rank is uniform on 1..n."""
+    out = {}
+    for d in ("t2i", "i2t"):
+        out.update({f"{d}_R@{k}": 100.0 * min(k, n) / n for k in ks})
+        out[f"{d}_medr"] = out[f"{d}_meanr"] = (n + 1) / 2
+        out[f"{d}_mrr"] = float(np.sum(1.0 / np.arange(1, n + 1)) / n)
+    return out
 
 
 def sheet_path(workdir: str, step: int, data: str = "") -> str:
@@ -64,4 +75,7 @@ def zeroshot(templates: tuple = PROMPT_TEMPLATES, ks: tuple = (1, 5)):
         zimg = ctx.encode_image(ctx.arrays["image"][keep])
         acc = zeroshot_accuracy(zimg, zeroshot_classifier(ztxt), labels[keep], ks=tuple(ks))
         return {f"zeroshot_{k}": v for k, v in acc.items()}
+    # A uniform guess among C classes is top-k right with probability k / C.
+    run.chance = lambda ctx: {f"zeroshot_top{k}": 100.0 * min(k, len(ctx.class_names)) /
+                              max(len(ctx.class_names), 1) for k in ks}
     return run
