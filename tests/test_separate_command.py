@@ -48,8 +48,13 @@ def test_bad_inputs_raise_clear_errors(tmp_path):
         read_audio(str(tmp_path / "short.wav"), 8000)
     with pytest.raises(CommandError, match="does not exist"):
         read_audio(str(tmp_path / "missing.wav"), 8000)
-    with pytest.raises(CommandError, match="--input"):
+    with pytest.raises(CommandError, match="does not exist"):
         read_audio("", 8000)
+    # The command asks for its flags before it loads any stage (no spec or workdir needed).
+    with pytest.raises(CommandError, match="--input is required"):
+        COMMANDS.get("separate")(None, str(tmp_path / "none"), ["--out=x.wav"])
+    with pytest.raises(CommandError, match="--out is required"):
+        COMMANDS.get("separate")(None, str(tmp_path / "none"), ["--input=in.wav"])
 
 
 def test_queries_are_normalised_to_the_training_form():
