@@ -35,7 +35,7 @@ class EvalContext:
 
     def apply_model(self, method: str, *arrays: np.ndarray, group: str = "model") -> Any:
         """``model.<method>(*batch_arrays)`` with the ``group`` parameters, chunked."""
-        return self.applier(_method_fn(self.model, method, group), self.params, *arrays)
+        return self.applier(method_fn(self.model, method, group), self.params, *arrays)
 
     def encode_image(self, images: np.ndarray) -> np.ndarray:
         return self.apply_model("encode_image", images)
@@ -53,7 +53,7 @@ class EvalContext:
 _METHOD_FNS: dict = {}
 
 
-def _method_fn(model, method: str, group: str) -> Callable:
+def method_fn(model, method: str, group: str = "model") -> Callable:
     # One function object per (model, method, group), so the Applier compiles it once.
     key = (id(model), method, group)
     if key not in _METHOD_FNS:

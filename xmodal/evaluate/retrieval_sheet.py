@@ -45,7 +45,7 @@ def top_matches(queries: np.ndarray, gallery: np.ndarray, rows: Sequence[int], k
     scores = q @ np.asarray(gallery, np.float32).T                       # [n, N]
     k = min(k, scores.shape[1])
     out = []
-    for r, (i, s) in enumerate(zip(rows, scores)):
+    for i, s in zip(rows, scores):
         # Stable sort on -score: ties keep gallery order, so a sheet is reproducible.
         order = np.argsort(-s, kind="stable")[:k]
         out.append(Row(int(i), tuple(int(j) for j in order), tuple(float(s[j]) for j in order),

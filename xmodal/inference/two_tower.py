@@ -27,9 +27,11 @@ import jax.numpy as jnp
 import numpy as np
 
 from xmodal.core import checkpoint as ckpt_lib
+from xmodal.core import parallel
 from xmodal.core import spec as spec_lib
 from xmodal.core import stages as stages_lib
-from xmodal.core.registry import TRANSFORMS, CommandError, SpecError
+from xmodal.core.eval_context import Applier, method_fn
+from xmodal.core.registry import MODELS, TRANSFORMS, CommandError, SpecError
 from xmodal.evaluate.zeroshot import PROMPT_TEMPLATES, zeroshot_classifier
 
 # CLIP caps its learned logit scale at 100; a model without one is scored at that scale.
@@ -43,15 +45,9 @@ def is_encoder(model: Any) -> bool:
 
 def encoder_stages(spec) -> list[str]:
     """Names of the spec's stages whose model has encode_image / encode_text ('' = single)."""
-    out = []
-    for name, stage in spec_lib.stages_of(spec):
-        try:
-            model = stages_lib.build_model(stage.model.to_dict())
-        except Exception:  # a model that cannot be built here is not a candidate
-            continue
-        if is_encoder(model):
-            out.append(name)
-    return out
+    # The model class has the methods; nothing needs building to know.
+    return [name for name, stage in spec_lib.stages_of(spec)
+            if stage.model.name in MODELS.names() and is_encoder(MODELS.get(stage.model.name))]
 
 
 def stage_dir(spec, workdir: str, stage: str = "") -> str:
@@ -80,6 +76,7 @@ class Embedder:
     class_names: tuple[str, ...]
     step: int = 0                # the checkpoint's training step
     batch_size: int = 64
+    _applier: Applier | None = dataclasses.field(default=None, repr=False)
 
     @classmethod
     def from_workdir(cls, workdir: str, spec=None, stage: str = "",
@@ -125,15 +122,12 @@ class Embedder:
         return hasattr(self.transform, "audio_field")
 
     def _apply(self, method: str, x: np.ndarray) -> np.ndarray:
-        fn = _jitted(self.stage.model, method)
-        out = []
-        for i in range(0, len(x), self.batch_size):
-            chunk = x[i:i + self.batch_size]
-            pad = self.batch_size - len(chunk)
-            # One compiled shape: the last chunk is padded by repeating its last row.
-            padded = np.concatenate([chunk, np.repeat(chunk[-1:], pad, 0)]) if pad else chunk
-            out.append(np.asarray(fn(self.params, jnp.asarray(padded)))[:len(chunk)])
-        return np.concatenate(out) if out else np.zeros((0, 0), np.float32)
+        """``model.<method>(x)`` in fixed-size chunks over this host's devices (the evals'
+        Applier: one compiled shape, the last chunk padded)."""
+        if self._applier is None:
+            self._applier = Applier(parallel.make_mesh({"data": -1, "fsdp": 1, "model": 1}),
+                                    self.batch_size)
+        return self._applier(method_fn(self.stage.model, method), self.stage.params, x)
 
     def embed_items(self, items: Sequence[str | np.ndarray]) -> np.ndarray:
         """[N, D] unit-norm embeddings of image (or audio) files or arrays already in the
@@ -172,16 +166,6 @@ class Embedder:
         return np.asarray(jax.nn.softmax(jnp.asarray(logits), axis=-1)), names
 
 
-_JITTED: dict = {}
-
-
-def _jitted(model, method: str):
-    key = (id(model), method)
-    if key not in _JITTED:
-        _JITTED[key] = jax.jit(lambda p, x: model.apply({"params": p}, x, method=method))
-    return _JITTED[key]
-
-
 def dataset_class_names(name: str, label_field: str, data_dir: str | None) -> list[str]:
     """The label names of the training data set (its TFDS ClassLabel), [] if it has none or is
     not prepared here (then --classes must be given)."""
@@ -216,7 +200,6 @@ def read_waveform(path: str, emb: Embedder) -> np.ndarray:
     """float32 [T] at the audio tower's sample rate, fitted to the training clip length."""
     from xmodal.audio.files import read_audio
     from xmodal.data.transforms.audio_text import fit
-    from xmodal.core.registry import MODELS
     tower = emb.stage.spec["model"].get("image", {})
     # The spec's rate, else the tower's default (a flax field's default is a class attribute).
     rate = tower.get("sample_rate") or getattr(MODELS.get(tower.get("name", "")),
