@@ -128,12 +128,12 @@ def test_x1_prediction_is_converted_to_the_path_velocity():
 
         def apply(self, variables, x, tt, mix, query):
             return self.value
-    v = dataclasses.replace(obj, model=Constant(x1)).velocity({}, x_t, t, None, None)
+    v = dataclasses.replace(obj, model=Constant(x1)).network_velocity({}, x_t, t, None, None)
     np.testing.assert_allclose(v, x1 - (1 - 1e-4) * x0, rtol=1e-4, atol=1e-4)
     # Near t = 1 the bound keeps the velocity finite and bounded for a wrong prediction.
     t1 = jnp.ones((3,))
     wrong = dataclasses.replace(obj, model=Constant(jnp.zeros_like(x1)))
-    v1 = wrong.velocity({}, x1, t1, None, None)
+    v1 = wrong.network_velocity({}, x1, t1, None, None)
     assert np.all(np.isfinite(v1)) and float(jnp.max(jnp.abs(v1))) <= 20 * float(
         jnp.max(jnp.abs(x1))) + 1e-3
     # The whole loss trains and samples with it.
@@ -177,8 +177,8 @@ def test_frozen_query_encoder_conditions_the_flow_by_its_text_embedding():
     other = jnp.asarray(ByteTokenizer(16).encode_batch(["separate the oboe"] * 4))
     mix = obj.encode(params, batch["mixture"])
     t = jnp.full((4,), 0.5)
-    v1 = obj.velocity(params["model"], mix, t, mix, obj.encode_query(params, batch["query"]))
-    v2 = obj.velocity(params["model"], mix, t, mix, obj.encode_query(params, other))
+    v1 = obj.network_velocity(params["model"], mix, t, mix, obj.encode_query(params, batch["query"]))
+    v2 = obj.network_velocity(params["model"], mix, t, mix, obj.encode_query(params, other))
     assert float(jnp.max(jnp.abs(v1 - v2))) > 1e-4
     # CFG dropout swaps in the empty query's embedding; sampling with guidance runs.
     drop = dataclasses.replace(obj, cfg_drop=1.0)
@@ -237,3 +237,46 @@ def test_mixture_phase_renderers_pass_the_mixture_through_for_its_own_mel():
     # A silent estimate silences both.
     quiet = render(obj, params, jnp.full_like(own, -20.0), mix, which=("vae_ratio",))["vae_ratio"]
     assert float(jnp.max(jnp.abs(quiet))) < 1e-2 * float(jnp.max(jnp.abs(mix)))
+
+
+def test_flowsep_is_a_flow_teacher_and_samples_in_one_step():
+    """What score distillation reads of FlowSep: the condition (mixture latent + encoded
+    query), guidance that drops only the query, the network's velocity; and the one-step
+    sampler a distilled student separates with, G(x0) = x1(x0, t=0)."""
+    from xmodal.distill.teacher import FlowTeacher, guided_velocity, x1_prediction
+    obj = _objective()
+    assert isinstance(obj, FlowTeacher)
+    batch = _batch()
+    params = _params(obj, batch)
+    params = dict(params, model=jax.tree.map(lambda x: x + 0.05 * jnp.ones_like(x),
+                                             params["model"]))
+    x1 = obj.flow_data(params, batch)
+    np.testing.assert_array_equal(x1, obj.encode(params, batch["target"]))
+    cond = obj.flow_condition(params, batch)
+    np.testing.assert_array_equal(cond["mixture"], obj.encode(params, batch["mixture"]))
+    null = obj.null_condition(params, cond)
+    np.testing.assert_array_equal(null["mixture"], cond["mixture"])   # the mixture stays
+    empty = obj.encode_query(params, jnp.asarray(ByteTokenizer(16).encode_batch([""] * 4)))
+    np.testing.assert_array_equal(null["query"], empty)
+    t = jnp.full((4,), 0.3)
+    x_t = jax.random.normal(jax.random.key(3), x1.shape)
+    v = obj.velocity(params["model"], x_t, t, cond)
+    np.testing.assert_array_equal(
+        v, obj.network_velocity(params["model"], x_t, t, cond["mixture"], cond["query"]))
+    # Guidance at scale 2 is 2 v_c - v_null, with v_null from the empty query.
+    v_null = obj.velocity(params["model"], x_t, t, null)
+    g = guided_velocity(obj, params["model"], x_t, t, cond, null, 2.0)
+    np.testing.assert_allclose(g, 2 * v - v_null, rtol=1e-4, atol=1e-5)
+    assert float(jnp.max(jnp.abs(v - v_null))) > 1e-4
+    # One step: the x1-prediction at t = 0 from the same noise the sampler draws.
+    rng = jax.random.key(7)
+    z, nfe = obj.separate_latent(params, batch["mixture"], batch["query"], rng,
+                                 solver="one_step", noise_scale=0.5)
+    x0 = 0.5 * jax.random.normal(rng, x1.shape, jnp.float32)
+    want = x1_prediction(obj, params["model"], x0, jnp.zeros((4,)), cond)
+    assert nfe == 1
+    np.testing.assert_allclose(z, want, rtol=1e-5, atol=1e-6)
+    # For the CondOT path x1 = x0 + v(x0, 0) - sigma_min x0: one Euler step, up to sigma_min.
+    euler, _ = obj.separate_latent(params, batch["mixture"], batch["query"], rng, steps=1,
+                                   noise_scale=0.5)
+    np.testing.assert_allclose(z, euler - 1e-4 * x0, rtol=1e-4, atol=1e-5)

@@ -41,8 +41,14 @@ def test_flowsep_spec_trains_evaluates_and_separates(tmp_path):
     wd = tmp_path / "flowsep"
     r = _main(wd)
     assert r.returncode == 0, r.stderr[-5000:]
-    for stage in ("vae", "flow", "vocoder"):
+    for stage in ("vae", "flow", "distill", "vocoder"):
         assert os.listdir(wd / stage / "checkpoints") == ["2"], stage
+    # The one-step student (DMD2) reads the flow as its teacher; its generator updated once.
+    distill_spec = json.load(open(wd / "distill" / "spec.json"))
+    assert distill_spec["objective"]["teacher_from"] == str(wd / "flow")
+    logged = [json.loads(line) for line in open(wd / "distill" / "metrics.jsonl")]
+    dm = [r["train/generator/dm_loss"] for r in logged if "train/generator/dm_loss" in r]
+    assert dm and all(math.isfinite(v) for v in dm), logged[-1]
     outputs = json.load(open(wd / "vae" / "stage_outputs.json"))
     assert outputs["latent_std"] > 0 and outputs["split"] == "train" and outputs["step"] == 2
     ev = wd / "eval"
@@ -58,6 +64,11 @@ def test_flowsep_spec_trains_evaluates_and_separates(tmp_path):
     assert math.isfinite(rows["mask network (discriminative)"]["sdri"])
     assert all(math.isfinite(r["fd"]) and math.isfinite(r["clap_score"]) for r in rows.values())
     assert rows["mixture (unprocessed)"]["sdri"] == pytest.approx(0.0, abs=1e-6)
+    student = [n for n in rows if n.startswith("FlowSep one-step student (DMD from distill")]
+    assert len(student) == 2 and any(n.endswith("(vocoder)") for n in student), sorted(rows)
+    for name in student:
+        assert math.isfinite(rows[name]["sdri"]) and math.isfinite(rows[name]["fd"])
+    assert table["student_latency_s_per_audio_s"] > 0
     assert set(table["latency_s_per_audio_s"]) == {"1", "2"}
     assert all(v > 0 for v in table["latency_s_per_audio_s"].values())
     md = open(ev / "separation_table.md").read()

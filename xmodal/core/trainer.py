@@ -105,6 +105,7 @@ class Setup:
     source: str = "scratch"      # where the state came from (checkpoint, resume, init_from)
     stage_outputs: Any = None    # state -> {name: value} for later stages ({} when none)
     chance: dict = dataclasses.field(default_factory=dict)  # metric -> chance (after an eval)
+    objective: Any = None        # the built objective (what benchmarks sample with)
 
 
 def run_stage(spec: mlc.ConfigDict, workdir: str, mode: str = "train", until_step: int = 0) -> dict:
@@ -297,7 +298,7 @@ def build(spec: mlc.ConfigDict, workdir: str) -> Setup:
                     examples=len(next(iter(arrays.values()))), split=spec.data.train_split)
 
     return Setup(spec, workdir, mesh, loader, train_iter, state, batch_spec, step_fn, evaluate,
-                 bool(evaluators), mngr, writer, start, source, stage_outputs, chance)
+                 bool(evaluators), mngr, writer, start, source, stage_outputs, chance, objective)
 
 
 @dataclasses.dataclass

@@ -18,7 +18,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from xmodal.core.registry import EVALUATORS
+from xmodal.core.registry import EVALUATORS, SpecError
 from xmodal.core.eval_context import EvalContext
 from xmodal.projects.flowsep.baselines import (mask_estimates, mixture_estimate,
                                                    oracle_irm, score_estimates)
@@ -75,8 +75,30 @@ def markdown_table(rows: dict, notes: list[str]) -> str:
     return "\n".join(lines + [""] + [f"- {n}" for n in notes]) + "\n"
 
 
+STUDENT_OBJECTIVES = ("dmd", "sid", "reflow")
+
+
+def load_student(student_from: str, objective, params):
+    """(flow objective, params, label) that separate with the one-step student trained in
+    ``student_from`` (a ``dmd``/``sid``/``reflow`` stage distilling this spec's flow): the
+    flow objective with the student's network, its parameters as ``model`` beside the frozen
+    VAE and query encoder of ``params``."""
+    stage = load_stage(student_from)
+    name = stage.spec["objective"]["name"]
+    if name not in STUDENT_OBJECTIVES:
+        raise SpecError(f"student_from {student_from!r} trained objective {name!r}, not a "
+                        f"distillation ({', '.join(STUDENT_OBJECTIVES)})")
+    group = "generator" if "generator" in stage.params else "model"
+    frozen = {k: v for k, v in params.items() if k != "model"}
+    student_params = dict(frozen, model=jax.tree.map(jnp.asarray, stage.params[group]))
+    teacher = stage.spec["objective"].get("teacher_from", "")
+    label = f"{name.upper() if name != 'reflow' else 'reflow'} from {os.path.basename(teacher)}"
+    return objective.with_model(stage.model), student_params, label
+
+
 @EVALUATORS.register("separation")
 def separation(vocoder_from: str = "", mask_from: str = "", clap_from: str = "",
+               student_from: str = "", student_noise_scale: float = 1.0,
                steps: int = 10, solver: str = "euler", cfg_scale: float = 1.0,
                noise_scale: float = 1.0, extra_rows: tuple = (),
                nfe_sweep: tuple = (1, 2, 5, 10, 25), plots: int = 4, chunk: int = 32,
@@ -85,7 +107,10 @@ def separation(vocoder_from: str = "", mask_from: str = "", clap_from: str = "",
     one drops its row/columns (said in the table's notes). ``steps`` and ``noise_scale``: the
     sampler of the main FlowSep rows (``separate_latent``; noise scale 1 = the paper's
     N(0, I)); ``extra_rows``: ``(steps, noise_scale)`` pairs for more FlowSep rows (vocoder
-    and the VAE-ratio mixture-phase renderer), e.g. the paper's (10, 1.0)."""
+    and the VAE-ratio mixture-phase renderer), e.g. the paper's (10, 1.0). ``student_from``:
+    a one-step student of this flow ("stage:distill"), whose rows (one network call, from
+    noise of scale ``student_noise_scale``; 1 = what it was trained on) and latency join the
+    same table."""
     def run(ctx: EvalContext) -> dict:
         obj = ctx.objective
         mixture = np.asarray(ctx.arrays["mixture"], np.float32)
@@ -104,7 +129,7 @@ def separation(vocoder_from: str = "", mask_from: str = "", clap_from: str = "",
         sep = Separator(obj, ctx.params, vocoder, vparams, sample_rate=sr, gl_iters=gl_iters)
 
         # ---------------------------------------------------------------- separate, in chunks
-        def separate_all(n_steps, which, tau=noise_scale):
+        def separate_all(n_steps, which, tau=noise_scale, sep=sep, solver=solver):
             outs: dict[str, list] = {}
             for i in range(0, len(mixture), chunk):
                 m, q = mixture[i:i + chunk], tokens[i:i + chunk]
@@ -133,6 +158,23 @@ def separation(vocoder_from: str = "", mask_from: str = "", clap_from: str = "",
             if "vocoder" in more:
                 estimates[f"FlowSep, {tag} (vocoder)"] = more["vocoder"]
             estimates[VAE_RATIO_ROW.replace("FlowSep", f"FlowSep, {tag}")] = more["vae_ratio"]
+        student_sep, short_names = None, {}
+        if student_from and os.path.isdir(os.path.join(student_from, "checkpoints")):
+            s_obj, s_params, s_label = load_student(student_from, obj, ctx.params)
+            student_sep = Separator(s_obj, s_params, vocoder, vparams, sample_rate=sr,
+                                    gl_iters=gl_iters)
+            more = separate_all(1, ("vocoder", "vae_ratio"), float(student_noise_scale),
+                                sep=student_sep, solver="one_step")
+            tag = f"one-step student ({s_label}, noise scale {student_noise_scale:g})"
+            if "vocoder" in more:
+                estimates[f"FlowSep {tag} (vocoder)"] = more["vocoder"]
+                short_names[f"FlowSep {tag} (vocoder)"] = "student_vocoder"
+            name = VAE_RATIO_ROW.replace("FlowSep", f"FlowSep {tag}")
+            estimates[name] = more["vae_ratio"]
+            short_names[name] = "student_mixphase_vae"
+            notes.append(f"one-step student: {student_from}, one network call G(z) = x1(z, t=0)")
+        elif student_from:
+            notes.append("no trained one-step student stage: its rows are missing")
         estimates["mixture (unprocessed)"] = mixture_estimate(mixture)
         estimates["oracle IRM (upper bound)"] = oracle_irm(mixture, target, obj.mel.n_fft,
                                                            obj.mel.hop)
@@ -174,8 +216,14 @@ def separation(vocoder_from: str = "", mask_from: str = "", clap_from: str = "",
             latency[int(n)] = sep.latency(mixture[:lb], tokens[:lb], steps=int(n), solver="euler",
                                           cfg_scale=cfg_scale)
 
+        student_latency = None
+        if student_sep is not None:
+            student_latency = student_sep.latency(mixture[:lb], tokens[:lb], steps=1,
+                                                  solver="one_step")
+
         # ---------------------------------------------------------------- files
         result = {"rows": rows, "latency_s_per_audio_s": {str(k): v for k, v in latency.items()},
+                  "student_latency_s_per_audio_s": student_latency,
                   "notes": notes, "step": ctx.step, "examples": int(len(mixture)),
                   "latency_batch": lb}
         if ctx.workdir:
@@ -183,7 +231,9 @@ def separation(vocoder_from: str = "", mask_from: str = "", clap_from: str = "",
             with open(os.path.join(ctx.workdir, "separation_table.json"), "w") as f:
                 json.dump(result, f, indent=2)
             lat = "\n".join(["| Euler steps (NFE) | s per separated s |", "|---|---|"] +
-                            [f"| {k} | {v:.4f} |" for k, v in latency.items()])
+                            [f"| {k} | {v:.4f} |" for k, v in latency.items()] +
+                            ([f"| one-step student (1) | {student_latency:.4f} |"]
+                             if student_latency is not None else []))
             with open(os.path.join(ctx.workdir, "separation_table.md"), "w") as f:
                 f.write(markdown_table(rows, notes) + "\nLatency (flow + VAE decoder + "
                         f"vocoder, batch {lb}):\n\n" + lat + "\n")
@@ -201,7 +251,7 @@ def separation(vocoder_from: str = "", mask_from: str = "", clap_from: str = "",
                  "FlowSep (Griffin-Lim)": "flowsep_griffinlim", "mixture (unprocessed)": "mixture",
                  "oracle IRM (upper bound)": "oracle_irm",
                  "mask network (discriminative)": "mask_network",
-                 "reference (target)": "reference"}
+                 "reference (target)": "reference", **short_names}
         for name, r in rows.items():
             key = short.get(name) or "".join(c if c.isalnum() else "_" for c in name.lower())
             for k, v in r.items():
@@ -209,5 +259,7 @@ def separation(vocoder_from: str = "", mask_from: str = "", clap_from: str = "",
                     flat[f"{key}/{k}"] = v
         for k, v in latency.items():
             flat[f"latency_nfe{k}"] = v
+        if student_latency is not None:
+            flat["latency_student"] = student_latency
         return flat
     return run

@@ -15,7 +15,9 @@ makes the latent unit-variance: 1 / the latent std the VAE stage measured on its
 (its ``stage_outputs.json``).
 
 At inference (``separate_latent``) 10 Euler steps from x0 ~ N(0, I) give x1, decoded by the VAE
-to a mel spectrogram (``decode_mel``); ``xmodal.systems.flowsep`` turns it into a waveform.
+to a mel spectrogram (``decode_mel``); ``separator.Separator`` turns it into a waveform. The
+objective is a flow teacher (``xmodal.distill.teacher.FlowTeacher``): a ``dmd`` stage distils it
+into a one-step separator (``specs/flowsep.py``'s ``distill`` stage).
 """
 from __future__ import annotations
 
@@ -30,6 +32,7 @@ from xmodal import sampling
 from xmodal.audio.mel import MelConfig
 from xmodal.audio.remix import check_remix, remix
 from xmodal.data.tokenizer import ByteTokenizer
+from xmodal.distill.teacher import one_step
 from xmodal.projects.flowsep.vae_model import MelVAE
 from xmodal.core.registry import OBJECTIVES
 from xmodal.losses.flow import TIME_SAMPLERS, flow_matching_loss
@@ -109,13 +112,34 @@ class FlowSepObjective:
                                      method="encode_text")
         return jax.lax.stop_gradient(z.astype(jnp.float32))
 
-    def velocity(self, params, x_t, t, mix, query):
+    def network_velocity(self, params, x_t, t, mix, query):
         """The network's output as a velocity: itself (``prediction="velocity"``, the paper)
         or, for ``prediction="x1"``, converted from its prediction of the clean latent."""
         out = self.model.apply({"params": params}, x_t, t, mix, query)
         if self.prediction == "velocity":
             return out
         return self.path.x1_to_velocity(x_t, out, t, min_sigma=X1_MIN_SIGMA)
+
+    # ------------------------------------------------------------------ FlowTeacher
+    # What score distillation reads (``xmodal.distill.teacher.FlowTeacher``): the condition is
+    # the mixture latent and the encoded query; guidance drops only the query, as in training.
+    def flow_data(self, params, batch):
+        return self.encode(params, batch["target"])
+
+    def flow_condition(self, params, batch):
+        return {"mixture": self.encode(params, batch["mixture"]),
+                "query": self.encode_query(params, batch["query"])}
+
+    def null_condition(self, params, cond):
+        q = cond["query"]
+        return {"mixture": cond["mixture"],
+                "query": jnp.broadcast_to(self.null_query(params), q.shape).astype(q.dtype)}
+
+    def velocity(self, net_params, x_t, t, cond):
+        return self.network_velocity(net_params, x_t, t, cond["mixture"], cond["query"])
+
+    def with_model(self, model) -> "FlowSepObjective":
+        return dataclasses.replace(self, model=model)
 
     # ------------------------------------------------------------------ training
     def init(self, rng, batch, frozen):
@@ -131,7 +155,7 @@ class FlowSepObjective:
                                         self.remix_gain_db))
 
         def apply_fn(p, x_t, t, query):
-            return self.velocity(p, x_t, t, mix, query)
+            return self.network_velocity(p, x_t, t, mix, query)
 
         loss, aux = flow_matching_loss(
             apply_fn, params["model"], x1, self.encode_query(params, batch["query"]), rng,
@@ -147,18 +171,24 @@ class FlowSepObjective:
         ``cfg_scale != 1`` the guided velocity v_null + w (v_query - v_null). ``noise_scale``
         (sampling temperature, 1 = the paper) scales the starting noise x0 ~ N(0, noise_scale²):
         below 1 the sample moves toward the conditional mode, as TTS flows sample (Matcha-TTS:
-        0.667); 0 is the deterministic path from x0 = 0. Returns (z, nfe)."""
+        0.667); 0 is the deterministic path from x0 = 0. ``solver="one_step"``: the network's
+        clean-latent prediction at the noise end, G(x0) = x1(x0, t=0), which is how a one-step
+        student distilled from this flow (``xmodal.distill``) generates (one call; ``steps``
+        and ``cfg_scale`` do not apply). Returns (z, nfe)."""
         mix, query = self.encode(params, mixture), self.encode_query(params, query)
         x0 = noise_scale * jax.random.normal(rng, mix.shape, jnp.float32)
+        if solver == "one_step":
+            cond = {"mixture": mix, "query": query}
+            return one_step(self, params["model"], x0, cond), 1
         if cfg_scale == 1.0:
             def f(x, t):
-                return self.velocity(params["model"], x, jnp.full((x.shape[0],), t, jnp.float32),
+                return self.network_velocity(params["model"], x, jnp.full((x.shape[0],), t, jnp.float32),
                                      mix, query)
         else:
             null = jnp.broadcast_to(self.null_query(params), query.shape).astype(query.dtype)
 
             def f(x, t):
-                v = self.velocity(params["model"], jnp.concatenate([x, x]),
+                v = self.network_velocity(params["model"], jnp.concatenate([x, x]),
                                   jnp.full((2 * x.shape[0],), t, jnp.float32),
                                   jnp.concatenate([mix, mix]), jnp.concatenate([query, null]))
                 v_c, v_n = jnp.split(v, 2)
