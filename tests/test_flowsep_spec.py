@@ -64,7 +64,7 @@ def test_flowsep_spec_trains_evaluates_and_separates(tmp_path):
     assert math.isfinite(rows["mask network (discriminative)"]["sdri"])
     assert all(math.isfinite(r["fd"]) and math.isfinite(r["clap_score"]) for r in rows.values())
     assert rows["mixture (unprocessed)"]["sdri"] == pytest.approx(0.0, abs=1e-6)
-    student = [n for n in rows if n.startswith("FlowSep one-step student (DMD from distill")]
+    student = [n for n in rows if n.startswith("FlowSep one-step student (DMD from flow, noise scale 1)")]
     assert len(student) == 2 and any(n.endswith("(vocoder)") for n in student), sorted(rows)
     for name in student:
         assert math.isfinite(rows[name]["sdri"]) and math.isfinite(rows[name]["fd"])
