@@ -1,5 +1,6 @@
 """The distillation objectives against a real (tiny) flow teacher stage on disk: which group
 learns what, the generator's gradient through the objective, and bad teachers and students."""
+import json
 import os
 
 import jax
@@ -148,3 +149,56 @@ def test_dmd_loss_helper_matches_objective_normaliser():
     # dl.per_example_mean over a [B, 2] batch is the mean over the 2 coordinates.
     x = jnp.asarray([[1.0, 3.0], [2.0, -2.0]])
     np.testing.assert_allclose(dl.per_example_mean(jnp.abs(x)), [[2.0], [2.0]])
+
+
+def test_dynamic_control_narrows_the_noise_levels_as_the_gap_shrinks(teacher_dir):
+    obj, _ = _bind(teacher_dir, dynamic_control=True, dynamic_decay=0.5, dynamic_floor=0.25,
+                   t_min=0.1, t_max=0.9)
+    state = obj.init_state()
+    assert float(obj.t_low(state)) == pytest.approx(0.1)      # no gap seen yet: the full range
+    state = obj.update_state(state, {"train/fake_score/clean_gap": jnp.float32(2.0)})
+    assert (float(state["gap_ref"]), float(state["gap_ema"])) == (2.0, 2.0)
+    assert float(obj.t_low(state)) == pytest.approx(0.1)
+    state = obj.update_state(state, {"train/fake_score/clean_gap": jnp.float32(0.0)})
+    assert float(state["gap_ema"]) == pytest.approx(1.0) and float(state["gap_ref"]) == 2.0
+    assert float(obj.t_low(state)) == pytest.approx(0.9 - 0.5 * 0.8)   # half the gap: half range
+    state = obj.update_state(state, {"train/fake_score/clean_gap": jnp.float32(0.0)})
+    state = obj.update_state(state, {"train/fake_score/clean_gap": jnp.float32(0.0)})
+    assert float(obj.t_low(state)) == pytest.approx(0.9 - 0.25 * 0.8)  # held at the floor
+    # The generator's noise levels are drawn from [t_low, t_max] and say so.
+    batch = _batch(64)
+    params = _params(obj, batch)
+    _, aux = obj.loss(params, batch, jax.random.key(6), "generator", objective_state=state)
+    assert float(aux["t_low"]) == pytest.approx(0.7)
+    k_z, k_noise, _ = jax.random.split(jax.random.key(6), 3)
+    x = obj.generate(params["generator"], obj.noise(k_z, params, batch), obj.condition(params,
+                                                                                       batch))
+    _, t = obj.noised(k_noise, x, aux["t_low"])
+    assert float(t.min()) >= 0.7 and float(t.max()) <= 0.9
+    _, aux = obj.loss(params, batch, jax.random.key(6), "fake_score", objective_state=state)
+    assert float(aux["clean_gap"]) > 0
+    with pytest.raises(SpecError, match="dynamic_decay"):
+        OBJECTIVES.build("dmd", teacher_from=teacher_dir, dynamic_decay=1.0)
+
+
+def test_objective_state_trains_and_resumes_exactly(teacher_dir, tmp_path):
+    def spec():
+        s = spec_lib.load(SPEC)
+        s.stages.dmd.objective.teacher_from = teacher_dir
+        s.stages.dmd.objective.dynamic_control = True
+        s.stages.dmd.objective.dynamic_decay = 0.5
+        s.stages.dmd.train.ckpt_every = 2
+        return spec_lib.validate(s)
+
+    def last_state(wd):
+        rows = [json.loads(line) for line in open(os.path.join(wd, "dmd", "metrics.jsonl"))]
+        rows = [r for r in rows if "train/state/gap_ema" in r]
+        return rows[-1]["step"], rows[-1]["train/state/gap_ema"], rows[0]
+
+    whole, parts = str(tmp_path / "whole"), str(tmp_path / "parts")
+    trainer.run(spec(), whole, only=("dmd",))
+    trainer.run(spec(), parts, only=("dmd",), until_step=2)
+    trainer.run(spec(), parts, only=("dmd",))
+    step, ema, first = last_state(whole)
+    assert step == 4 and first["train/state/gap_ref"] > 0
+    assert last_state(parts)[:2] == (step, ema)

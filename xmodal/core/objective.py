@@ -20,7 +20,11 @@ Optional (read through the functions below, so a missing one has one meaning):
   takes them as ``frozen=`` (e.g. to know a VAE's latent shape);
 - ``stage_outputs(ctx) -> {name: float}``: what the stage hands to later stages (a VAE's
   latent std), computed after its last step on its *training* split: ``ctx`` is an
-  ``EvalContext`` over training records (``stages.OUTPUTS``).
+  ``EvalContext`` over training records (``stages.OUTPUTS``);
+- ``init_state() -> pytree`` and ``update_state(state, metrics) -> pytree``: running statistics
+  (``TrainState.objective_state``). ``update_state`` runs once per step after every group's
+  update, on that step's metrics (``train/<group>/<aux>``); a loss whose signature has
+  ``objective_state`` reads the state as it was at the start of the step.
 
 Evaluators call an objective through the protocols of ``eval_context``.
 """
@@ -92,6 +96,11 @@ def init(objective: Any, rng, batch, frozen: Mapping[str, Any]) -> dict:
     if "frozen" in inspect.signature(objective.init).parameters:
         return objective.init(rng, batch, frozen=frozen)
     return objective.init(rng, batch)
+
+
+def init_state(objective: Any) -> dict:
+    make = getattr(objective, "init_state", None)
+    return make() if make else {}
 
 
 def has_stage_outputs(objective: Any) -> bool:

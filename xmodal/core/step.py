@@ -66,18 +66,22 @@ def make_train_step(objective, txs: Mapping[str, optax.GradientTransformation],
     cadence = dict(getattr(objective, "cadence", {}) or {})
     # A loss that changes over training (a schedule of soft labels) takes ``step=``.
     takes_step = "step" in inspect.signature(objective.loss).parameters
+    # Running statistics (``TrainState.objective_state``) for a loss that reads them.
+    takes_state = "objective_state" in inspect.signature(objective.loss).parameters
+    update_state = getattr(objective, "update_state", None)
 
     def updates_before(g, step):
         every, offset = cadence.get(g, (1, 0))
         return (step - offset) // every
 
-    def group_update(g, i, params, opt_state, ema, batch, rng, step, frozen):
+    def group_update(g, i, params, opt_state, ema, batch, rng, step, frozen, obj_state):
         def loss_fn(p, mb, r):
             # Frozen networks are read, never differentiated: the gradient is w.r.t. ``p`` only.
             merged = with_frozen(dict(params, **{g: p}), frozen)
-            if takes_step:
-                return objective.loss(merged, mb, r, g, step=step)
-            return objective.loss(merged, mb, r, g)
+            kw = dict(step=step) if takes_step else {}
+            if takes_state:
+                kw["objective_state"] = obj_state
+            return objective.loss(merged, mb, r, g, **kw)
         grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
         (loss, aux), grads = accumulated_grads(grad_fn, params[g], batch,
                                                jax.random.fold_in(rng, i), accum)
@@ -102,7 +106,8 @@ def make_train_step(objective, txs: Mapping[str, optax.GradientTransformation],
             params, opt_state, ema = dict(state.params), dict(state.opt_state), dict(state.ema)
             metrics = {}
             for i, g in enumerate(groups):
-                args = (params, opt_state, ema, batch, rng, state.step, state.frozen)
+                args = (params, opt_state, ema, batch, rng, state.step, state.frozen,
+                        state.objective_state)
                 if g in cadence:
                     every, offset = cadence[g]
                     active = state.step % every == offset
@@ -121,9 +126,15 @@ def make_train_step(objective, txs: Mapping[str, optax.GradientTransformation],
                     ema[g] = new_ema
                 prefix = "train/" if len(groups) == 1 else f"train/{g}/"
                 metrics.update({prefix + k: v for k, v in group_metrics.items()})
+            obj_state = state.objective_state
+            if update_state is not None:
+                obj_state = update_state(obj_state, metrics)
+                metrics.update({f"train/state/{k}": jnp.asarray(v, jnp.float32).reshape(())
+                                for k, v in obj_state.items()})
             # One flag the host reads every step (one scalar transfer, not every metric).
             metrics[FINITE] = jnp.all(jnp.stack([jnp.isfinite(v) for v in metrics.values()]))
-            new = state.replace(step=state.step + 1, params=params, opt_state=opt_state, ema=ema)
+            new = state.replace(step=state.step + 1, params=params, opt_state=opt_state, ema=ema,
+                                objective_state=obj_state)
             return new, metrics
 
     return train_step

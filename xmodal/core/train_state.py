@@ -9,6 +9,11 @@ the mesh by the same sharding rules as the trained parameters (their paths read
 ``frozen/<name>/...``), passed to the step as an argument — never a closure constant, so never a
 full copy on every device — and never seen by an optimizer. They are saved with the state, so a
 resumed run uses exactly the networks it started with.
+
+An objective may keep running statistics that its loss reads and the step updates, never
+differentiated (InstaRevive's EMA of the student's gap to the clean images): the
+``objective_state`` part, ``{}`` for most objectives, saved with the rest so a resumed run
+continues them exactly (``xmodal.core.step``).
 """
 from __future__ import annotations
 
@@ -27,13 +32,15 @@ class TrainState:
     ema: dict[str, Any]             # group → EMA parameters ({} when EMA is off)
     frozen: dict[str, Any]          # name → frozen parameters, never updated ({} when none)
     rng: jax.Array                  # raw uint32 key data; per-step keys are fold_in(rng, step)
+    objective_state: dict[str, Any] = flax.struct.field(default_factory=dict)
 
     def step_rng(self) -> jax.Array:
         return jax.random.fold_in(jax.random.wrap_key_data(self.rng), self.step)
 
 
 def create(params: dict[str, Any], txs: dict[str, Any], rng: jax.Array, ema: bool,
-           frozen: dict[str, Any] | None = None) -> TrainState:
+           frozen: dict[str, Any] | None = None,
+           objective_state: dict[str, Any] | None = None) -> TrainState:
     return TrainState(
         step=jnp.zeros((), jnp.int32),
         params=params,
@@ -41,6 +48,7 @@ def create(params: dict[str, Any], txs: dict[str, Any], rng: jax.Array, ema: boo
         ema=jax.tree.map(jnp.copy, params) if ema else {},
         frozen=dict(frozen or {}),
         rng=jax.random.key_data(rng),
+        objective_state=dict(objective_state or {}),
     )
 
 

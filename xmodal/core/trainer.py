@@ -209,7 +209,7 @@ def build(spec: mlc.ConfigDict, workdir: str) -> Setup:
     def init_state(r, frozen):
         zeros = {k: jnp.zeros(v.shape, v.dtype) for k, v in batch_spec.items()}
         return ts.create(objective_lib.init(objective, r, zeros, frozen), txs, state_rng, ema,
-                         frozen)
+                         frozen, objective_lib.init_state(objective))
 
     abstract_state = jax.eval_shape(init_state, init_rng, abstract_frozen)
     state_shardings = parallel.tree_shardings(mesh, spec.sharding.rules, abstract_state)

@@ -15,6 +15,21 @@ Groups, in update order (``xmodal.core.step``): ``fake_score`` then ``generator`
   ``regression_steps``-step ODE solution from the same noises. DMD1 precomputes a dataset of
   such pairs because its teacher takes 50 network calls; here they are solved inside the step,
   which costs ``regression_steps`` teacher calls on those rows and needs no stored pairs.
+  ``regression_target="data"`` regresses on the batch's own data instead (x1 = the teacher's
+  ``flow_data``): for paired conditional tasks (restoration: the clean image of the degraded
+  one), at no teacher cost.
+- ``dynamic_control`` (InstaRevive's dynamic control; the rule is ours, the paper's text here
+  being its abstract): the noise levels of the distribution-matching gradient narrow towards
+  the data end as the student's outputs approach the clean data. The fake-score group, which
+  samples x = G(z) every step, logs gap = mean |x - x1| against the batch's data; the state keeps
+  gap_ref (the first step's gap: the teacher-initialised student) and gap_ema (decay
+  ``dynamic_decay``). The generator then draws t ~ U[t_lo, t_max] with
+
+      r = clip(gap_ema / gap_ref, dynamic_floor, 1),   t_lo = t_max - r (t_max - t_min)
+
+  so the full range [t_min, t_max] at the start (large noise: global structure) and, once the
+  gap has shrunk to ``dynamic_floor`` of its start, only the lowest-noise fraction
+  ``dynamic_floor`` of it (fine detail). t = 1 is data, so high noise is small t.
 
 Left out (said in the README): DMD2's GAN head on the fake score's features and multi-step
 students with backward simulation.
@@ -39,6 +54,10 @@ class DMDObjective(student_lib.Distillation):
     regression_weight: float = 0.0
     regression_rows: int = 0
     regression_steps: int = 25
+    regression_target: str = "teacher"
+    dynamic_control: bool = False
+    dynamic_decay: float = 0.99
+    dynamic_floor: float = 0.25
     groups: tuple = ("fake_score", "generator")
 
     @property
@@ -55,30 +74,63 @@ class DMDObjective(student_lib.Distillation):
     def fake_x1(self, params, x_t, t, cond):
         return x1_prediction(self.teacher, params["fake_score"], x_t, t, cond)
 
-    def loss(self, params, batch, rng, group):
+    # ------------------------------------------------------------------ dynamic control
+    def init_state(self) -> dict:
+        if not self.dynamic_control:
+            return {}
+        return {"gap_ref": jnp.zeros((), jnp.float32), "gap_ema": jnp.zeros((), jnp.float32)}
+
+    def update_state(self, state, metrics):
+        if not self.dynamic_control:
+            return state
+        gap = metrics["train/fake_score/clean_gap"]
+        first = state["gap_ref"] <= 0
+        return {"gap_ref": jnp.where(first, gap, state["gap_ref"]),
+                "gap_ema": jnp.where(first, gap, self.dynamic_decay * state["gap_ema"]
+                                     + (1 - self.dynamic_decay) * gap)}
+
+    def t_low(self, state) -> jax.Array:
+        """The lower end of the generator's noise levels (the module docstring's t_lo)."""
+        if not self.dynamic_control or not state:   # no state: a loss evaluated outside training
+            return jnp.float32(self.t_min)
+        ratio = jnp.where(state["gap_ref"] > 0, state["gap_ema"] / state["gap_ref"], 1.0)
+        r = jnp.clip(ratio, self.dynamic_floor, 1.0)
+        return self.t_max - r * (self.t_max - self.t_min)
+
+    def loss(self, params, batch, rng, group, objective_state=None):
         k_z, k_noise, k_fake = jax.random.split(rng, 3)
         cond = self.condition(params, batch)
         z = self.noise(k_z, params, batch)
         x = self.generate(params["generator"], z, cond)
         if group == "fake_score":
             # The flow of the generator's samples, detached: only the fake score learns here.
-            return flow_matching_loss(self.teacher.velocity, params["fake_score"],
-                                      jax.lax.stop_gradient(x), cond, k_fake,
-                                      path=self.teacher.path, time_sampler=UniformTime(),
-                                      cfg_drop=0.0)
-        x_t, t = self.noised(k_noise, x)
+            loss, aux = flow_matching_loss(self.teacher.velocity, params["fake_score"],
+                                           jax.lax.stop_gradient(x), cond, k_fake,
+                                           path=self.teacher.path, time_sampler=UniformTime(),
+                                           cfg_drop=0.0)
+            if self.dynamic_control:
+                data = self.teacher.flow_data(params, batch)
+                aux = dict(aux, clean_gap=jnp.mean(jnp.abs(jax.lax.stop_gradient(x) - data)))
+            return loss, aux
+        t_lo = self.t_low(objective_state)
+        x_t, t = self.noised(k_noise, x, t_lo)
         x_real = self.real_x1(params, x_t, t, cond)
         x_fake = self.fake_x1(params, x_t, t, cond)
         grad, nonfinite = dl.dmd_gradient(x, x_real, x_fake)
         dm = dl.dmd_loss(x, grad)
         aux = {"dm_loss": dm, "dm_grad_rms": jnp.sqrt(jnp.mean(jnp.square(grad))),
                "dm_nonfinite": nonfinite,
-               "real_fake_gap": jnp.mean(jnp.abs(jax.lax.stop_gradient(x_real - x_fake)))}
+               "real_fake_gap": jnp.mean(jnp.abs(jax.lax.stop_gradient(x_real - x_fake))),
+               "t_low": t_lo}
         loss = dm
         if self.regression_weight:
             rows = self.regression_rows or x.shape[0]
             take = lambda tree: jax.tree.map(lambda a: a[:rows], tree)  # noqa: E731
-            target = self.teacher_sample(params, z[:rows], take(batch), self.regression_steps)
+            if self.regression_target == "data":
+                target = self.teacher.flow_data(params, take(batch))
+            else:
+                target = self.teacher_sample(params, z[:rows], take(batch),
+                                             self.regression_steps)
             reg = dl.regression_loss(x[:rows], target)
             loss = loss + self.regression_weight * reg
             aux["regression_loss"] = reg
@@ -88,22 +140,35 @@ class DMDObjective(student_lib.Distillation):
 @OBJECTIVES.register("dmd")
 def dmd(teacher_from: str = "", guidance: float = 1.0, fake_updates: int = 5,
         t_min: float = 0.02, t_max: float = 0.98, regression_weight: float = 0.0,
-        regression_rows: int = 0, regression_steps: int = 25, student_init: str = "teacher"):
+        regression_rows: int = 0, regression_steps: int = 25, regression_target: str = "teacher",
+        dynamic_control: bool = False, dynamic_decay: float = 0.99, dynamic_floor: float = 0.25,
+        student_init: str = "teacher"):
     """``teacher_from``: the flow stage ("stage:teacher"); ``guidance``: the teacher's CFG scale;
     ``fake_updates``: fake-score updates per generator update (DMD2: 5; 1 = DMD); ``t_min``,
     ``t_max``: the noise levels of the distribution-matching gradient (DMD2's 0.02-0.98 of its
-    timesteps); ``regression_*``: DMD1's paired regression loss (weight 0.25 in the paper)."""
+    timesteps); ``regression_*``: DMD1's paired regression loss (weight 0.25 in the paper), on
+    the teacher's ODE solution or (``regression_target="data"``) the batch's data;
+    ``dynamic_*``: InstaRevive's dynamic control of the noise levels (module docstring)."""
     student_lib.check_range(t_min, t_max)
     if not (isinstance(fake_updates, int) and fake_updates >= 1):
         raise SpecError(f"dmd fake_updates must be an integer >= 1; got {fake_updates!r}")
     if regression_weight < 0 or regression_rows < 0 or regression_steps < 1:
         raise SpecError("dmd needs regression_weight >= 0, regression_rows >= 0 and "
                         "regression_steps >= 1")
+    if regression_target not in ("teacher", "data"):
+        raise SpecError(f"dmd regression_target={regression_target!r}: one of teacher, data")
+    if not (0.0 < dynamic_decay < 1.0 and 0.0 < dynamic_floor <= 1.0):
+        raise SpecError("dmd needs 0 < dynamic_decay < 1 and 0 < dynamic_floor <= 1; got "
+                        f"{dynamic_decay}, {dynamic_floor}")
 
     def bind(model, mesh):
         teacher, student = student_lib.bind_parts(teacher_from, student_init, model, mesh)
         return DMDObjective(teacher.objective, teacher.params, teacher.frozen, student,
                             student_init, float(guidance), float(t_min), float(t_max),
                             fake_updates=fake_updates, regression_weight=float(regression_weight),
-                            regression_rows=regression_rows, regression_steps=regression_steps)
+                            regression_rows=regression_rows, regression_steps=regression_steps,
+                            regression_target=regression_target,
+                            dynamic_control=bool(dynamic_control),
+                            dynamic_decay=float(dynamic_decay),
+                            dynamic_floor=float(dynamic_floor))
     return bind

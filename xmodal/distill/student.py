@@ -47,17 +47,33 @@ class Distillation:
         return jax.eval_shape(lambda: self.teacher.flow_data(params, batch)).shape
 
     def init_student(self, rng, batch, frozen) -> Any:
-        """The student network's first parameters: a copy of the teacher's (DMD and SiD start
-        the generator and the fake score there) or a fresh initialisation."""
+        """The student network's first parameters: the teacher's (DMD and SiD start the
+        generator and the fake score there) or a fresh initialisation (``scratch``).
+
+        From the teacher, every parameter the teacher has is copied by name; a student with
+        more (a ControlNet-style branch, ``control_*`` in ``nn.unet``) keeps its own
+        initialisation for those only. A teacher parameter the student lacks, or of another
+        shape, is a spec error: the student is not the teacher's architecture."""
         fresh = lambda: objective_lib.init(self.student, rng, batch, frozen)["model"]  # noqa: E731
         if self.student_init == "scratch":
             return fresh()
-        shapes = lambda tree: jax.tree.map(lambda x: str(tuple(x.shape)), tree)  # noqa: E731
-        if shapes(jax.eval_shape(fresh)) != shapes(frozen["teacher"]):
-            raise SpecError("student_init='teacher' needs the stage's model to be the teacher's "
-                            "architecture, and it is not: give the teacher's model spec or set "
-                            "student_init='scratch'")
-        return jax.tree.map(jnp.asarray, frozen["teacher"])
+        flat_shapes = lambda tree: {  # noqa: E731
+            jax.tree_util.keystr(k): tuple(v.shape)
+            for k, v in jax.tree_util.tree_leaves_with_path(tree)}
+        student, teacher = flat_shapes(jax.eval_shape(fresh)), flat_shapes(frozen["teacher"])
+        bad = sorted(k for k, shape in teacher.items() if student.get(k) != shape)
+        if bad:
+            raise SpecError("student_init='teacher' needs the stage's model to hold the "
+                            f"teacher's architecture, and {len(bad)} teacher parameter(s) are "
+                            f"missing or of another shape (first: {bad[0]}): give the teacher's "
+                            "model spec or set student_init='scratch'")
+        teacher_params = jax.tree.map(jnp.asarray, frozen["teacher"])
+        if student.keys() == teacher.keys():
+            return teacher_params
+        by_path = dict(jax.tree_util.tree_leaves_with_path(teacher_params))
+        by_name = {jax.tree_util.keystr(k): v for k, v in by_path.items()}
+        return jax.tree_util.tree_map_with_path(
+            lambda k, v: by_name.get(jax.tree_util.keystr(k), v), fresh())
 
     def check_output(self, params, batch) -> None:
         """The student's sample must have the teacher's data shape."""
@@ -72,10 +88,12 @@ class Distillation:
     def noise(self, rng, params, batch) -> jax.Array:
         return jax.random.normal(rng, self.data_shape(params, batch), jnp.float32)
 
-    def noised(self, rng, x) -> tuple[jax.Array, jax.Array]:
-        """(x_t, t): x noised along the teacher's path at t ~ U[t_min, t_max]."""
+    def noised(self, rng, x, t_min=None) -> tuple[jax.Array, jax.Array]:
+        """(x_t, t): x noised along the teacher's path at t ~ U[t_min, t_max] (``t_min`` may
+        be a traced scalar: DMD's dynamic control moves it)."""
         k_t, k_eps = jax.random.split(rng)
-        t = jax.random.uniform(k_t, (x.shape[0],), jnp.float32, self.t_min, self.t_max)
+        lo = self.t_min if t_min is None else t_min
+        t = jax.random.uniform(k_t, (x.shape[0],), jnp.float32, lo, self.t_max)
         eps = jax.random.normal(k_eps, x.shape, jnp.float32)
         return self.teacher.path.sample(eps, x, t).x_t, t
 

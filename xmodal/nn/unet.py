@@ -10,6 +10,13 @@ U-Net of Ho et al. 2020 / AudioLDM), with FlowSep's conditioning:
 ``__call__(x_t [B, H, W, C], t [B], cond [B, H, W, Cc], text [B, L] ids | [B, D] embedded)
 -> v [B, H, W, C]``;
 H and W must divide by 2^(len(widths) - 1).
+
+``control=True`` adds a ControlNet-style branch (Zhang et al. 2023) reading ``cond``: a stem
+and one residual block per resolution, each level's features added to the encoder's through a
+zero-initialised 1x1 convolution (``control_zero_<i>``), before they are kept as skips. Its
+parameters are all named ``control_*`` and the rest are the plain U-Net's, so a controlled
+student starts from a plain teacher's parameters and, with the zero convolutions, computes
+exactly the teacher's velocity at its first step (InstaRevive's student).
 """
 from __future__ import annotations
 
@@ -48,6 +55,7 @@ class UNet(nn.Module):
     text_width: int = 128
     text_depth: int = 2
     text_max_len: int = 64
+    control: bool = False
     dtype: Any = jnp.float32
     param_dtype: Any = jnp.float32
 
@@ -66,14 +74,21 @@ class UNet(nn.Module):
             emb_w, name="text_pool", dot_general=dot_general_for(self.dtype), **kw)(pooled)
         x = jnp.concatenate([x_t, cond.astype(x_t.dtype)], -1).astype(self.dtype)
         x = conv(self.widths[0], 3, name="stem", **kw)(x)
+        if self.control:
+            ctl = conv(self.widths[0], 3, name="control_stem", **kw)(cond.astype(self.dtype))
         skips = []
         for i, wd in enumerate(self.widths):
             x = ResBlock2D(wd, name=f"down_res_{i}", **kw)(x, emb)
             if i:
                 x = CrossAttention2D(self.num_heads, name=f"down_cross_{i}", **kw)(x, tokens, mask)
+            if self.control:
+                ctl = ResBlock2D(wd, name=f"control_res_{i}", **kw)(ctl, emb)
+                x = x + conv(wd, 1, name=f"control_zero_{i}", zero=True, **kw)(ctl)
             skips.append(x)
             if i < len(self.widths) - 1:
                 x = conv(wd, 3, stride=2, name=f"down_{i}", **kw)(x)
+                if self.control:
+                    ctl = conv(wd, 3, stride=2, name=f"control_down_{i}", **kw)(ctl)
         x = ResBlock2D(self.widths[-1], name="mid_res", **kw)(x, emb)
         for i, wd in reversed(list(enumerate(self.widths))):
             x = ResBlock2D(wd, name=f"up_res_{i}", **kw)(jnp.concatenate([x, skips[i]], -1), emb)

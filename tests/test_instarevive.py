@@ -1,0 +1,143 @@
+"""InstaRevive's pieces: the seeded degradation, the restoration transform, the U-Net's
+zero-initialised control branch and the student that starts from a plain teacher, the Y-channel
+metrics; and specs/instarevive.py end to end through the CLI (tiny)."""
+import json
+import os
+import subprocess
+import sys
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from PIL import Image
+
+from tests import cli
+from xmodal.core.registry import MODELS, TRANSFORMS
+from xmodal.projects.instarevive import degrade as deg
+from xmodal.projects.instarevive.evaluator import psnr_ssim_y, y_channel
+
+
+def _image(seed=0, size=32):
+    """A smooth image with an edge: something blur, noise and JPEG visibly change."""
+    yy, xx = np.mgrid[0:size, 0:size] / size
+    r = np.random.default_rng(seed)
+    img = np.stack([128 + 100 * np.sin(6 * xx + r.uniform()), 255 * (yy > 0.5),
+                    200 * xx * yy], -1)
+    return np.clip(img, 0, 255).astype(np.uint8)
+
+
+def _psnr(a, b):
+    mse = np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2)
+    return 10 * np.log10(255.0 ** 2 / mse)
+
+
+def test_degradation_is_fixed_per_record_and_degrades():
+    img = _image()
+    seed = deg.record_seed("grinning face")
+    a, b = deg.degrade(img, 2, seed), deg.degrade(img, 2, seed)
+    assert a.shape == (16, 16, 3) and a.dtype == np.uint8
+    np.testing.assert_array_equal(a, b)                       # the same record, the same LQ
+    other = deg.degrade(img, 2, deg.record_seed("thumbs up"))
+    assert np.abs(other.astype(int) - a.astype(int)).max() > 0   # another record, another draw
+    assert deg.record_seed("x", seed=1) != deg.record_seed("x", seed=0)
+    # Degraded: below a plain bicubic down-and-up of the same image, which loses only detail.
+    lq = deg.upsample(a, 32)
+    plain = deg.upsample(np.asarray(Image.fromarray(img).resize((16, 16), Image.BICUBIC)), 32)
+    assert _psnr(lq, img) < _psnr(plain, img) - 1.0
+    assert _psnr(lq, img) > 10.0                              # but still the same picture
+    with pytest.raises(ValueError, match="square uint8"):
+        deg.degrade(img[:, :20], 2, seed)
+    with pytest.raises(ValueError, match="dividing the size"):
+        deg.degrade(img, 3, seed)
+
+
+def test_restoration_transform_pairs_the_clean_image_with_its_fixed_degradation():
+    t = TRANSFORMS.build("restoration", image_size=32, max_text_len=16, scale=2, seed=0)
+    rec = {"image": _image(size=64), "name": b"grinning face", "group": 3}
+    out = t.map(rec)
+    assert out["image"].shape == out["lq"].shape == (32, 32, 3)
+    assert out["lq_small"].shape == (16, 16, 3) and int(out["label"]) == 3
+    np.testing.assert_array_equal(out["lq_small"], deg.degrade(
+        out["image"], 2, deg.record_seed("grinning face", 0)))
+    np.testing.assert_array_equal(out["lq"], deg.upsample(out["lq_small"], 32))
+    assert t.tokenizer.decode(out["text"]) == "grinning face"
+    with pytest.raises(KeyError, match="seed its degradation"):
+        TRANSFORMS.build("restoration", seed_field="base").map(rec)
+    with pytest.raises(ValueError, match="dividing image_size"):
+        TRANSFORMS.build("restoration", image_size=32, scale=3)
+
+
+def test_control_branch_starts_at_zero_and_student_starts_from_the_teacher():
+    kw = dict(widths=(8, 16), num_heads=2, text_width=16, text_depth=1, text_max_len=8)
+    plain, ctl = MODELS.build("unet", **kw), MODELS.build("unet", control=True, **kw)
+    r = np.random.default_rng(0)
+    x = jnp.asarray(r.normal(size=(2, 8, 8, 3)), jnp.float32)
+    cond = jnp.asarray(r.normal(size=(2, 8, 8, 3)), jnp.float32)
+    t, text = jnp.array([0.2, 0.7]), jnp.asarray(r.integers(3, 100, (2, 8)), jnp.int32)
+    p_plain = plain.init(jax.random.key(0), x, t, cond, text)["params"]
+    p_ctl = ctl.init(jax.random.key(1), x, t, cond, text)["params"]
+    # A trained teacher's output convolution is not the zero it starts at.
+    out = p_plain["out"]["kernel"]
+    p_plain = dict(p_plain, out=dict(p_plain["out"], kernel=jnp.asarray(
+        r.normal(size=out.shape) * 0.1, jnp.float32)))
+    extra = set(p_ctl) - set(p_plain)
+    assert extra and all(k.startswith("control_") for k in extra)
+    # The student's own branch with the teacher's parameters everywhere else.
+    merged = dict(p_ctl, **p_plain)
+    v_plain = plain.apply({"params": p_plain}, x, t, cond, text)
+    assert float(jnp.abs(v_plain).max()) > 1e-2
+    np.testing.assert_allclose(ctl.apply({"params": merged}, x, t, cond, text), v_plain,
+                               atol=1e-6)
+    # The zero convolutions are what hides it: open one and the branch changes the velocity.
+    opened = jax.tree_util.tree_map_with_path(
+        lambda k, v: v + 0.1 if "control_zero_0" in jax.tree_util.keystr(k) else v, merged)
+    assert float(jnp.abs(ctl.apply({"params": opened}, x, t, cond, text) - v_plain).max()) > 1e-3
+
+
+def test_y_channel_metrics_follow_their_formulas():
+    clean = np.stack([_image(s) for s in range(3)])
+    noisy = np.clip(clean.astype(int) + np.random.default_rng(0).integers(-20, 21, clean.shape),
+                    0, 255).astype(np.uint8)
+    y = np.asarray(y_channel(clean))[..., 0] * 255.0
+    np.testing.assert_allclose(y[0, 0, 0], 16 + (65.481 * clean[0, 0, 0, 0] + 128.553 *
+                               clean[0, 0, 0, 1] + 24.966 * clean[0, 0, 0, 2]) / 255, rtol=1e-5)
+    assert 16 - 1e-3 <= y.min() and y.max() <= 235 + 1e-3
+    psnr, ssim = psnr_ssim_y(noisy, clean)
+    yn = np.asarray(y_channel(noisy))[..., 0]
+    want = [10 * np.log10(1.0 / np.mean((yn[i] - y[i] / 255.0) ** 2)) for i in range(3)]
+    np.testing.assert_allclose(psnr, want, rtol=1e-4)
+    p_same, s_same = psnr_ssim_y(clean, clean)
+    np.testing.assert_allclose(s_same, 1.0, atol=1e-5)
+    assert np.all(ssim < 0.99) and np.all(ssim > 0.1)
+
+
+@pytest.mark.slow
+def test_instarevive_spec_trains_distils_and_writes_the_table(tmp_path):
+    stages = "teacher,regressor,dmd_dynamic,eval"
+    cmd = [sys.executable, "-m", "xmodal.main", "--spec=specs/instarevive.py:tiny,tower=false",
+           f"--workdir={tmp_path}", f"--stages={stages}"]
+    out = subprocess.run(cmd, cwd=cli.ROOT, env=cli.env(devices=1), capture_output=True,
+                         text=True, timeout=900)
+    assert out.returncode == 0, out.stderr[-3000:]
+    # The dynamic-control student logged its gap, its noise-level floor and its state.
+    rows = [json.loads(line) for line in open(tmp_path / "dmd_dynamic" / "metrics.jsonl")]
+    train = [r for r in rows if "train/fake_score/clean_gap" in r]
+    assert train and all(r["train/fake_score/clean_gap"] > 0 for r in train)
+    assert train[0]["train/state/gap_ref"] == pytest.approx(train[0]["train/fake_score/clean_gap"])
+    gen = [r for r in train if r.get("train/generator/t_low", 0) > 0]
+    assert gen and all(0.02 - 1e-6 <= r["train/generator/t_low"] <= 0.98 for r in gen)
+    table = json.loads((tmp_path / "eval" / "restoration_table.json").read_text())
+    names = list(table["rows"])
+    assert names[:3] == ["degraded input (nearest)", "bicubic",
+                         "supervised one-step regressor (L2)"]
+    assert "teacher, 2 Euler steps" in names and "DMD + dynamic control (one step)" in names
+    assert not any(n.startswith("SiD") for n in names)        # not trained: said in the notes
+    assert any("SiD" in n and "missing" in n for n in table["notes"])
+    for name, r in table["rows"].items():
+        assert np.isfinite(r["psnr_y"]) and 0 < r["psnr_y"] < 100, name
+        assert -1 <= r["ssim_y"] <= 1, name
+    assert table["rows"]["teacher, 2 Euler steps"]["nfe"] == 2
+    assert table["rows"]["DMD + dynamic control (one step)"]["ms_per_image"] > 0
+    sheet = Image.open(tmp_path / "eval" / "contact_sheet_0.png")
+    assert sheet.size[0] > 4 * 32 and sheet.size[1] > 8 * 32   # 4 columns, 8 rows
