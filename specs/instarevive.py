@@ -21,7 +21,7 @@ Stages, in this order, each in ``<workdir>/<stage>``:
                distribution-matching gradient narrow as the student's gap to the clean images
                shrinks)
   sid          SiD (alpha 1.2), the same student
-  reflow       2-rectified flow on (noise, teacher 25-step ODE(noise)) couplings
+  reflow       2-rectified flow on (noise, teacher ODE(noise)) couplings (25 steps; runlocal 10)
   one_step     regression distillation of the reflowed flow (InstaFlow's second stage)
   eval         train.steps = 0: one table of every system on the held-out images
                (restoration_table.{json,md}) and contact sheets, in <workdir>/eval
@@ -69,10 +69,10 @@ def get_config(arg=None):
     data = "emoji/tiny" if tiny else "emoji"
     size = 32 if (a.runlocal or tiny) else 64
     batch = 8 if tiny else (32 if a.runlocal else 128)
-    teacher_steps = a.steps or (2 if tiny else (2000 if a.runlocal else 100_000))
-    student_steps = a.student_steps or (2 if tiny else (400 if a.runlocal else 20_000))
-    net = dict(name="unet", widths=(16, 32) if tiny else ((32, 64) if a.runlocal else
-                                                          (64, 128, 256)),
+    # runlocal: every stage on a 2-core CPU in about 20 minutes (the table's README has times).
+    teacher_steps = a.steps or (2 if tiny else (1500 if a.runlocal else 100_000))
+    student_steps = a.student_steps or (2 if tiny else (200 if a.runlocal else 20_000))
+    net = dict(name="unet", widths=(16, 32) if tiny or a.runlocal else (64, 128, 256),
                num_heads=2 if tiny else 4, text_width=32 if tiny else 64,
                text_depth=1, text_max_len=MAX_TEXT_LEN)
     flow = dict(name="restoration_flow", cfg_drop=0.1, max_text_len=MAX_TEXT_LEN)
@@ -81,7 +81,8 @@ def get_config(arg=None):
     teacher.model = dict(net)
     teacher.objective = dict(flow)
 
-    regressor = _stage(a, data, size, batch, teacher_steps, 1e-3 if a.runlocal or tiny else 2e-4)
+    regressor = _stage(a, data, size, batch, teacher_steps // 2 or 1,
+                       1e-3 if a.runlocal or tiny else 2e-4)
     regressor.model = dict(net)
     regressor.objective = dict(name="restoration_l2", max_text_len=MAX_TEXT_LEN)
 
@@ -91,7 +92,9 @@ def get_config(arg=None):
         s.objective = dict(objective, teacher_from="stage:teacher")
         return s
 
-    fake_updates = 2 if tiny else 5
+    # DMD2's 5 fake-score updates per generator update at full size; runlocal's 200 steps would
+    # leave the generator 40 updates, so there it is 2.
+    fake_updates = 2 if tiny or a.runlocal else 5
     dmd = dict(name="dmd", fake_updates=fake_updates, t_min=0.02, t_max=0.98,
                regression_weight=0.25, regression_target="data")
     lr = 1e-4
@@ -102,7 +105,8 @@ def get_config(arg=None):
                                  dynamic_floor=0.25), lr),
         sid=student(dict(name="sid", alpha=1.2), lr),
         # Reflow keeps the teacher's architecture: its couplings retrain the teacher's network.
-        reflow=student(dict(name="reflow", target="flow", teacher_steps=2 if tiny else 25),
+        reflow=student(dict(name="reflow", target="flow",
+                            teacher_steps=2 if tiny else (10 if a.runlocal else 25)),
                        lr * 3, model=net),
         one_step=student(dict(name="reflow", target="one_step", teacher_steps=2 if tiny else 4),
                          lr * 3, model=net),
