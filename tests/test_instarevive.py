@@ -148,3 +148,17 @@ def test_instarevive_spec_trains_distils_and_writes_the_table(tmp_path):
     assert table["rows"]["DMD + dynamic control (one step)"]["ms_per_image"] > 0
     sheet = Image.open(tmp_path / "eval" / "contact_sheet_0.png")
     assert sheet.size[0] > 4 * 32 and sheet.size[1] > 8 * 32   # 4 columns, 8 rows
+
+    # --mode=sample on the student: images from the held-out degraded inputs, captions replaced.
+    out = tmp_path / "samples"
+    cmd = [sys.executable, "-m", "xmodal.main", "--spec=specs/instarevive.py:tiny,tower=false",
+           f"--workdir={tmp_path}", "--mode=sample", "--stage=dmd_dynamic", f"--out={out}",
+           "--prompt=grinning face", "--spec.stages.dmd_dynamic.sample.num=6"]
+    r = subprocess.run(cmd, cwd=cli.ROOT, env=cli.env(devices=1), capture_output=True, text=True,
+                       timeout=300)
+    assert r.returncode == 0, r.stderr[-3000:]
+    x = np.load(out / "samples.npy")
+    assert x.shape == (6, 32, 32, 3) and np.all(np.isfinite(x))
+    assert Image.open(out / "grid.png").size == (3 * 34 + 2, 2 * 34 + 2)   # 3 x 2 tiles
+    lines = (out / "conditions.txt").read_text().splitlines()
+    assert len(lines) == 6 and all("'grinning face'" in line for line in lines)

@@ -123,6 +123,13 @@ def defaults() -> dict:
             "ema_decay": 0.0,           # 0 = no EMA copy of the parameters
             "check_finite": True,       # stop with the step and metric name on NaN/Inf
         },
+        # --mode=sample (xmodal.inference.sample): how a generative stage draws samples.
+        "sample": {
+            "num": 16,                  # samples; their conditions are the eval split's first
+            "steps": 0,                 # ODE steps; 0 = the objective's own default
+            "solver": "",               # euler | midpoint | heun | rk4; '' = the objective's
+            "seed": 0,                  # the noise
+        },
         # "data": '' (data.name's eval split) or a data.mix entry's name, for any evaluator.
         "evals": Components(_evaluators, reserved=("data",)),
         "sharding": {

@@ -64,6 +64,18 @@ def read_spec(stage_dir: str) -> dict:
         return tuples(json.load(f))
 
 
+def is_trained(stage_dir: str) -> bool:
+    """Whether ``stage_dir`` holds a stage that can be loaded: its spec.json and a committed
+    checkpoint (a stage stopped before its first checkpoint is not trained)."""
+    if not stage_dir or not os.path.isfile(os.path.join(stage_dir, "spec.json")):
+        return False
+    try:
+        ckpt_lib.find_step_dir(stage_dir)
+    except SpecError:
+        return False
+    return True
+
+
 def load_params(stage_dir: str) -> dict:
     """``{group: params}`` (numpy) of the newest committed checkpoint, by the EMA policy."""
     root, step = ckpt_lib.find_step_dir(stage_dir)

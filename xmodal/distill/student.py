@@ -119,6 +119,13 @@ class Distillation:
         return self.generate(params[self.student_group], noise, self.condition(params, batch))
 
 
+    def render_samples(self, params, x, batch):
+        """Samples as files' contents for ``--mode=sample``: the teacher's way (audio for
+        FlowSep), or None when the teacher has none (images and points need none)."""
+        render = getattr(self.teacher, "render_samples", None)
+        return render(params, x, batch) if render is not None else None
+
+
 def bind_parts(teacher_from: str, student_init: str, model, mesh):
     """(teacher, student objective) for a stage whose network is ``model``."""
     if student_init not in STUDENT_INITS:

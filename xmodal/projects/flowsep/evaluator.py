@@ -22,7 +22,7 @@ from xmodal.core.registry import EVALUATORS, SpecError
 from xmodal.core.eval_context import EvalContext
 from xmodal.projects.flowsep.baselines import (mask_estimates, mixture_estimate,
                                                    oracle_irm, score_estimates)
-from xmodal.core.stages import load_stage
+from xmodal.core.stages import is_trained, load_stage
 from xmodal.projects.flowsep.separator import Separator
 
 QUERY_PREFIX = "separate the "
@@ -121,7 +121,7 @@ def separation(vocoder_from: str = "", mask_from: str = "", clap_from: str = "",
         notes = [f"{len(mixture)} held-out mixtures of {mixture.shape[1] / sr:.2f} s at {sr} Hz; "
                  f"FlowSep: {steps} {solver} steps, CFG scale {cfg_scale}, "
                  f"noise scale {noise_scale}, step {ctx.step}"]
-        if vocoder_from and os.path.isdir(os.path.join(vocoder_from, "checkpoints")):
+        if is_trained(vocoder_from):
             voc = load_stage(vocoder_from)
             vocoder, vparams = voc.model, jax.tree.map(jnp.asarray, voc.params["model"])
         else:
@@ -159,7 +159,7 @@ def separation(vocoder_from: str = "", mask_from: str = "", clap_from: str = "",
                 estimates[f"FlowSep, {tag} (vocoder)"] = more["vocoder"]
             estimates[VAE_RATIO_ROW.replace("FlowSep", f"FlowSep, {tag}")] = more["vae_ratio"]
         student_sep, short_names = None, {}
-        if student_from and os.path.isdir(os.path.join(student_from, "checkpoints")):
+        if is_trained(student_from):
             s_obj, s_params, s_label = load_student(student_from, obj, ctx.params)
             student_sep = Separator(s_obj, s_params, vocoder, vparams, sample_rate=sr,
                                     gl_iters=gl_iters)
@@ -178,7 +178,7 @@ def separation(vocoder_from: str = "", mask_from: str = "", clap_from: str = "",
         estimates["mixture (unprocessed)"] = mixture_estimate(mixture)
         estimates["oracle IRM (upper bound)"] = oracle_irm(mixture, target, obj.mel.n_fft,
                                                            obj.mel.hop)
-        if mask_from and os.path.isdir(os.path.join(mask_from, "checkpoints")):
+        if is_trained(mask_from):
             estimates["mask network (discriminative)"] = mask_estimates(mask_from, mixture,
                                                                         tokens, sr)
         else:
@@ -187,7 +187,7 @@ def separation(vocoder_from: str = "", mask_from: str = "", clap_from: str = "",
 
         # ---------------------------------------------------------------- scores
         scorer = None
-        if clap_from and os.path.isdir(os.path.join(clap_from, "checkpoints")):
+        if is_trained(clap_from):
             from xmodal.projects.clap.score import load_clap
             scorer = load_clap(clap_from)
             notes.append(f"Fréchet distance (fd) and CLAPScore: our audio-text model "

@@ -32,7 +32,8 @@ from xmodal import sampling
 from xmodal.audio.mel import MelConfig
 from xmodal.audio.remix import check_remix, remix
 from xmodal.data.tokenizer import ByteTokenizer
-from xmodal.distill.teacher import one_step
+from xmodal.distill.teacher import ode_sample, one_step
+from xmodal.projects.flowsep.separator import render
 from xmodal.projects.flowsep.vae_model import MelVAE
 from xmodal.core.registry import OBJECTIVES
 from xmodal.losses.flow import TIME_SAMPLERS, flow_matching_loss
@@ -162,6 +163,21 @@ class FlowSepObjective:
             path=self.path, time_sampler=self.time_sampler, cfg_drop=self.cfg_drop,
             null_cond=self.null_query(params))
         return loss, dict(aux, latent_std=jnp.std(x1))
+
+    # ------------------------------------------------------------------ Sampler
+    def sample(self, params, noise, batch, steps: int = 10):
+        """The target latent for the batch's mixtures and queries: ``steps`` Euler steps from
+        ``noise`` (``xmodal.sampling.Sampler``; ``separate_latent`` has the other settings)."""
+        return ode_sample(self, params["model"], noise, self.flow_condition(params, batch),
+                          steps=steps)
+
+    def render_samples(self, params, z, batch) -> dict:
+        """Latents → what ``--mode=sample`` writes: waveforms by the VAE-ratio renderer
+        (``separator.render``) and their log-mel spectrograms."""
+        mel = self.decode_mel(params, jnp.asarray(z))
+        wave = render(self, params, mel, jnp.asarray(batch["mixture"]), which=("vae_ratio",))
+        return {"audio": np.asarray(wave["vae_ratio"]), "spectrogram": np.asarray(mel),
+                "sample_rate": self.mel.sample_rate}
 
     # ------------------------------------------------------------------ inference
     def separate_latent(self, params, mixture, query, rng, *, steps: int = 10,

@@ -81,7 +81,7 @@ class Separator:
         if flow_stage is None:
             raise SpecError(f"spec has no stage training a 'flowsep' objective; stages: "
                             f"{sorted(stages)}")
-        if not os.path.isdir(os.path.join(workdir, flow_stage, "checkpoints")):
+        if not stages_lib.is_trained(os.path.join(workdir, flow_stage)):
             raise SpecError(f"no trained flow stage in {os.path.join(workdir, flow_stage)!r}: "
                             f"train the spec first (--mode=train)")
         flow = stages_lib.resolve_refs(stages[flow_stage], workdir)
@@ -92,8 +92,8 @@ class Separator:
         params = jax.tree.map(jnp.asarray, {
             **objective.load_frozen(), **stages_lib.load_params(os.path.join(workdir, flow_stage))})
         vocoder = vocoder_params = None
-        vdir = os.path.join(workdir, vocoder_stage)
-        if vocoder_stage in stages and os.path.isdir(os.path.join(vdir, "checkpoints")):
+        vdir = os.path.join(workdir, vocoder_stage or "")
+        if vocoder_stage in stages and stages_lib.is_trained(vdir):
             vocoder = stages_lib.build_model(stages[vocoder_stage].model.to_dict())
             vocoder_params = jax.tree.map(jnp.asarray, stages_lib.load_params(vdir)["model"])
         t = flow.data.transform

@@ -30,7 +30,7 @@ from PIL import Image
 
 from xmodal.core.eval_context import EvalContext
 from xmodal.core.registry import EVALUATORS, OBJECTIVES, SpecError
-from xmodal.core.stages import load_stage
+from xmodal.core.stages import is_trained, load_stage
 from xmodal.distill.teacher import one_step
 from xmodal.evaluate.separation import frechet_distance
 from xmodal.projects.instarevive.degrade import upsample
@@ -132,7 +132,7 @@ def restoration(teacher_steps: tuple = (1, 2, 4, 10, 25), regressor_from: str = 
         fixed = {"degraded input (nearest)": np.stack(
             [upsample(x, size, Image.Resampling.NEAREST) for x in lq_small]),
                  "bicubic": lq}
-        if regressor_from and os.path.isdir(os.path.join(regressor_from, "checkpoints")):
+        if is_trained(regressor_from):
             reg = load_stage(regressor_from)
             node = dict(reg.spec["objective"])
             reg_obj = OBJECTIVES.build(node.pop("name"), **node)(reg.model, None)
@@ -149,7 +149,7 @@ def restoration(teacher_steps: tuple = (1, 2, 4, 10, 25), regressor_from: str = 
                 lambda p, z, b, k=k: obj.sample(p, z, b, k), ctx.params, k)
         trained = []
         for label, stage_dir in students.items():
-            if os.path.isdir(os.path.join(stage_dir, "checkpoints")):
+            if is_trained(stage_dir):
                 fn, params = load_one_step(stage_dir, obj, frozen)
                 systems[label] = (fn, params, 1)
                 trained.append(label)
@@ -168,7 +168,7 @@ def restoration(teacher_steps: tuple = (1, 2, 4, 10, 25), regressor_from: str = 
 
         # ---------------------------------------------------------------- scores
         embed = None
-        if tower_from and os.path.isdir(os.path.join(tower_from, "checkpoints")):
+        if is_trained(tower_from):
             from xmodal.inference.two_tower import Embedder
             tower = Embedder.from_workdir(tower_from)
             embed = tower.embed_items
