@@ -202,3 +202,55 @@ def test_objective_state_trains_and_resumes_exactly(teacher_dir, tmp_path):
     step, ema, first = last_state(whole)
     assert step == 4 and first["train/state/gap_ref"] > 0
     assert last_state(parts)[:2] == (step, ema)
+
+
+def test_multi_step_student_trains_by_backward_simulation(teacher_dir):
+    """DMD2's multi-step student: per example a step k; its input is the generator's own chain
+    from z (no gradient), t_k = k / K; the gradient flows through the last call only."""
+    obj, _ = _bind(teacher_dir, generator_steps=2)
+    batch = _batch(64)
+    params = _params(obj, batch)
+    gen = jax.tree.map(lambda p: p * 1.1, params["generator"])   # not the teacher any more
+    label, rng = batch["label"], jax.random.key(8)
+    z = obj.noise(jax.random.key(9), params, batch)
+    x = obj.backward_simulate(gen, z, label, rng)
+    # The same draws written out: k per example; k = 1 starts from G(z, 0) noised to t = 1/2.
+    k_pick, k_chain = jax.random.split(rng)
+    k = np.asarray(jax.random.randint(k_pick, (64,), 0, 2))
+    assert 10 < k.sum() < 54                                   # both steps are trained
+    first = obj.generate(gen, z, label)
+    half = jnp.full((64,), 0.5)
+    x_half = obj.renoise(jax.random.fold_in(k_chain, 1), first, half)
+    second = obj.generate_at(gen, x_half, half, label)
+    want = np.where(k[:, None] == 1, second, first)
+    np.testing.assert_allclose(x, want, rtol=1e-5, atol=1e-6)
+    # No gradient through the chain: the same as the last call on a constant input.
+    x_in = jnp.where(k[:, None] == 1, x_half, z)
+    t_in = jnp.asarray(k / 2, jnp.float32)
+    got = jax.grad(lambda p: jnp.sum(obj.backward_simulate(p, z, label, rng) ** 2))(gen)
+    ref = jax.grad(lambda p: jnp.sum(obj.generate_at(p, x_in, t_in, label) ** 2))(gen)
+    for a, b in zip(jax.tree.leaves(got), jax.tree.leaves(ref)):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
+    # Sampling runs the whole chain, deterministic in its noise; one step is G(z, 0).
+    p = dict(params, generator=gen)
+    s = obj.sample(p, z, batch)
+    np.testing.assert_array_equal(s, obj.sample(p, z, batch))
+    assert float(jnp.abs(s - first).max()) > 1e-3
+    one, _ = _bind(teacher_dir)
+    np.testing.assert_allclose(one.sample(p, z, batch), first, rtol=1e-6)
+    with pytest.raises(SpecError, match="generator_steps must be an integer >= 1"):
+        _bind(teacher_dir, generator_steps=0)
+    with pytest.raises(SpecError, match="regression_target='teacher'"):
+        _bind(teacher_dir, generator_steps=2, regression_weight=0.25)
+
+
+def test_multi_step_dmd_and_sid_train_through_the_trainer(teacher_dir, tmp_path):
+    c = spec_lib.load(SPEC)
+    for name in ("dmd", "sid"):
+        c.stages[name].objective.generator_steps = 3
+        c.stages[name].objective.teacher_from = teacher_dir
+    out = trainer.run(spec_lib.validate(c), str(tmp_path), only=("dmd", "sid"))
+    for name in ("dmd", "sid"):
+        assert np.isfinite(out[name]["eval/sw@1"]), out[name]
+        rows = [json.loads(line) for line in open(tmp_path / name / "metrics.jsonl")]
+        assert any("train/generator/loss" in r for r in rows)

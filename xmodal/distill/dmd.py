@@ -31,8 +31,10 @@ Groups, in update order (``xmodal.core.step``): ``fake_score`` then ``generator`
   gap has shrunk to ``dynamic_floor`` of its start, only the lowest-noise fraction
   ``dynamic_floor`` of it (fine detail). t = 1 is data, so high noise is small t.
 
-Left out (said in the README): DMD2's GAN head on the fake score's features and multi-step
-students with backward simulation.
+- ``generator_steps`` K > 1: DMD2's multi-step student, trained by backward simulation
+  (``xmodal.distill.student``); both groups see the generator's outputs at every step k.
+
+Left out (said in the README): DMD2's GAN head on the fake score's features.
 """
 from __future__ import annotations
 
@@ -101,7 +103,8 @@ class DMDObjective(student_lib.Distillation):
         k_z, k_noise, k_fake = jax.random.split(rng, 3)
         cond = self.condition(params, batch)
         z = self.noise(k_z, params, batch)
-        x = self.generate(params["generator"], z, cond)
+        # One step (K = 1): G(z); a multi-step student: DMD2's backward simulation (student.py).
+        x = self.backward_simulate(params["generator"], z, cond, jax.random.fold_in(rng, 7))
         if group == "fake_score":
             # The flow of the generator's samples, detached: only the fake score learns here.
             loss, aux = flow_matching_loss(self.teacher.velocity, params["fake_score"],
@@ -142,14 +145,21 @@ def dmd(teacher_from: str = "", guidance: float = 1.0, fake_updates: int = 5,
         t_min: float = 0.02, t_max: float = 0.98, regression_weight: float = 0.0,
         regression_rows: int = 0, regression_steps: int = 25, regression_target: str = "teacher",
         dynamic_control: bool = False, dynamic_decay: float = 0.99, dynamic_floor: float = 0.25,
-        student_init: str = "teacher"):
+        student_init: str = "teacher", generator_steps: int = 1):
     """``teacher_from``: the flow stage ("stage:teacher"); ``guidance``: the teacher's CFG scale;
     ``fake_updates``: fake-score updates per generator update (DMD2: 5; 1 = DMD); ``t_min``,
     ``t_max``: the noise levels of the distribution-matching gradient (DMD2's 0.02-0.98 of its
     timesteps); ``regression_*``: DMD1's paired regression loss (weight 0.25 in the paper), on
     the teacher's ODE solution or (``regression_target="data"``) the batch's data;
-    ``dynamic_*``: InstaRevive's dynamic control of the noise levels (module docstring)."""
+    ``dynamic_*``: InstaRevive's dynamic control of the noise levels (module docstring);
+    ``generator_steps``: the student's steps (1 = one step; DMD2 uses 4 for its multi-step
+    students, trained by backward simulation)."""
     student_lib.check_range(t_min, t_max)
+    student_lib.check_generator_steps(generator_steps)
+    if generator_steps > 1 and regression_weight and regression_target == "teacher":
+        raise SpecError("dmd regression_target='teacher' pairs the noise z with the teacher's "
+                        "ODE(z), which a multi-step student's later steps do not start from: "
+                        "use regression_target='data' or generator_steps=1")
     if not (isinstance(fake_updates, int) and fake_updates >= 1):
         raise SpecError(f"dmd fake_updates must be an integer >= 1; got {fake_updates!r}")
     if regression_weight < 0 or regression_rows < 0 or regression_steps < 1:
@@ -165,7 +175,8 @@ def dmd(teacher_from: str = "", guidance: float = 1.0, fake_updates: int = 5,
         teacher, student = student_lib.bind_parts(teacher_from, student_init, model, mesh)
         return DMDObjective(teacher.objective, teacher.params, teacher.frozen, student,
                             student_init, float(guidance), float(t_min), float(t_max),
-                            fake_updates=fake_updates, regression_weight=float(regression_weight),
+                            generator_steps=generator_steps, fake_updates=fake_updates,
+                            regression_weight=float(regression_weight),
                             regression_rows=regression_rows, regression_steps=regression_steps,
                             regression_target=regression_target,
                             dynamic_control=bool(dynamic_control),

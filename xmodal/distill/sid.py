@@ -5,7 +5,8 @@ in DMD) then ``generator``, both every step (SiD alternates them 1:1). The gener
 ``losses.distillation.sid_loss`` with ``alpha`` (1.2; 1.0 is SiDA's), is differentiated through
 the generator's sample *and* through the teacher's and the fake score's predictions at the
 noised sample (their parameters do not change in this group): unlike DMD, SiD's gradient is not
-a stop-gradient target.
+a stop-gradient target. ``generator_steps`` > 1 makes it a multi-step student, trained by
+backward simulation as DMD2's (``xmodal.distill.student``).
 """
 from __future__ import annotations
 
@@ -35,7 +36,8 @@ class SiDObjective(student_lib.Distillation):
     def loss(self, params, batch, rng, group):
         k_z, k_noise, k_fake = jax.random.split(rng, 3)
         cond = self.condition(params, batch)
-        x = self.generate(params["generator"], self.noise(k_z, params, batch), cond)
+        x = self.backward_simulate(params["generator"], self.noise(k_z, params, batch), cond,
+                                   jax.random.fold_in(rng, 7))
         if group == "fake_score":
             return flow_matching_loss(self.teacher.velocity, params["fake_score"],
                                       jax.lax.stop_gradient(x), cond, k_fake,
@@ -51,13 +53,15 @@ class SiDObjective(student_lib.Distillation):
 
 @OBJECTIVES.register("sid")
 def sid(teacher_from: str = "", alpha: float = 1.2, guidance: float = 1.0, t_min: float = 0.02,
-        t_max: float = 0.98, student_init: str = "teacher"):
-    """``alpha``: SiD's 1.2 (1.0 = SiDA); the other keys as ``dmd``'s."""
+        t_max: float = 0.98, student_init: str = "teacher", generator_steps: int = 1):
+    """``alpha``: SiD's 1.2 (1.0 = SiDA); the other keys as ``dmd``'s (``generator_steps``:
+    a multi-step student by backward simulation, ``xmodal.distill.student``)."""
     student_lib.check_range(t_min, t_max)
+    student_lib.check_generator_steps(generator_steps)
 
     def bind(model, mesh):
         teacher, student = student_lib.bind_parts(teacher_from, student_init, model, mesh)
         return SiDObjective(teacher.objective, teacher.params, teacher.frozen, student,
                             student_init, float(guidance), float(t_min), float(t_max),
-                            alpha=float(alpha))
+                            generator_steps=generator_steps, alpha=float(alpha))
     return bind

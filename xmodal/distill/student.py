@@ -4,6 +4,16 @@ one-step generator and sampling.
 Parameters the losses read (``params`` of ``Objective.loss``): the trained groups
 (``generator``, ``fake_score`` or ``model``) and the frozen ``teacher`` network with the
 teacher's own frozen networks (a VAE...), all placed in the sharded train state.
+
+**Multi-step students** (DMD2, sec. 4.4; ``generator_steps`` K > 1). The generator is the
+student network's clean-point prediction G(x_t, t) at K times t_k = k / K (t_0 = 0: pure
+noise). It samples as a chain: x̂_0 = G(z, 0); x_{t_k} = the path's noising of x̂_{k-1} to t_k
+with fresh noise; x̂_k = G(x_{t_k}, t_k); the sample is x̂_{K-1}. **Backward simulation**
+trains each step on the inputs it sees when sampling, not on noised data: per example a step k
+is drawn uniformly, its input x_{t_k} is produced by the generator's own chain from z with no
+gradient (k network calls), and only the last call G(x_{t_k}, t_k) carries the gradient the
+losses give. Sampling's fresh noise comes from a key folded from the bits of the starting
+noise, so a sample stays a deterministic function of its noise (``xmodal.sampling.Sampler``).
 """
 from __future__ import annotations
 
@@ -32,6 +42,7 @@ class Distillation:
     t_min: float
     t_max: float
     student_group: str = "generator"
+    generator_steps: int = 1    # K > 1: a multi-step student (module docstring)
 
     def load_frozen(self) -> dict:
         return {"teacher": self.teacher_params, **self.teacher_frozen}
@@ -113,10 +124,55 @@ class Distillation:
     def generate(self, student_params, z, cond):
         return teacher_lib.one_step(self.student, student_params, z, cond)
 
+    def generate_at(self, student_params, x_t, t, cond):
+        """G(x_t, t): the student network's clean-point prediction at per-example times t [B]."""
+        v = self.student.velocity(student_params, x_t, t, cond)
+        return self.student.path.velocity_to_x1(x_t, v, t)
+
+    def renoise(self, rng, x1, t):
+        """x1 noised along the path to per-example times t [B] with fresh noise."""
+        eps = jax.random.normal(rng, x1.shape, jnp.float32)
+        return self.teacher.path.sample(eps, x1, t).x_t
+
+    def times(self) -> jax.Array:
+        return jnp.arange(self.generator_steps, dtype=jnp.float32) / self.generator_steps
+
+    def backward_simulate(self, student_params, z, cond, rng):
+        """The generator's output to train (module docstring): one step, G(z, 0), for K = 1;
+        for K > 1, G(x_{t_k}, t_k) at a per-example step k whose input x_{t_k} the generator's
+        own chain made from z without gradient."""
+        if self.generator_steps == 1:
+            return self.generate(student_params, z, cond)
+        b, times = z.shape[0], self.times()
+        k_pick, k_chain = jax.random.split(rng)
+        k = jax.random.randint(k_pick, (b,), 0, self.generator_steps)
+        frozen = jax.lax.stop_gradient(student_params)
+        mask = lambda j: (k >= j).reshape((b,) + (1,) * (z.ndim - 1))  # noqa: E731
+        x_in = z
+        x_hat = self.generate(frozen, z, cond)
+        for j in range(1, self.generator_steps):
+            x_j = self.renoise(jax.random.fold_in(k_chain, j), x_hat, jnp.full((b,), times[j]))
+            x_in = jnp.where(mask(j), x_j, x_in)
+            if j < self.generator_steps - 1:
+                x_hat = self.generate_at(frozen, x_j, jnp.full((b,), times[j]), cond)
+        return self.generate_at(student_params, jax.lax.stop_gradient(x_in), times[k], cond)
+
     def sample(self, params, noise, batch, steps: int = 1):
-        """The student's sample from ``noise`` (``xmodal.sampling.Sampler``): one step."""
-        del steps  # a one-step generator
-        return self.generate(params[self.student_group], noise, self.condition(params, batch))
+        """The student's sample from ``noise`` (``xmodal.sampling.Sampler``): its
+        ``generator_steps`` steps (module docstring); ``steps`` does not apply."""
+        del steps  # the student's own number of steps
+        net, cond = params[self.student_group], self.condition(params, batch)
+        x = self.generate(net, noise, cond)
+        if self.generator_steps == 1:
+            return x
+        # Fresh noise between steps, from the starting noise's own bits: deterministic in it.
+        bits = jax.lax.bitcast_convert_type(noise.reshape(-1)[0].astype(jnp.float32), jnp.uint32)
+        key = jax.random.fold_in(jax.random.key(0), bits)
+        b = noise.shape[0]
+        for j, t in enumerate(np.arange(1, self.generator_steps) / self.generator_steps, 1):
+            tb = jnp.full((b,), t, jnp.float32)
+            x = self.generate_at(net, self.renoise(jax.random.fold_in(key, j), x, tb), tb, cond)
+        return x
 
 
     def render_samples(self, params, x, batch):
@@ -133,6 +189,12 @@ def bind_parts(teacher_from: str, student_init: str, model, mesh):
     teacher = teacher_lib.load_teacher(teacher_from, mesh)
     student = teacher.objective.with_model(model)
     return teacher, student
+
+
+def check_generator_steps(generator_steps) -> int:
+    if not (isinstance(generator_steps, int) and generator_steps >= 1):
+        raise SpecError(f"generator_steps must be an integer >= 1; got {generator_steps!r}")
+    return generator_steps
 
 
 def check_range(t_min: float, t_max: float) -> None:

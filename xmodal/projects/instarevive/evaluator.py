@@ -31,7 +31,6 @@ from PIL import Image
 from xmodal.core.eval_context import EvalContext
 from xmodal.core.registry import EVALUATORS, OBJECTIVES, SpecError
 from xmodal.core.stages import is_trained, load_stage
-from xmodal.distill.teacher import one_step
 from xmodal.evaluate.separation import frechet_distance
 from xmodal.projects.instarevive.degrade import upsample
 from xmodal.projects.instarevive.objective import to_uint8
@@ -54,21 +53,20 @@ def psnr_ssim_y(restored: np.ndarray, clean: np.ndarray) -> tuple[np.ndarray, np
     return np.asarray(dm_pix.psnr(a, b)), np.asarray(dm_pix.ssim(a, b))
 
 
-def load_one_step(stage_dir: str, teacher_objective, frozen: dict):
-    """(restore(params, noise, batch), params) for a trained student stage: its network as a
-    one-step generator G(z) = x1(z, t=0) under the teacher's flow."""
+def load_student(stage_dir: str):
+    """(restore(params, noise, batch), params, network calls) for a trained student stage: its
+    objective rebuilt from its spec.json (teacher included), sampling as it trained (one step,
+    or a multi-step student's chain)."""
     stage = load_stage(stage_dir)
-    name = stage.spec["objective"]["name"]
+    node = dict(stage.spec["objective"])
+    name = node.pop("name")
     if name not in STUDENT_OBJECTIVES:
         raise SpecError(f"students: {stage_dir!r} trained objective {name!r}, not a "
                         f"distillation ({', '.join(STUDENT_OBJECTIVES)})")
-    group = "generator" if "generator" in stage.params else "model"
-    flow = teacher_objective.with_model(stage.model)
-    params = dict(frozen, model=jax.tree.map(jnp.asarray, stage.params[group]))
-
-    def restore(p, noise, batch):
-        return one_step(flow, p["model"], noise, flow.flow_condition(p, batch))
-    return restore, params
+    student = OBJECTIVES.build(name, **node)(stage.model, None)
+    params = {**jax.tree.map(jnp.asarray, student.load_frozen()),
+              **jax.tree.map(jnp.asarray, stage.params)}
+    return (lambda p, z, b: student.sample(p, z, b)), params, student.generator_steps
 
 
 def contact_sheet(path: str, columns: list[np.ndarray], titles: list[str], scale: int = 3):
@@ -150,8 +148,7 @@ def restoration(teacher_steps: tuple = (1, 2, 4, 10, 25), regressor_from: str = 
         trained = []
         for label, stage_dir in students.items():
             if is_trained(stage_dir):
-                fn, params = load_one_step(stage_dir, obj, frozen)
-                systems[label] = (fn, params, 1)
+                systems[label] = load_student(stage_dir)
                 trained.append(label)
             else:
                 notes.append(f"no trained {label} stage ({stage_dir}): its row is missing")
