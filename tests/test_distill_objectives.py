@@ -254,3 +254,63 @@ def test_multi_step_dmd_and_sid_train_through_the_trainer(teacher_dir, tmp_path)
         assert np.isfinite(out[name]["eval/sw@1"]), out[name]
         rows = [json.loads(line) for line in open(tmp_path / name / "metrics.jsonl")]
         assert any("train/generator/loss" in r for r in rows)
+
+
+def test_gan_losses_follow_their_formulas():
+    real, fake = jnp.array([2.0, -1.0]), jnp.array([0.5, -3.0])
+    sp = lambda v: np.log1p(np.exp(v))  # noqa: E731
+    want_d = np.mean(sp(-np.asarray(real))) + np.mean(sp(np.asarray(fake)))
+    np.testing.assert_allclose(dl.gan_discriminator_loss(real, fake), want_d, rtol=1e-6)
+    np.testing.assert_allclose(dl.gan_generator_loss(fake), np.mean(sp(-np.asarray(fake))),
+                               rtol=1e-6)
+
+
+def test_gan_features_are_what_the_output_layer_reads(teacher_dir):
+    from xmodal.distill import gan
+    stage = load_stage(teacher_dir)
+    net = stage.params["model"]
+    x, t, label = jnp.ones((4, 2)), jnp.full((4,), 0.3), jnp.arange(4)
+    out, h = gan.features(lambda: stage.model.apply({"params": net}, x, t, label))
+    last = sorted((k for k in net if k.startswith("Dense_")), key=lambda k: int(k[6:]))[-1]
+    # The output layer applied to the tapped features gives the network's output.
+    np.testing.assert_allclose(h @ net[last]["kernel"] + net[last]["bias"], out, rtol=1e-5,
+                               atol=1e-6)
+    _, named = gan.features(lambda: stage.model.apply({"params": net}, x, t, label), "Dense_0")
+    assert named.shape == (4, h.shape[1])
+    with pytest.raises(SpecError, match="matches no module"):
+        gan.features(lambda: stage.model.apply({"params": net}, x, t, label), "nope")
+
+
+def test_gan_head_trains_with_the_fake_score_and_pushes_the_generator(teacher_dir):
+    obj, _ = _bind(teacher_dir, gan_weight=0.5, gan_fake_weight=0.1, gan_width=8)
+    plain, _ = _bind(teacher_dir)
+    batch, rng = _batch(), jax.random.key(12)
+    params = _params(obj, batch)
+    assert set(params["fake_score"]) == {"net", "head"}
+    # The fake score's loss now reads the data (the classifier's "real" side)...
+    fake = lambda p, b=batch: obj.loss(dict(params, fake_score=p), b, rng, "fake_score")[0]  # noqa: E731
+    other = dict(batch, x=batch["x"] + 3.0)
+    assert float(fake(params["fake_score"], other)) != float(fake(params["fake_score"]))
+    # ...and its gradient reaches the head and the fake score network's own weights.
+    grads = jax.grad(fake)(params["fake_score"])
+    for part in ("net", "head"):
+        assert max(float(jnp.abs(g).max()) for g in jax.tree.leaves(grads[part])) > 0, part
+    # The generator's loss is DMD's plus gan_weight x softplus(-D) at the same noised sample.
+    with_gan, aux = obj.loss(params, batch, rng, "generator")
+    plain_params = dict(params, fake_score=params["fake_score"]["net"])
+    without, _ = plain.loss(plain_params, batch, rng, "generator")
+    np.testing.assert_allclose(with_gan - without, 0.5 * aux["gan_g_loss"], rtol=1e-5)
+    assert float(aux["gan_g_loss"]) > 0
+    with pytest.raises(SpecError, match="gan_fake_weight = 0"):
+        _bind(teacher_dir, gan_weight=0.5, gan_fake_weight=0.0)
+
+
+def test_dmd_with_gan_head_trains_through_the_trainer(teacher_dir, tmp_path):
+    c = spec_lib.load(SPEC)
+    c.stages.dmd.objective.update(gan_weight=0.01, gan_fake_weight=0.1, gan_width=8,
+                                  teacher_from=teacher_dir)
+    out = trainer.run(spec_lib.validate(c), str(tmp_path), only=("dmd",))
+    assert np.isfinite(out["dmd"]["eval/sw@1"])
+    rows = [json.loads(line) for line in open(tmp_path / "dmd" / "metrics.jsonl")]
+    d = [r["train/fake_score/gan_d_loss"] for r in rows if "train/fake_score/gan_d_loss" in r]
+    assert d and all(np.isfinite(d)) and 0 < d[0] < 5

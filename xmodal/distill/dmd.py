@@ -34,7 +34,12 @@ Groups, in update order (``xmodal.core.step``): ``fake_score`` then ``generator`
 - ``generator_steps`` K > 1: DMD2's multi-step student, trained by backward simulation
   (``xmodal.distill.student``); both groups see the generator's outputs at every step k.
 
-Left out (said in the README): DMD2's GAN head on the fake score's features.
+- ``gan_weight`` > 0: DMD2's GAN head (``xmodal.distill.gan``). The fake score group's
+  parameters become ``{"net": the fake score, "head": the classifier}``; its loss adds
+  ``gan_fake_weight`` × L_D on noised data (the batch's, so DMD is then no longer data-free) and
+  noised detached generator samples, trained through the head *and* the fake score's features
+  as DMD2 does; the generator's adds ``gan_weight`` × L_G at the noised sample of its DM loss
+  (``losses.distillation``). DMD2's ImageNet weights: 3e-3 (generator), 1e-2 (classifier).
 """
 from __future__ import annotations
 
@@ -44,6 +49,7 @@ import jax
 import jax.numpy as jnp
 
 from xmodal.core.registry import OBJECTIVES, SpecError
+from xmodal.distill import gan as gan_lib
 from xmodal.distill import student as student_lib
 from xmodal.distill.teacher import x1_prediction
 from xmodal.losses import distillation as dl
@@ -60,6 +66,10 @@ class DMDObjective(student_lib.Distillation):
     dynamic_control: bool = False
     dynamic_decay: float = 0.99
     dynamic_floor: float = 0.25
+    gan_weight: float = 0.0
+    gan_fake_weight: float = 0.01
+    gan_layer: str = ""
+    gan_width: int = 256
     groups: tuple = ("fake_score", "generator")
 
     @property
@@ -68,13 +78,39 @@ class DMDObjective(student_lib.Distillation):
         return {"generator": (self.fake_updates, self.fake_updates - 1)}
 
     def init(self, rng, batch, frozen):
-        params = {"fake_score": jax.tree.map(jnp.asarray, frozen["teacher"]),
-                  "generator": self.init_student(rng, batch, frozen)}
+        k_gen, k_head = jax.random.split(rng)
+        fake = jax.tree.map(jnp.asarray, frozen["teacher"])
+        params = {"fake_score": fake, "generator": self.init_student(k_gen, batch, frozen)}
+        if self.gan_weight:
+            cond = self.condition(frozen, batch)
+            shape = self.data_shape(frozen, batch)
+            feats = jax.eval_shape(lambda: self._features(fake, jnp.zeros(shape),
+                                                          jnp.zeros(shape[:1]), cond))
+            head = self.head.init(k_head, jnp.zeros(feats.shape, jnp.float32))["params"]
+            params["fake_score"] = {"net": fake, "head": head}
         self.check_output(dict(frozen, **params), batch)
         return params
 
+    # ------------------------------------------------------------------ fake score (+ GAN head)
+    @property
+    def head(self) -> gan_lib.FeatureHead:
+        return gan_lib.FeatureHead(self.gan_width)
+
+    def fake_net(self, params):
+        """The fake score network's parameters (under "net" when there is a GAN head)."""
+        return params["fake_score"]["net"] if self.gan_weight else params["fake_score"]
+
     def fake_x1(self, params, x_t, t, cond):
-        return x1_prediction(self.teacher, params["fake_score"], x_t, t, cond)
+        return x1_prediction(self.teacher, self.fake_net(params), x_t, t, cond)
+
+    def _features(self, net, x_t, t, cond):
+        return gan_lib.features(lambda: self.teacher.velocity(net, x_t, t, cond),
+                                self.gan_layer)[1]
+
+    def real_fake_logits(self, params, x_t, t, cond) -> jax.Array:
+        """The GAN head's logit ("real") for noised points x_t [B, ...] at times t [B]."""
+        h = self._features(self.fake_net(params), x_t, t, cond)
+        return self.head.apply({"params": params["fake_score"]["head"]}, h)
 
     # ------------------------------------------------------------------ dynamic control
     def init_state(self) -> dict:
@@ -107,10 +143,21 @@ class DMDObjective(student_lib.Distillation):
         x = self.backward_simulate(params["generator"], z, cond, jax.random.fold_in(rng, 7))
         if group == "fake_score":
             # The flow of the generator's samples, detached: only the fake score learns here.
-            loss, aux = flow_matching_loss(self.teacher.velocity, params["fake_score"],
+            loss, aux = flow_matching_loss(self.teacher.velocity, self.fake_net(params),
                                            jax.lax.stop_gradient(x), cond, k_fake,
                                            path=self.teacher.path, time_sampler=UniformTime(),
                                            cfg_drop=0.0)
+            if self.gan_weight:
+                # Noised data vs noised (detached) generator samples, the same noise levels.
+                k_real, k_gen = jax.random.split(jax.random.fold_in(rng, 11))
+                real_t, t_r = self.noised(k_real, self.teacher.flow_data(params, batch))
+                fake_t, t_f = self.noised(k_gen, jax.lax.stop_gradient(x))
+                real_logit = self.real_fake_logits(params, real_t, t_r, cond)
+                fake_logit = self.real_fake_logits(params, fake_t, t_f, cond)
+                d_loss = dl.gan_discriminator_loss(real_logit, fake_logit)
+                loss = loss + self.gan_fake_weight * d_loss
+                aux = dict(aux, gan_d_loss=d_loss,
+                           gan_accuracy=0.5 * (jnp.mean(real_logit > 0) + jnp.mean(fake_logit < 0)))
             if self.dynamic_control:
                 data = self.teacher.flow_data(params, batch)
                 aux = dict(aux, clean_gap=jnp.mean(jnp.abs(jax.lax.stop_gradient(x) - data)))
@@ -126,6 +173,10 @@ class DMDObjective(student_lib.Distillation):
                "real_fake_gap": jnp.mean(jnp.abs(jax.lax.stop_gradient(x_real - x_fake))),
                "t_low": t_lo}
         loss = dm
+        if self.gan_weight:
+            g_loss = dl.gan_generator_loss(self.real_fake_logits(params, x_t, t, cond))
+            loss = loss + self.gan_weight * g_loss
+            aux["gan_g_loss"] = g_loss
         if self.regression_weight:
             rows = self.regression_rows or x.shape[0]
             take = lambda tree: jax.tree.map(lambda a: a[:rows], tree)  # noqa: E731
@@ -145,7 +196,8 @@ def dmd(teacher_from: str = "", guidance: float = 1.0, fake_updates: int = 5,
         t_min: float = 0.02, t_max: float = 0.98, regression_weight: float = 0.0,
         regression_rows: int = 0, regression_steps: int = 25, regression_target: str = "teacher",
         dynamic_control: bool = False, dynamic_decay: float = 0.99, dynamic_floor: float = 0.25,
-        student_init: str = "teacher", generator_steps: int = 1):
+        student_init: str = "teacher", generator_steps: int = 1, gan_weight: float = 0.0,
+        gan_fake_weight: float = 0.01, gan_layer: str = "", gan_width: int = 256):
     """``teacher_from``: the flow stage ("stage:teacher"); ``guidance``: the teacher's CFG scale;
     ``fake_updates``: fake-score updates per generator update (DMD2: 5; 1 = DMD); ``t_min``,
     ``t_max``: the noise levels of the distribution-matching gradient (DMD2's 0.02-0.98 of its
@@ -153,9 +205,15 @@ def dmd(teacher_from: str = "", guidance: float = 1.0, fake_updates: int = 5,
     the teacher's ODE solution or (``regression_target="data"``) the batch's data;
     ``dynamic_*``: InstaRevive's dynamic control of the noise levels (module docstring);
     ``generator_steps``: the student's steps (1 = one step; DMD2 uses 4 for its multi-step
-    students, trained by backward simulation)."""
+    students, trained by backward simulation); ``gan_*``: DMD2's GAN head (module docstring;
+    ``gan_layer`` as ``xmodal.distill.gan.features``)."""
     student_lib.check_range(t_min, t_max)
     student_lib.check_generator_steps(generator_steps)
+    if gan_weight < 0 or gan_fake_weight < 0 or gan_width < 1:
+        raise SpecError("dmd needs gan_weight >= 0, gan_fake_weight >= 0 and gan_width >= 1")
+    if gan_weight and not gan_fake_weight:
+        raise SpecError("dmd gan_weight > 0 with gan_fake_weight = 0 would train the generator "
+                        "against a classifier that never learns: set gan_fake_weight > 0")
     if generator_steps > 1 and regression_weight and regression_target == "teacher":
         raise SpecError("dmd regression_target='teacher' pairs the noise z with the teacher's "
                         "ODE(z), which a multi-step student's later steps do not start from: "
@@ -181,5 +239,7 @@ def dmd(teacher_from: str = "", guidance: float = 1.0, fake_updates: int = 5,
                             regression_target=regression_target,
                             dynamic_control=bool(dynamic_control),
                             dynamic_decay=float(dynamic_decay),
-                            dynamic_floor=float(dynamic_floor))
+                            dynamic_floor=float(dynamic_floor), gan_weight=float(gan_weight),
+                            gan_fake_weight=float(gan_fake_weight), gan_layer=gan_layer,
+                            gan_width=int(gan_width))
     return bind

@@ -25,6 +25,8 @@ turned into x1-predictions by ``flow_paths.AffinePath.velocity_to_x1``).
   alpha = 1.2 (SiD), 1.0 (SiDA). Equal to the paper's (1 - alpha)||d||^2 + d^T (x_fake - x).
 - **Regression** (DMD's paired loss, InstaFlow's distillation): the generator's output for a
   noise z against the teacher's ODE solution from the same z.
+- **GAN** (DMD2, sec. 4.3): a classifier D on the fake score's features of noised samples;
+  L_D = softplus(-D(real_t)) + softplus(D(fake_t)), L_G = softplus(-D(fake_t)) (means).
 
 The normalisers are clamped below by ``eps`` (1e-5, SiD's value), so a generator sample that the
 teacher reproduces exactly gives a zero, not a non-finite, gradient.
@@ -74,3 +76,17 @@ def regression_loss(x: Array, target: Array) -> Array:
     solution from the same noise)."""
     return jnp.mean(jnp.square(x.astype(jnp.float32)
                                - jax.lax.stop_gradient(target.astype(jnp.float32))))
+
+
+def gan_discriminator_loss(real_logits: Array, fake_logits: Array) -> Array:
+    """DMD2's classifier loss on the fake score's features (non-saturating GAN, softplus form):
+    L_D = mean softplus(-D(x_real,t)) + mean softplus(D(x_fake,t)), i.e. the cross-entropy of
+    "real" for noised data and "fake" for noised generator samples."""
+    return (jnp.mean(jax.nn.softplus(-real_logits.astype(jnp.float32)))
+            + jnp.mean(jax.nn.softplus(fake_logits.astype(jnp.float32))))
+
+
+def gan_generator_loss(fake_logits: Array) -> Array:
+    """The generator's non-saturating GAN loss, L_G = mean softplus(-D(G(z)_t)): it pushes the
+    classifier's "real" logit of its noised samples up."""
+    return jnp.mean(jax.nn.softplus(-fake_logits.astype(jnp.float32)))
