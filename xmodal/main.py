@@ -2,16 +2,20 @@
 
 ``--spec`` takes ``path[:arg]`` (the arg goes to the spec's ``get_config``) and overrides such as
 ``--spec.train.steps=10``. ``--mode=train`` trains (resuming if the workdir has a checkpoint);
-``--mode=eval`` evaluates the workdir's newest checkpoint. Other modes are commands a project
+``--mode=eval`` evaluates the workdir's newest checkpoint; ``--mode=compile --target=v5e:4x4``
+compiles the train step for a TPU slice ahead of time and reports its memory per chip
+(``xmodal.core.compile``). Other modes are commands a project
 registers (``xmodal.core.registry.COMMANDS``, e.g. FlowSep's ``--mode=separate``); each parses
 its own flags, which follow the generic ones (``--input=... --query=... --out=...``).
 """
 from __future__ import annotations
 
+import os
 import sys
 
 from absl import app, flags, logging
 from ml_collections import config_flags
+from ml_collections.config_flags import config_flags as config_flags_lib
 
 from xmodal.core import spec as spec_lib
 from xmodal.core.registry import SpecError
@@ -25,9 +29,11 @@ _UNTIL = flags.DEFINE_integer(
 _STAGES = flags.DEFINE_list(
     "stages", [], "run only these stages of a multi-stage spec (in the spec's order); the "
     "others must be done already where a run stage reads them ('stage:<name>')")
+_TARGET = flags.DEFINE_string(
+    "target", "", "--mode=compile: the TPU topology to compile for, e.g. v5e:4x4, v5p:2x2x2")
 flags.mark_flags_as_required(["spec", "workdir"])
 
-GENERIC_MODES = ("train", "eval")
+GENERIC_MODES = ("train", "eval", "compile")
 
 
 def main(argv):
@@ -54,7 +60,16 @@ def main(argv):
     from xmodal.core.datasets import DataSourceMissing
     from xmodal.core.registry import COMMANDS, CommandError
     try:
-        if _MODE.value in GENERIC_MODES:
+        if _MODE.value == "compile":
+            from xmodal.core import compile as compile_lib
+            if not _TARGET.value:
+                raise SpecError("--mode=compile needs --target=<TPU topology>, e.g. v5e:4x4")
+            os.makedirs(_WORKDIR.value, exist_ok=True)
+            out = os.path.join(_WORKDIR.value, f"compile_{_TARGET.value.replace(':', '_')}.json")
+            compile_lib.run(spec, _WORKDIR.value, _TARGET.value, only=tuple(_STAGES.value),
+                            out=out)
+            print(f"report: {out}", flush=True)
+        elif _MODE.value in GENERIC_MODES:
             trainer.run(spec, _WORKDIR.value, mode=_MODE.value, until_step=_UNTIL.value,
                         only=tuple(_STAGES.value))
         else:
@@ -82,6 +97,9 @@ def parse_flags(argv: list[str]) -> list[str]:
         sys.stderr.write(f"spec error: {str(e).splitlines()[0]}\n")
     except (AttributeError, KeyError) as e:  # an override path the spec does not have
         sys.stderr.write(f"spec error: {unknown_override(argv) or e}\n")
+    except config_flags_lib.UnsupportedOperationError as e:  # a list-valued key (sharding.rules)
+        sys.stderr.write(f"spec error: {str(e).split('. ')[0]}; set it in the spec file or "
+                         "through a spec argument\n")
     sys.exit(2)
 
 

@@ -168,54 +168,12 @@ def build(spec: mlc.ConfigDict, workdir: str) -> Setup:
                               spec.data.eval_max_examples) for k in sorted(wanted)}
 
     # ---------------------------------------------------------------- model + objective
-    policy = Policy.from_mapping(spec.precision)
-    model = MODELS.build(spec.model.name, dtype=policy.compute_dtype,
-                         param_dtype=policy.param_dtype, **spec_lib.component_kwargs(spec.model))
-    objective = OBJECTIVES.build(spec.objective.name,
-                                 **spec_lib.component_kwargs(spec.objective))(model, mesh)
-    objective_lib.check(objective)
-    objective_lib.check_cadence(objective, spec.train.steps)
-
-    # ---------------------------------------------------------------- sharded train state
     # Shapes come from one transformed record, so the stream itself is not advanced.
-    example = transform.map(train_source[0])
-    batch_spec = {k: jax.ShapeDtypeStruct((spec.data.batch_size,) + np.shape(v), np.asarray(v).dtype,
-                                          sharding=parallel.batch_sharding(mesh))
-                  for k, v in example.items()}
-    rng = jax.random.key(spec.seed)
-    init_rng, state_rng = jax.random.split(rng)
-    # Frozen networks (teachers, VAEs, query encoders) through the stage API, on the host.
-    frozen_host = objective_lib.load_frozen(objective)
-    abstract_frozen = jax.tree.map(lambda x: jax.ShapeDtypeStruct(np.shape(x), x.dtype),
-                                   frozen_host)
-    abstract_params = jax.eval_shape(
-        lambda r, b, f: objective_lib.init(objective, r, b, f), init_rng, batch_spec,
-        abstract_frozen)
-    total = spec.train.steps
-    txs, schedules = {}, {}
-    group_lr = {g: float(m) for g, m in spec.optim.group_lr}
-    if set(group_lr) - set(objective.groups):
-        raise SpecError(f"optim.group_lr names {sorted(set(group_lr) - set(objective.groups))}; "
-                        f"the objective's parameter groups: {list(objective.groups)}")
-    for g in objective.groups:
-        # A group updated every k-th step runs its schedule (and warmup) over its own updates.
-        every, _ = objective_lib.cadence_of(objective, g)
-        cfg = dict(spec.optim.to_dict(), warmup_steps=-(-spec.optim.warmup_steps // every),
-                   lr=spec.optim.lr * group_lr.get(g, 1.0))
-        txs[g], schedules[g] = optim.make(cfg, abstract_params[g],
-                                          objective_lib.updates_in(objective, g, total))
-    ema = spec.train.ema_decay > 0
-
-    def init_state(r, frozen):
-        zeros = {k: jnp.zeros(v.shape, v.dtype) for k, v in batch_spec.items()}
-        return ts.create(objective_lib.init(objective, r, zeros, frozen), txs, state_rng, ema,
-                         frozen, objective_lib.init_state(objective))
-
-    abstract_state = jax.eval_shape(init_state, init_rng, abstract_frozen)
-    state_shardings = parallel.tree_shardings(mesh, spec.sharding.rules, abstract_state)
-    abstract_state = jax.tree.map(
-        lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s),
-        abstract_state, state_shardings)
+    parts = step_parts(spec, mesh, transform.map(train_source[0]))
+    model, objective, batch_spec = parts.model, parts.objective, parts.batch_spec
+    frozen_host, ema = parts.frozen_host, parts.ema
+    init_state, init_rng = parts.init_state, parts.init_rng
+    abstract_state, state_shardings = parts.abstract_state, parts.state_shardings
 
     # ---------------------------------------------------------------- restore
     mngr = ckpt_lib.manager(workdir, spec.train.keep_ckpts)
@@ -248,13 +206,7 @@ def build(spec: mlc.ConfigDict, workdir: str) -> Setup:
     writer = MetricWriter(workdir)
 
     # ---------------------------------------------------------------- step function
-    train_step = step_lib.make_train_step(
-        objective, txs, schedules, accum=spec.optim.grad_accum, ema_decay=spec.train.ema_decay,
-        logical_axis_rules=tuple(tuple(r) for r in spec.sharding.logical_axis_rules))
-    batch_sharding = parallel.batch_sharding(mesh)
-    step_fn = jax.jit(train_step, donate_argnums=(0,),
-                      in_shardings=(state_shardings, batch_sharding),
-                      out_shardings=(state_shardings, parallel.replicated(mesh)))
+    step_fn = parts.jitted_step()
 
     # ---------------------------------------------------------------- evals
     # "data" is the evals' reserved key (xmodal/schema.py): which eval set, never an argument.
@@ -299,6 +251,89 @@ def build(spec: mlc.ConfigDict, workdir: str) -> Setup:
 
     return Setup(spec, workdir, mesh, loader, train_iter, state, batch_spec, step_fn, evaluate,
                  bool(evaluators), mngr, writer, start, source, stage_outputs, chance, objective)
+
+
+@dataclasses.dataclass
+class StepParts:
+    """What the train step is made of, abstractly (no parameter materialised): built by
+    ``step_parts`` for the trainer, and for ``--mode=compile`` on a mesh of devices that are
+    not here (``xmodal.core.compile``)."""
+    spec: mlc.ConfigDict
+    mesh: Any
+    model: Any
+    objective: Any
+    batch_spec: dict            # ShapeDtypeStruct per batch field, batch-sharded
+    frozen_host: Any            # the frozen networks, host numpy
+    txs: dict
+    schedules: dict
+    ema: bool
+    init_state: Any             # (rng, frozen) -> TrainState
+    init_rng: Any
+    abstract_state: Any         # ShapeDtypeStructs with their shardings
+    state_shardings: Any
+    train_step: Any             # the pure step (state, batch) -> (state, metrics)
+
+    def jitted_step(self):
+        """The step, jitted with the state's and the batch's shardings, the state donated."""
+        return jax.jit(self.train_step, donate_argnums=(0,),
+                       in_shardings=(self.state_shardings, parallel.batch_sharding(self.mesh)),
+                       out_shardings=(self.state_shardings, parallel.replicated(self.mesh)))
+
+
+def step_parts(spec: mlc.ConfigDict, mesh, example: dict) -> StepParts:
+    """Model, objective, optimizers, abstract sharded state and the step, from the spec, a mesh
+    and one transformed example (its fields' shapes and dtypes)."""
+    policy = Policy.from_mapping(spec.precision)
+    model = MODELS.build(spec.model.name, dtype=policy.compute_dtype,
+                         param_dtype=policy.param_dtype, **spec_lib.component_kwargs(spec.model))
+    objective = OBJECTIVES.build(spec.objective.name,
+                                 **spec_lib.component_kwargs(spec.objective))(model, mesh)
+    objective_lib.check(objective)
+    objective_lib.check_cadence(objective, spec.train.steps)
+
+    # ---------------------------------------------------------------- sharded train state
+    batch_spec = {k: jax.ShapeDtypeStruct((spec.data.batch_size,) + np.shape(v), np.asarray(v).dtype,
+                                          sharding=parallel.batch_sharding(mesh))
+                  for k, v in example.items()}
+    rng = jax.random.key(spec.seed)
+    init_rng, state_rng = jax.random.split(rng)
+    # Frozen networks (teachers, VAEs, query encoders) through the stage API, on the host.
+    frozen_host = objective_lib.load_frozen(objective)
+    abstract_frozen = jax.tree.map(lambda x: jax.ShapeDtypeStruct(np.shape(x), x.dtype),
+                                   frozen_host)
+    abstract_params = jax.eval_shape(
+        lambda r, b, f: objective_lib.init(objective, r, b, f), init_rng, batch_spec,
+        abstract_frozen)
+    total = spec.train.steps
+    txs, schedules = {}, {}
+    group_lr = {g: float(m) for g, m in spec.optim.group_lr}
+    if set(group_lr) - set(objective.groups):
+        raise SpecError(f"optim.group_lr names {sorted(set(group_lr) - set(objective.groups))}; "
+                        f"the objective's parameter groups: {list(objective.groups)}")
+    for g in objective.groups:
+        # A group updated every k-th step runs its schedule (and warmup) over its own updates.
+        every, _ = objective_lib.cadence_of(objective, g)
+        cfg = dict(spec.optim.to_dict(), warmup_steps=-(-spec.optim.warmup_steps // every),
+                   lr=spec.optim.lr * group_lr.get(g, 1.0))
+        txs[g], schedules[g] = optim.make(cfg, abstract_params[g],
+                                          objective_lib.updates_in(objective, g, total))
+    ema = spec.train.ema_decay > 0
+
+    def init_state(r, frozen):
+        zeros = {k: jnp.zeros(v.shape, v.dtype) for k, v in batch_spec.items()}
+        return ts.create(objective_lib.init(objective, r, zeros, frozen), txs, state_rng, ema,
+                         frozen, objective_lib.init_state(objective))
+
+    abstract_state = jax.eval_shape(init_state, init_rng, abstract_frozen)
+    state_shardings = parallel.tree_shardings(mesh, spec.sharding.rules, abstract_state)
+    abstract_state = jax.tree.map(
+        lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s),
+        abstract_state, state_shardings)
+    train_step = step_lib.make_train_step(
+        objective, txs, schedules, accum=spec.optim.grad_accum, ema_decay=spec.train.ema_decay,
+        logical_axis_rules=tuple(tuple(r) for r in spec.sharding.logical_axis_rules))
+    return StepParts(spec, mesh, model, objective, batch_spec, frozen_host, txs, schedules, ema,
+                     init_state, init_rng, abstract_state, state_shardings, train_step)
 
 
 @dataclasses.dataclass
