@@ -62,9 +62,12 @@ def get_config(arg=None):
         return s
 
     # Learning rates chosen on the training split (WORKSPACE_NOTES.md, "Distillation").
-    dmd = student(dict(name="dmd", fake_updates=2 if a.tiny else 5), 3e-4, steps=(1,),
+    # generator_steps (multi-step students) and gan_* (DMD2's GAN head) are listed so that
+    # --spec.stages.dmd.objective.generator_steps=2 etc. can set them.
+    dmd = student(dict(name="dmd", fake_updates=2 if a.tiny else 5, generator_steps=1,
+                       gan_weight=0.0, gan_fake_weight=0.01), 3e-4, steps=(1,),
                   teacher_steps=(1,))
-    sid = student(dict(name="sid", alpha=1.2), 1e-4, steps=(1,))
+    sid = student(dict(name="sid", alpha=1.2, generator_steps=1), 1e-4, steps=(1,))
     sid.optim.group_lr = [("generator", 0.1)]   # SiD diverges unless the fake score leads
     reflow = student(dict(name="reflow", target="flow", teacher_steps=2 if a.tiny else 25),
                      1e-3, steps=(1, 2))
