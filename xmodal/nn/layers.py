@@ -9,6 +9,10 @@ paths are stable so a sharding rule table of ``(regex, PartitionSpec)`` can addr
     .../mlp/fc1/kernel                  [embed, mlp]
     .../mlp/fc2/kernel                  [mlp, embed]
 
+Optional fields whose defaults are xmodal's own choices, so that pretrained models trained with
+other choices (open_clip's CLIP: QuickGELU, LayerNorm epsilon 1e-5) run as they were trained:
+``activation`` (:data:`ACTIVATIONS`) and ``ln_epsilon``. Neither adds or renames a parameter.
+
 Activations carry logical axis names ("batch", "length", "embed", "heads", "kv", "mlp") through
 ``flax.linen.with_logical_constraint``, which does nothing unless logical axis rules are active.
 """
@@ -28,6 +32,27 @@ Dtype = Any
 KERNEL_INIT = nn.initializers.xavier_uniform()
 # Position and token embeddings: N(0, 0.02^2), as in CLIP and BERT.
 EMBED_INIT = nn.initializers.normal(stddev=0.02)
+
+
+def quick_gelu(x: jax.Array) -> jax.Array:
+    """``x * sigmoid(1.702 x)``, the GELU approximation of OpenAI's CLIP (Hendrycks & Gimpel,
+    "Gaussian Error Linear Units", 2016)."""
+    return x * jax.nn.sigmoid(1.702 * x)
+
+
+# "gelu" is flax's default, the tanh approximation (xmodal's towers were trained with it);
+# "gelu_exact" is the erf form (torch's nn.GELU, open_clip's non-QuickGELU models).
+ACTIVATIONS = {
+    "gelu": nn.gelu,
+    "gelu_exact": lambda x: nn.gelu(x, approximate=False),
+    "quick_gelu": quick_gelu,
+}
+
+
+def activation_fn(name: str):
+    if name not in ACTIVATIONS:
+        raise ValueError(f"activation {name!r} is not one of {', '.join(ACTIVATIONS)}")
+    return ACTIVATIONS[name]
 
 
 def constrain(x: jax.Array, *axes: str | None) -> jax.Array:
@@ -98,10 +123,11 @@ class Attention(nn.Module):
 
 
 class MLP(nn.Module):
-    """``fc2(gelu(fc1(x)))``, the Transformer feed-forward block."""
+    """``fc2(act(fc1(x)))``, the Transformer feed-forward block (``act``: see ACTIVATIONS)."""
     mlp_dim: int
     dtype: Dtype = jnp.float32
     param_dtype: Dtype = jnp.float32
+    activation: str = "gelu"
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
@@ -109,7 +135,7 @@ class MLP(nn.Module):
         dense = dict(dtype=self.dtype, param_dtype=self.param_dtype, kernel_init=KERNEL_INIT,
                      dot_general=dot)
         h = nn.Dense(self.mlp_dim, name="fc1", **dense)(x)
-        h = constrain(nn.gelu(h), "batch", "length", "mlp")
+        h = constrain(activation_fn(self.activation)(h), "batch", "length", "mlp")
         y = nn.Dense(x.shape[-1], name="fc2", **dense)(h)
         return constrain(y, "batch", "length", "embed")
 
@@ -122,16 +148,18 @@ class EncoderBlock(nn.Module):
     dropout: float = 0.0
     dtype: Dtype = jnp.float32
     param_dtype: Dtype = jnp.float32
+    activation: str = "gelu"
+    ln_epsilon: float = 1e-6
 
     @nn.compact
     def __call__(self, x: jax.Array, mask: jax.Array | None = None, train: bool = False
                  ) -> jax.Array:
         kw = dict(dtype=self.dtype, param_dtype=self.param_dtype)
-        y = LayerNorm(name="ln1", **kw)(x)
+        y = LayerNorm(name="ln1", epsilon=self.ln_epsilon, **kw)(x)
         y = Attention(self.num_heads, name="attn", **kw)(y, y, mask)
         x = x + nn.Dropout(self.dropout, deterministic=not train)(y)
-        y = LayerNorm(name="ln2", **kw)(x)
-        y = MLP(self.mlp_dim, name="mlp", **kw)(y)
+        y = LayerNorm(name="ln2", epsilon=self.ln_epsilon, **kw)(x)
+        y = MLP(self.mlp_dim, activation=self.activation, name="mlp", **kw)(y)
         x = x + nn.Dropout(self.dropout, deterministic=not train)(y)
         return constrain(x, "batch", "length", "embed")
 
@@ -144,6 +172,8 @@ class Encoder(nn.Module):
     dropout: float = 0.0
     dtype: Dtype = jnp.float32
     param_dtype: Dtype = jnp.float32
+    activation: str = "gelu"
+    ln_epsilon: float = 1e-6
 
     @nn.compact
     def __call__(self, x: jax.Array, mask: jax.Array | None = None, train: bool = False
@@ -151,8 +181,10 @@ class Encoder(nn.Module):
         x = constrain(x.astype(self.dtype), "batch", "length", "embed")
         for i in range(self.depth):
             x = EncoderBlock(self.num_heads, self.mlp_dim, self.dropout, dtype=self.dtype,
-                             param_dtype=self.param_dtype, name=f"block_{i}")(x, mask, train)
-        return LayerNorm(dtype=self.dtype, param_dtype=self.param_dtype, name="ln_final")(x)
+                             param_dtype=self.param_dtype, activation=self.activation,
+                             ln_epsilon=self.ln_epsilon, name=f"block_{i}")(x, mask, train)
+        return LayerNorm(dtype=self.dtype, param_dtype=self.param_dtype,
+                         epsilon=self.ln_epsilon, name="ln_final")(x)
 
 
 def check_tower(kind: str, width: int, depth: int, num_heads: int, dropout: float) -> None:

@@ -6,7 +6,16 @@ out as attention keys and from pooling, so appending pads never changes the outp
 
 - ``"eos"``: the hidden state at the last non-pad position (the eos token for well-formed
   input; with ``causal=True`` the only position that has seen the whole text);
-- ``"mean"``: the mean of the hidden states at non-pad positions.
+- ``"mean"``: the mean of the hidden states at non-pad positions;
+- ``"argmax"``: the hidden state at the largest token id of each row, CLIP's end-of-text
+  pooling (open_clip's ``text_global_pool(..., "argmax")``; CLIP's end token 49407 is its
+  largest id).
+
+Optional fields for OpenAI / open_clip CLIP text towers (defaults keep xmodal's behaviour and
+parameter tree): ``pad_mask=False`` stops treating id 0 as padding in attention (in CLIP's BPE
+vocabulary id 0 is "!"; CLIP masks only causally, and with ``causal=True`` the positions after
+the end token cannot reach it), and ``activation`` / ``ln_epsilon`` of the blocks
+(``xmodal.nn.layers``). The encoder's final LayerNorm is CLIP's ``ln_final``.
 """
 from __future__ import annotations
 
@@ -20,7 +29,7 @@ from xmodal.core.registry import MODELS
 from xmodal.nn.layers import EMBED_INIT, Encoder, check_tower, constrain
 
 PAD_ID = 0
-POOLS = ("eos", "mean")
+POOLS = ("eos", "mean", "argmax")
 
 
 @MODELS.register("text_transformer")
@@ -29,6 +38,7 @@ class TextTransformer(nn.Module):
 
     Parameters: ``token_embed/embedding`` ``[vocab_size, width]``, ``pos_embedding``
     ``[1, max_len, width]``, then ``encoder/...``. ``mlp_dim`` defaults to ``4 * width``.
+    The fields after ``param_dtype`` are the optional CLIP ones of the module docstring.
     """
     vocab_size: int = 259
     max_len: int = 64
@@ -41,6 +51,9 @@ class TextTransformer(nn.Module):
     dropout: float = 0.0
     dtype: Any = jnp.float32
     param_dtype: Any = jnp.float32
+    pad_mask: bool = True
+    activation: str = "gelu"
+    ln_epsilon: float = 1e-6
 
     @nn.compact
     def __call__(self, ids: jax.Array, train: bool = False) -> jax.Array:
@@ -63,11 +76,17 @@ class TextTransformer(nn.Module):
         pos = self.param("pos_embedding", EMBED_INIT, (1, self.max_len, self.width),
                          self.param_dtype)
         x = constrain(x + pos[:, :length].astype(self.dtype), "batch", "length", "embed")
-        mask = valid[:, None, None, :]  # keys: [B, heads=1, q=1, k]
+        mask = valid[:, None, None, :] if self.pad_mask else None  # keys: [B, 1, 1, k]
         if self.causal:
-            mask = mask & jnp.tril(jnp.ones((length, length), bool))[None, None]
+            causal = jnp.tril(jnp.ones((length, length), bool))[None, None]
+            mask = causal if mask is None else mask & causal
         x = Encoder(self.depth, self.num_heads, self.mlp_dim or 4 * self.width, self.dropout,
-                    name="encoder", **kw)(x, mask, train)
+                    activation=self.activation, ln_epsilon=self.ln_epsilon, name="encoder",
+                    **kw)(x, mask, train)
+
+        if self.pool == "argmax":
+            last = jnp.argmax(ids, axis=1)
+            return jnp.take_along_axis(x, last[:, None, None], axis=1)[:, 0]
 
         if self.pool == "eos":
             # Last non-pad position; robust to any padding side. An all-pad row reads position 0.
