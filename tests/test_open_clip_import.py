@@ -1,8 +1,7 @@
 """Pretrained CLIP from an open_clip checkpoint: the BPE tokenizer, the converted towers and the
-written stage against open_clip's own outputs (shared/fixtures/open_clip_tiny, made with
+written stage against open_clip's own outputs (tests/fixtures/open_clip_tiny, made with
 open_clip 3.3.0), and the converter's one-line errors on bad input."""
 import json
-import os
 from pathlib import Path
 
 import jax
@@ -10,18 +9,13 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-FIXTURES = Path(os.environ.get(
-    "XMODAL_OPEN_CLIP_FIXTURES",
-    Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "open_clip_tiny"))
+FIXTURES = Path(__file__).resolve().parent / "fixtures" / "open_clip_tiny"
 WEIGHTS = FIXTURES / "open_clip_model.safetensors"
 CONFIG = FIXTURES / "open_clip_config.json"
 VOCAB = FIXTURES / "bpe_simple_vocab_16e6.txt.gz"
 OUTPUTS = FIXTURES / "open_clip_outputs.npz"
 ATOL = 1e-5
 
-pytestmark = pytest.mark.skipif(
-    not OUTPUTS.is_file(),
-    reason=f"open_clip fixture folder {FIXTURES} is absent (set XMODAL_OPEN_CLIP_FIXTURES)")
 
 
 @pytest.fixture(scope="module")
