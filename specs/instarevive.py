@@ -69,7 +69,8 @@ def get_config(arg=None):
     data = "emoji/tiny" if tiny else "emoji"
     size = 32 if (a.runlocal or tiny) else 64
     batch = 8 if tiny else (32 if a.runlocal else 128)
-    # runlocal: about 45 minutes for all stages on a 2-core CPU (the students are the slow part; README).
+    # runlocal: about an hour for all stages on a busy 2-core CPU (the students are the slow part;
+    # README).
     teacher_steps = a.steps or (2 if tiny else (1500 if a.runlocal else 100_000))
     student_steps = a.student_steps or (2 if tiny else (200 if a.runlocal else 20_000))
     net = dict(name="unet", widths=(16, 32) if tiny or a.runlocal else (64, 128, 256),

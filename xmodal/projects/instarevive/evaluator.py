@@ -75,7 +75,7 @@ def contact_sheet(path: str, columns: list[np.ndarray], titles: list[str], scale
 
     n, s = columns[0].shape[:2]
     tile = s * scale
-    width = max(tile, 8 * max(len(t) for t in titles) // len(titles) + 4)
+    width = max(tile, 6 * max(len(t) for t in titles) + 4)   # PIL's default font: ~6 px a glyph
     sheet = Image.new("RGB", (len(columns) * (width + 4), 16 + n * (tile + 4)), "white")
     draw = ImageDraw.Draw(sheet)
     for j, (col, title) in enumerate(zip(columns, titles)):
