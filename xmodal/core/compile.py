@@ -17,8 +17,10 @@ and the compiled program's own analyses give, per chip:
 - FLOPs and bytes accessed per step (``cost_analysis``, per chip);
 - an estimated step time: the roofline max(FLOPs / peak bf16 FLOP/s, bytes / HBM bandwidth)
   (XLA's own ``optimal_seconds`` is printed beside it; it came out negative for some steps, so
-  it is not what the estimate uses), and the examples/s and MFU that time implies. A roofline
-  is a lower bound on the time: the real step is slower (collectives, launch overheads).
+  it is not what the estimate uses), and the examples/s and MFU that time implies. It is an
+  estimate, not a bound: the roofline leaves out collectives and launch overheads (the real step
+  is slower for those), while XLA's "bytes accessed" sums the operands of every HLO op and can
+  overstate the HBM traffic of fused code (the estimate is then too slow).
 
 ``precision.compute_dtype='auto'`` means bfloat16 here (the TPU has native bf16 products). Chip
 figures are Google Cloud's published per-chip numbers (``CHIPS``). A stage that reads earlier
@@ -169,8 +171,8 @@ def describe(name: str, target: str, r: dict) -> str:
             f"{_gb(r['output_bytes'])}, aliased {_gb(r['alias_bytes'])}); "
             f"{r['flops_per_chip'] / 1e12:.3f} TFLOP and {r['bytes_accessed_per_chip'] / 1e9:.2f} GB "
             f"accessed per chip per step; roofline {r['roofline_seconds'] * 1e3:.2f} ms "
-            f"({r['bound']}-bound; XLA's estimate {r['xla_optimal_seconds'] * 1e3:.2f} ms) → at "
-            f"most {r['examples_per_second']:,.0f} examples/s")
+            f"({r['bound']}-bound; XLA's estimate {r['xla_optimal_seconds'] * 1e3:.2f} ms) → about "
+            f"{r['examples_per_second']:,.0f} examples/s")
 
 
 def run(spec, workdir: str, target: str, only: tuple = (), out: str = "") -> dict:
