@@ -3,7 +3,6 @@ report's memory is the state the spec says (Adam's two moments beside the parame
 chip when replicated, a quarter when FSDP-sharded over 4), a step too big for the chip is an
 error, and the sharding rules place the big matrices on that mesh as they say."""
 import json
-import os
 import subprocess
 import sys
 
@@ -13,7 +12,7 @@ from tests import cli
 from xmodal.core import compile as compile_lib
 
 pytestmark = pytest.mark.skipif(
-    not compile_lib._find_libtpu(),
+    not compile_lib.find_libtpu(),
     reason=f"libtpu could not be installed here (bash setup.sh puts it in {compile_lib.LIBTPU_DIR})")
 
 SPEC = "specs/clip.py:runlocal"

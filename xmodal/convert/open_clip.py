@@ -57,8 +57,10 @@ import shutil
 import jax
 import jax.numpy as jnp
 import numpy as np
+import orbax.checkpoint as ocp
 
 from xmodal.convert import ConvertError
+from xmodal.core import checkpoint as ckpt_lib
 
 VOCAB_NAME = "bpe_simple_vocab_16e6.txt.gz"
 # open_clip's defaults (open_clip/constants.py) when a config has no preprocess_cfg.
@@ -379,14 +381,8 @@ def find_vocab(vocab: str, weights: str) -> str:
 def write_checkpoint(out: str, params: dict, meta: dict) -> str:
     """``out/checkpoints/0/{state,meta}`` as the trainer's CheckpointManager lays them out,
     with only the parameters in ``state`` (what ``init_from`` and ``load_stage`` read)."""
-    import orbax.checkpoint as ocp
+    mngr = ckpt_lib.manager(out, keep=1, async_save=False)   # the trainer's own layout
     root = os.path.abspath(os.path.join(out, "checkpoints"))
-    mngr = ocp.CheckpointManager(
-        root, options=ocp.CheckpointManagerOptions(create=True,
-                                                   enable_async_checkpointing=False),
-        item_names=("state", "meta"),
-        item_handlers={"state": ocp.StandardCheckpointHandler(),
-                       "meta": ocp.JsonCheckpointHandler()})
     state = {"params": {"model": params}, "step": np.asarray(0, np.int32)}
     mngr.save(0, args=ocp.args.Composite(state=ocp.args.StandardSave(state),
                                          meta=ocp.args.JsonSave(meta)))

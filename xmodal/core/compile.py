@@ -67,7 +67,7 @@ LIBTPU_DIR = os.environ.get("XMODAL_LIBTPU_DIR",
                             os.path.expanduser("~/.cache/xmodal/libtpu"))
 
 
-def _find_libtpu() -> bool:
+def find_libtpu() -> bool:
     import importlib.util
     import sys
     if importlib.util.find_spec("libtpu") is None and os.path.isdir(LIBTPU_DIR):
@@ -86,7 +86,7 @@ def topology_devices(target: str) -> tuple[list, Chip]:
     if generation not in CHIPS or ":" not in target:
         raise SpecError(f"--target={target!r}: a TPU topology <generation>:<shape>, e.g. "
                         f"v5e:4x4, v5p:2x2x2; generations {', '.join(CHIPS)}")
-    if not _find_libtpu():
+    if not find_libtpu():
         raise SpecError("--mode=compile needs libtpu (the TPU compiler; no TPU is needed): "
                         f"bash setup.sh (installs it in {LIBTPU_DIR}) or pip install -e '.[tpu]'")
     os.environ.setdefault("TPU_SKIP_MDS_QUERY", "1")   # not on a TPU VM: no metadata server
@@ -104,10 +104,7 @@ def compile_stage(stage, devices: list, chip: Chip) -> dict:
     if stage.precision.compute_dtype == "auto":
         stage.precision.compute_dtype = "bfloat16"
     mesh = parallel.make_mesh(stage.mesh, devices)
-    n_batch = parallel.batch_size_per_device(mesh)
-    if stage.data.batch_size % (n_batch * stage.optim.grad_accum):
-        raise SpecError(f"data.batch_size={stage.data.batch_size} must divide by the batch "
-                        f"devices ({n_batch}) × optim.grad_accum ({stage.optim.grad_accum})")
+    trainer.check_batch_size(stage, mesh)
     data_dir = stage.data.data_dir or None
     sources.prepare(stage.data.name, data_dir)
     transform = TRANSFORMS.build(stage.data.transform.name,

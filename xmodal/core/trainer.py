@@ -132,10 +132,7 @@ def build(spec: mlc.ConfigDict, workdir: str) -> Setup:
 
     # ---------------------------------------------------------------- mesh
     mesh = parallel.make_mesh(spec.mesh)
-    n_batch_dev = parallel.batch_size_per_device(mesh)
-    if spec.data.batch_size % (n_batch_dev * spec.optim.grad_accum):
-        raise SpecError(f"data.batch_size={spec.data.batch_size} must divide by the batch "
-                        f"devices ({n_batch_dev}) × optim.grad_accum ({spec.optim.grad_accum})")
+    check_batch_size(spec, mesh)
     logging.info("mesh %s over %d devices, %d process(es)", dict(mesh.shape), mesh.size, nproc)
 
     # ---------------------------------------------------------------- data
@@ -253,19 +250,24 @@ def build(spec: mlc.ConfigDict, workdir: str) -> Setup:
                  bool(evaluators), mngr, writer, start, source, stage_outputs, chance, objective)
 
 
+def check_batch_size(spec: mlc.ConfigDict, mesh) -> None:
+    """The global batch splits evenly over the mesh's batch devices and the micro-batches."""
+    n_batch_dev = parallel.batch_size_per_device(mesh)
+    if spec.data.batch_size % (n_batch_dev * spec.optim.grad_accum):
+        raise SpecError(f"data.batch_size={spec.data.batch_size} must divide by the batch "
+                        f"devices ({n_batch_dev}) × optim.grad_accum ({spec.optim.grad_accum})")
+
+
 @dataclasses.dataclass
 class StepParts:
     """What the train step is made of, abstractly (no parameter materialised): built by
     ``step_parts`` for the trainer, and for ``--mode=compile`` on a mesh of devices that are
     not here (``xmodal.core.compile``)."""
-    spec: mlc.ConfigDict
     mesh: Any
     model: Any
     objective: Any
     batch_spec: dict            # ShapeDtypeStruct per batch field, batch-sharded
     frozen_host: Any            # the frozen networks, host numpy
-    txs: dict
-    schedules: dict
     ema: bool
     init_state: Any             # (rng, frozen) -> TrainState
     init_rng: Any
@@ -332,8 +334,8 @@ def step_parts(spec: mlc.ConfigDict, mesh, example: dict) -> StepParts:
     train_step = step_lib.make_train_step(
         objective, txs, schedules, accum=spec.optim.grad_accum, ema_decay=spec.train.ema_decay,
         logical_axis_rules=tuple(tuple(r) for r in spec.sharding.logical_axis_rules))
-    return StepParts(spec, mesh, model, objective, batch_spec, frozen_host, txs, schedules, ema,
-                     init_state, init_rng, abstract_state, state_shardings, train_step)
+    return StepParts(mesh, model, objective, batch_spec, frozen_host, ema, init_state, init_rng,
+                     abstract_state, state_shardings, train_step)
 
 
 @dataclasses.dataclass

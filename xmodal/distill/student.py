@@ -168,12 +168,11 @@ class Distillation:
         # Fresh noise between steps, from the starting noise's own bits: deterministic in it.
         bits = jax.lax.bitcast_convert_type(noise.reshape(-1)[0].astype(jnp.float32), jnp.uint32)
         key = jax.random.fold_in(jax.random.key(0), bits)
-        b = noise.shape[0]
-        for j, t in enumerate(np.arange(1, self.generator_steps) / self.generator_steps, 1):
-            tb = jnp.full((b,), t, jnp.float32)
+        b, times = noise.shape[0], self.times()
+        for j in range(1, self.generator_steps):
+            tb = jnp.full((b,), times[j])
             x = self.generate_at(net, self.renoise(jax.random.fold_in(key, j), x, tb), tb, cond)
         return x
-
 
     def render_samples(self, params, x, batch):
         """Samples as files' contents for ``--mode=sample``: the teacher's way (audio for

@@ -19,7 +19,7 @@ Written to ``--out`` (default ``<stage workdir>/samples``):
 - images ([num, H, W, 1|3] in [-1, 1]): ``sample_<i>.png`` and ``grid.png``;
 - 2-D points ([num, 2]): ``points.png``, a scatter plot;
 - audio (an objective with ``render_samples``, FlowSep's): ``sample_<i>.wav`` and
-  ``sample_<i>.png``, its log-mel spectrogram;
+  ``sample_<i>.png``, its log-mel spectrogram (``audio.spectrogram_picture``);
 - ``conditions.txt``: per sample, its eval record and caption (when the stage has one).
 ``--stage`` names the stage of a multi-stage spec; by default the last trained stage that
 samples.
@@ -35,10 +35,14 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from xmodal import sampling
+from xmodal.audio.spectrogram_picture import save_spectrograms
+from xmodal.core import datasets as sources
+from xmodal.core import input as pipeline
 from xmodal.core import objective as objective_lib
 from xmodal.core import spec as spec_lib
 from xmodal.core import stages as stages_lib
 from xmodal.core.registry import COMMANDS, OBJECTIVES, TRANSFORMS, CommandError, command_parser
+from xmodal.data.show import grid_shape
 
 
 @dataclasses.dataclass
@@ -100,9 +104,6 @@ def with_solver(objective, solver: str):
 
 def conditions(loaded: Loaded, num: int, prompts: list[str]) -> tuple[dict, list[str]]:
     """(batch of ``num`` conditions from the eval split, one line per sample describing it)."""
-    from xmodal.core import datasets as sources
-    from xmodal.core import input as pipeline
-
     data = loaded.spec.data
     sources.prepare(data.name, data.data_dir or None)
     source = sources.data_source(data.name, data.eval_split, data.data_dir or None)
@@ -129,8 +130,8 @@ def conditions(loaded: Loaded, num: int, prompts: list[str]) -> tuple[dict, list
     return batch, lines
 
 
-def draw(loaded: Loaded, num: int, steps: int, seed: int, batch: dict) -> np.ndarray:
-    """``num`` samples from the same noise for a given seed, jitted."""
+def draw(loaded: Loaded, steps: int, seed: int, batch: dict) -> np.ndarray:
+    """A sample per row of ``batch``, from the noise of ``seed``, jitted."""
     obj, params = loaded.objective, loaded.params
     shape = data_shape(obj, params, batch)
     noise = jax.random.normal(jax.random.key(seed), shape, jnp.float32)
@@ -158,8 +159,7 @@ def to_images(x: np.ndarray) -> np.ndarray:
 
 def grid(images: np.ndarray, columns: int = 0, pad: int = 2) -> Image.Image:
     n, h, w = images.shape[:3]
-    cols = columns or int(np.ceil(np.sqrt(n)))
-    rows = -(-n // cols)
+    rows, cols = grid_shape(n) if not columns else (-(-n // columns), columns)
     sheet = Image.new("RGB", (cols * (w + pad) + pad, rows * (h + pad) + pad), "white")
     for i, im in enumerate(images):
         r, c = divmod(i, cols)
@@ -183,15 +183,6 @@ def scatter(points: np.ndarray, size: int = 512, radius: int = 2) -> Image.Image
     return img
 
 
-def spectrogram(mel: np.ndarray, scale: int = 2) -> Image.Image:
-    """A (normalised) log-mel [frames, mels] as a greyscale image, low frequencies at the
-    bottom, min-max scaled per spectrogram."""
-    m = np.asarray(mel, np.float32).T[::-1]
-    m = (m - m.min()) / max(float(m.max() - m.min()), 1e-6)
-    img = Image.fromarray(np.round(255 * (1 - m)).astype(np.uint8), "L")
-    return img.resize((img.width * scale, img.height * scale), Image.Resampling.NEAREST)
-
-
 def write(out: str, x: np.ndarray, media: dict | None, lines: list[str]) -> list[str]:
     """Writes the files of the module docstring; returns their names."""
     import soundfile
@@ -206,7 +197,7 @@ def write(out: str, x: np.ndarray, media: dict | None, lines: list[str]) -> list
         for i, (wave, mel) in enumerate(zip(media["audio"], media["spectrogram"])):
             soundfile.write(os.path.join(out, f"sample_{i}.wav"), np.asarray(wave, np.float32),
                             int(media["sample_rate"]))
-            spectrogram(mel).save(os.path.join(out, f"sample_{i}.png"))
+            save_spectrograms(os.path.join(out, f"sample_{i}.png"), [mel], [f"sample {i}"])
             written += [f"sample_{i}.wav", f"sample_{i}.png"]
     elif x.ndim == 4 and x.shape[-1] in (1, 3):
         images = to_images(x)
@@ -237,7 +228,7 @@ def sample_command(spec, workdir: str, argv: list[str]) -> dict:
                            f"steps={cfg.steps}")
     loaded.objective = with_solver(loaded.objective, cfg.solver)
     batch, lines = conditions(loaded, cfg.num, args.prompt)
-    x = draw(loaded, cfg.num, cfg.steps, cfg.seed, batch)
+    x = draw(loaded, cfg.steps, cfg.seed, batch)
     if not np.all(np.isfinite(x)):
         raise CommandError(f"stage {loaded.name!r} produced non-finite samples")
     render = getattr(loaded.objective, "render_samples", None)
