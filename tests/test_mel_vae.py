@@ -110,7 +110,7 @@ def test_latent_std_is_a_stage_output_of_the_training_records_only(tmp_path):
 
     def ctx(arrays):
         return EvalContext(arrays=arrays, class_names=[], params=params, model=obj.model,
-                           objective=obj, applier=Applier(mesh, 8), workdir=str(tmp_path), step=5)
+                           objective=obj, applier=Applier(mesh, 8), out_dir=str(tmp_path), step=5)
     out = obj.stage_outputs(ctx(train))
     means = np.concatenate([np.asarray(obj.model.apply(
         {"params": params["model"]}, obj.mel.mel(jnp.asarray(train[k])), method="encode")[0])

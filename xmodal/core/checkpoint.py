@@ -72,14 +72,14 @@ def read_numpy(state_dir: str) -> Any:
     if not os.path.isdir(state_dir):
         raise SpecError(f"no saved train state at {state_dir!r}")
     ckptr = ocp.PyTreeCheckpointer()
-    with _quiet():
+    with quiet():
         tree = ckptr.metadata(state_dir).item_metadata.tree
         args = jax.tree.map(lambda _: ocp.RestoreArgs(restore_type=np.ndarray), tree)
         return ckptr.restore(state_dir, args=ocp.args.PyTreeRestore(restore_args=args))
 
 
 @contextlib.contextmanager
-def _quiet() -> Iterator[None]:
+def quiet() -> Iterator[None]:
     # Reading one item of a manager's step folder, orbax warns that the item has no metadata
     # file of its own (it is the step folder's): true, expected, and nothing a user can act on.
     level = logging.get_verbosity()

@@ -6,7 +6,6 @@ import dataclasses
 from typing import Any, Callable, Sequence
 
 import jax
-import ml_collections as mlc
 import numpy as np
 from jax.sharding import Mesh
 
@@ -23,8 +22,7 @@ class EvalContext:
     transform: Any = None                    # the data transform (its tokenizer, fields...)
     features: Any = None                     # the dataset's tfds features (ClassLabel names...)
     applier: "Applier | None" = None
-    spec: mlc.ConfigDict | None = None
-    workdir: str = ""
+    out_dir: str = ""                        # where an evaluator writes files ('' = none)
     step: int = 0
     eval_set: str = ""                       # the evals' ``data`` name of this set ('' = main)
 

@@ -33,7 +33,9 @@ from __future__ import annotations
 import inspect
 from typing import Any, Mapping, Protocol, runtime_checkable
 
-from xmodal.core.registry import SpecError
+from xmodal.core import spec as spec_lib
+from xmodal.core.precision import Policy
+from xmodal.core.registry import MODELS, OBJECTIVES, SpecError
 
 
 @runtime_checkable
@@ -43,6 +45,19 @@ class Objective(Protocol):
     def init(self, rng, batch) -> dict: ...
 
     def loss(self, params, batch, rng, group): ...
+
+
+def build(spec, mesh) -> tuple[Any, Any]:
+    """The spec's model (at its precision policy) and its objective bound to it, checked
+    against this protocol and the run's length."""
+    policy = Policy.from_mapping(spec.precision)
+    model = MODELS.build(spec.model.name, dtype=policy.compute_dtype,
+                         param_dtype=policy.param_dtype, **spec_lib.component_kwargs(spec.model))
+    objective = OBJECTIVES.build(spec.objective.name,
+                                 **spec_lib.component_kwargs(spec.objective))(model, mesh)
+    check(objective)
+    check_cadence(objective, spec.train.steps)
+    return model, objective
 
 
 def check(objective: Any) -> None:

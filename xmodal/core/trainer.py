@@ -31,12 +31,7 @@ from xmodal.core import stages as stages_lib
 from xmodal.core import train_state as ts
 from xmodal.core import input as pipeline
 from xmodal.core import datasets as sources
-from xmodal.core.registry import TRANSFORMS
-from xmodal.core.registry import EVALUATORS
-from xmodal.core.eval_context import Applier, EvalContext
-from xmodal.core.registry import MODELS
-from xmodal.core.precision import Policy
-from xmodal.core.registry import OBJECTIVES
+from xmodal.core import evaluation as eval_lib
 from xmodal.core.registry import SpecError
 from xmodal.core.writers import MetricWriter
 
@@ -97,30 +92,19 @@ class Setup:
     state: ts.TrainState
     batch_spec: dict
     step_fn: Any                 # jitted train step (state, global batch) -> (state, metrics)
-    evaluate: Any                # state -> {"eval/...": value}
-    has_evals: bool
+    evaluate: eval_lib.Evaluation  # state -> {"eval/...": value}; false when there are none
     mngr: Any
     writer: MetricWriter
     start: int
     source: str = "scratch"      # where the state came from (checkpoint, resume, init_from)
-    stage_outputs: Any = None    # state -> {name: value} for later stages ({} when none)
-    chance: dict = dataclasses.field(default_factory=dict)  # metric -> chance (after an eval)
     objective: Any = None        # the built objective (what benchmarks sample with)
 
 
 def run_stage(spec: mlc.ConfigDict, workdir: str, mode: str = "train", until_step: int = 0) -> dict:
-    setup = build(spec, workdir)
     # A stage with train.steps = 0 only evaluates (e.g. the eval stage of a pipeline).
     if mode == "eval" or spec.train.steps == 0:
-        result = setup.evaluate(setup.state)
-        setup.writer.write(setup.start, result, replace=True)
-        if setup.start == spec.train.steps > 0:  # a finished stage re-derives its outputs
-            _write_stage_outputs(setup, setup.state)
-        setup.writer.close()
-        setup.mngr.close()
-        run_io.print_table(result, f"eval at step {setup.start}", setup.chance)
-        return result
-    return train(setup, until_step)
+        return eval_lib.run(spec, workdir)
+    return train(build(spec, workdir), until_step)
 
 
 def build(spec: mlc.ConfigDict, workdir: str) -> Setup:
@@ -136,21 +120,15 @@ def build(spec: mlc.ConfigDict, workdir: str) -> Setup:
     logging.info("mesh %s over %d devices, %d process(es)", dict(mesh.shape), mesh.size, nproc)
 
     # ---------------------------------------------------------------- data
-    # Named sources: "" is data.name, the others are data.mix entries (sorted by name).
-    data_dir = spec.data.data_dir or None
-    named = {"": spec.data, **spec.data.mix}
-    builders = {k: sources.prepare(d.name, data_dir) for k, d in named.items()}
-    transforms = {k: TRANSFORMS.build(d.transform.name, **spec_lib.component_kwargs(d.transform))
-                  for k, d in named.items()}
-    train_sources = {k: sources.data_source(d.name, d.train_split, data_dir)
-                     for k, d in named.items()}
-    transform, train_source = transforms[""], train_sources[""]
+    data = eval_lib.load_data(spec)
+    transform, train_source = data.transform, data.train_source
     loader_args = dict(global_batch_size=spec.data.batch_size, seed=spec.seed, shard_index=pid,
                        shard_count=nproc, worker_count=spec.data.num_workers)
     if spec.data.mix:
         loader = pipeline.mixture_loader(
-            [pipeline.Part(train_sources[k], transforms[k], float(d.weight),
-                           getattr(transforms[k], "augment", None)) for k, d in named.items()],
+            [pipeline.Part(data.train_sources[k], data.transforms[k], float(d.weight),
+                           getattr(data.transforms[k], "augment", None))
+             for k, d in data.named.items()],
             **loader_args)
     else:
         # Kept apart from the mixture so single-source runs (and their saved iterator
@@ -159,14 +137,9 @@ def build(spec: mlc.ConfigDict, workdir: str) -> Setup:
                                        augment=getattr(transform, "augment", None),
                                        **loader_args)
     train_iter = iter(loader)
-    # Eval sets: data.name's always, a data.mix entry's when an evaluator names it ("data").
-    wanted = {""} | {c.get("data", "") for c in spec.evals.values()}
-    eval_sets = {k: _eval_set(named[k], builders[k], transforms[k], data_dir,
-                              spec.data.eval_max_examples) for k in sorted(wanted)}
-
     # ---------------------------------------------------------------- model + objective
     # Shapes come from one transformed record, so the stream itself is not advanced.
-    parts = step_parts(spec, mesh, transform.map(train_source[0]))
+    parts = step_parts(spec, mesh, data.example())
     model, objective, batch_spec = parts.model, parts.objective, parts.batch_spec
     frozen_host, ema = parts.frozen_host, parts.ema
     init_state, init_rng = parts.init_state, parts.init_rng
@@ -206,48 +179,9 @@ def build(spec: mlc.ConfigDict, workdir: str) -> Setup:
     step_fn = parts.jitted_step()
 
     # ---------------------------------------------------------------- evals
-    # "data" is the evals' reserved key (xmodal/schema.py): which eval set, never an argument.
-    evaluators = {k: (c.get("data", ""),
-                      EVALUATORS.build(c.name, **spec_lib.component_kwargs(c, reserved=("data",))))
-                  for k, c in spec.evals.items()}
-    applier = Applier(mesh, spec.data.batch_size)
-
-    def context(state, es: EvalSet) -> EvalContext:
-        """What an evaluator (or ``stage_outputs``) sees: one set's arrays, the parameters by
-        the EMA policy with the frozen networks, and the chunked applier."""
-        return EvalContext(
-            arrays=es.arrays, class_names=es.class_names,
-            params=ts.with_frozen(state.ema if ema else state.params, state.frozen),
-            model=model, objective=objective, transform=es.transform, features=es.features,
-            applier=applier, spec=spec, workdir=workdir, step=int(jax.device_get(state.step)))
-
-    chance: dict = {}   # metric -> its chance level, from evaluators that know it
-
-    def evaluate(state) -> dict:
-        out = {}
-        for data, fn in evaluators.values():
-            # Another eval set's metrics carry its name: eval/effects/t2i_R@1.
-            prefix = f"eval/{data}/" if data else "eval/"
-            ctx = dataclasses.replace(context(state, eval_sets[data]), eval_set=data)
-            metrics = fn(ctx)
-            out.update({prefix + k: float(v) for k, v in metrics.items()})
-            if hasattr(fn, "chance"):
-                chance.update({prefix + k: float(v) for k, v in fn.chance(ctx).items()})
-        return out
-
-    def stage_outputs(state) -> dict:
-        """The objective's hand-over values, computed on (up to 512 of) the training records,
-        never the eval split."""
-        if not objective_lib.has_stage_outputs(objective):
-            return {}
-        arrays = pipeline.eval_arrays(train_source, transform,
-                                      max_examples=min(512, len(train_source)))
-        ctx = context(state, EvalSet(arrays, [], transform, None))
-        return dict(objective_lib.stage_outputs(objective, ctx), step=ctx.step,
-                    examples=len(next(iter(arrays.values()))), split=spec.data.train_split)
-
+    evaluate = eval_lib.Evaluation(spec, workdir, mesh, model, objective, data)
     return Setup(spec, workdir, mesh, loader, train_iter, state, batch_spec, step_fn, evaluate,
-                 bool(evaluators), mngr, writer, start, source, stage_outputs, chance, objective)
+                 mngr, writer, start, source, objective)
 
 
 def check_batch_size(spec: mlc.ConfigDict, mesh) -> None:
@@ -285,13 +219,7 @@ class StepParts:
 def step_parts(spec: mlc.ConfigDict, mesh, example: dict) -> StepParts:
     """Model, objective, optimizers, abstract sharded state and the step, from the spec, a mesh
     and one transformed example (its fields' shapes and dtypes)."""
-    policy = Policy.from_mapping(spec.precision)
-    model = MODELS.build(spec.model.name, dtype=policy.compute_dtype,
-                         param_dtype=policy.param_dtype, **spec_lib.component_kwargs(spec.model))
-    objective = OBJECTIVES.build(spec.objective.name,
-                                 **spec_lib.component_kwargs(spec.objective))(model, mesh)
-    objective_lib.check(objective)
-    objective_lib.check_cadence(objective, spec.train.steps)
+    model, objective = objective_lib.build(spec, mesh)
 
     # ---------------------------------------------------------------- sharded train state
     batch_spec = {k: jax.ShapeDtypeStruct((spec.data.batch_size,) + np.shape(v), np.asarray(v).dtype,
@@ -336,24 +264,6 @@ def step_parts(spec: mlc.ConfigDict, mesh, example: dict) -> StepParts:
         logical_axis_rules=tuple(tuple(r) for r in spec.sharding.logical_axis_rules))
     return StepParts(mesh, model, objective, batch_spec, frozen_host, ema, init_state, init_rng,
                      abstract_state, state_shardings, train_step)
-
-
-@dataclasses.dataclass
-class EvalSet:
-    """One eval split, transformed and stacked, with what an EvalContext needs beside it."""
-    arrays: dict
-    class_names: list
-    transform: Any
-    features: Any
-
-
-def _eval_set(data: mlc.ConfigDict, builder, transform, data_dir: str | None,
-              max_examples: int) -> EvalSet:
-    source = sources.data_source(data.name, data.eval_split, data_dir)
-    arrays = pipeline.eval_arrays(source, transform, max_examples=max_examples or None)
-    label_field = getattr(transform, "label_field", None)
-    class_names = builder.info.features[label_field].names if label_field else []
-    return EvalSet(arrays, list(class_names), transform, builder.info.features)
 
 
 def train(setup: Setup, until_step: int = 0) -> dict:
@@ -403,7 +313,7 @@ def train(setup: Setup, until_step: int = 0) -> dict:
                 print(f"process {pid}: {meter.line(step, host)}", file=sys.stderr, flush=True)
         is_last = step == stop_at
         if (spec.train.eval_every and step % spec.train.eval_every == 0) or is_last:
-            if setup.has_evals:
+            if setup.evaluate:
                 final = evaluate(state)
                 writer.write(step, final)
                 meter.pause()
@@ -425,24 +335,18 @@ def train(setup: Setup, until_step: int = 0) -> dict:
     if hasattr(train_iter, "close"):
         train_iter.close()  # stops grain's worker processes and frees their shared memory
     sigterm.restore()
-    if step == total:
-        _write_stage_outputs(setup, state)  # the trained state (setup.state was donated)
+    if step == total:  # the trained state (setup.state was donated)
+        eval_lib.write_stage_outputs(setup.evaluate, state, workdir)
     if preempted:
         raise run_io.Preempted(f"SIGTERM: checkpoint saved at step {step} in {workdir}; the "
                                "same command resumes there")
     if pid == 0 and final:
-        run_io.print_table(final, f"final metrics at step {step}", setup.chance)
+        run_io.print_table(final, f"final metrics at step {step}", setup.evaluate.chance)
     if pid == 0:
         sheets = ", sheets/" if os.path.isdir(os.path.join(workdir, "sheets")) else ""
         print(f"outputs in {os.path.abspath(workdir)}: metrics.jsonl, tb/, checkpoints/, "
               f"spec.json{sheets}", flush=True)
     return final
-
-
-def _write_stage_outputs(setup: Setup, state) -> None:
-    outputs = setup.stage_outputs(state) if setup.stage_outputs else {}
-    if outputs and jax.process_index() == 0:
-        stages_lib.write_outputs(setup.workdir, outputs)
 
 
 def describe(setup: Setup, stop_at: int) -> str:

@@ -24,7 +24,7 @@ def retrieval(ks: tuple = (1, 5, 10), chunk_size: int = 256, sheet_queries: int 
         ztxt = ctx.encode_text(ctx.arrays["text"])
         metrics = retrieval_metrics(zimg, ztxt, np.arange(len(ztxt)), ks=tuple(ks),
                                     chunk_size=chunk_size)
-        if sheet_queries and ctx.workdir and jax.process_index() == 0:
+        if sheet_queries and ctx.out_dir and jax.process_index() == 0:
             write_sheet(ctx, zimg, ztxt, sheet_queries, sheet_k)
         return metrics
     run.chance = lambda ctx: retrieval_chance(len(ctx.arrays["text"]), ks)
@@ -49,9 +49,9 @@ def write_sheet(ctx: EvalContext, zimg, ztxt, queries: int, k: int) -> str:
     tokenizer = ctx.transform.tokenizer
     captions = [tokenizer.decode(t) for t in ctx.arrays["text"]]
     sheet, _ = retrieval_sheet(zimg, ztxt, ctx.arrays["image"], captions, queries, k,
-                               title=f"{os.path.basename(os.path.abspath(ctx.workdir))}, step "
+                               title=f"{os.path.basename(os.path.abspath(ctx.out_dir))}, step "
                                      f"{ctx.step}, {len(captions)} eval pairs")
-    path = sheet_path(ctx.workdir, ctx.step, ctx.eval_set)
+    path = sheet_path(ctx.out_dir, ctx.step, ctx.eval_set)
     os.makedirs(os.path.dirname(path), exist_ok=True)
     sheet.save(path + ".tmp", format="PNG")
     os.replace(path + ".tmp", path)   # a reader never sees half a PNG

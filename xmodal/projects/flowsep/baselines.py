@@ -156,7 +156,7 @@ def mask_separation_eval(n_fft: int = 1024, hop: int = 256, n_mels: int = 64,
     def run(ctx: EvalContext) -> dict:
         mixture = np.asarray(ctx.arrays["mixture"], np.float32)
         target = np.asarray(ctx.arrays["target"], np.float32)
-        sr = int(ctx.spec.data.transform.get("sample_rate", 16000)) if ctx.spec else 16000
+        sr = ctx.transform.sample_rate
         model = ctx.model
         estimate = ctx.apply(_estimate_fn(model), mixture, np.asarray(ctx.arrays["query"]))
         irm = oracle_irm(mixture, target, irm_n_fft or model.n_fft, irm_hop or model.hop)

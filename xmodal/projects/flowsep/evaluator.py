@@ -200,22 +200,22 @@ def separation(vocoder_from: str = "", mask_from: str = "", clap_from: str = "",
                   "student_latency_s_per_audio_s": student_latency,
                   "notes": notes, "step": ctx.step, "examples": int(len(mixture)),
                   "latency_batch": lb}
-        if ctx.workdir:
-            os.makedirs(ctx.workdir, exist_ok=True)
-            with open(os.path.join(ctx.workdir, "separation_table.json"), "w") as f:
+        if ctx.out_dir:
+            os.makedirs(ctx.out_dir, exist_ok=True)
+            with open(os.path.join(ctx.out_dir, "separation_table.json"), "w") as f:
                 json.dump(result, f, indent=2)
             lat = "\n".join(["| Euler steps (NFE) | s per separated s |", "|---|---|"] +
                             [f"| {k} | {v:.4f} |" for k, v in latency.items()] +
                             ([f"| one-step student (1) | {student_latency:.4f} |"]
                              if student_latency is not None else []))
-            with open(os.path.join(ctx.workdir, "separation_table.md"), "w") as f:
+            with open(os.path.join(ctx.out_dir, "separation_table.md"), "w") as f:
                 f.write(markdown_table(rows, notes) + "\nLatency (flow + VAE decoder + "
                         f"vocoder, batch {lb}):\n\n" + lat + "\n")
             labels = labels_from_tokens(ctx.transform.tokenizer, tokens)
             for j in range(min(plots, len(mixture))):
                 mels = [np.asarray(obj.mel.mel(mixture[j:j + 1]))[0],
                         np.asarray(obj.mel.mel(target[j:j + 1]))[0], outs["mel"][j]]
-                save_spectrograms(os.path.join(ctx.workdir, f"spectrogram_{j}.png"), mels,
+                save_spectrograms(os.path.join(ctx.out_dir, f"spectrogram_{j}.png"), mels,
                                   [f"mixture (query: {labels[j]})", "target",
                                    "FlowSep estimate (VAE-decoded mel)"])
         flat = {}

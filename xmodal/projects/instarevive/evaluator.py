@@ -187,11 +187,11 @@ def restoration(teacher_steps: tuple = (1, 2, 4, 10, 25), regressor_from: str = 
 
         # ---------------------------------------------------------------- files
         result = {"rows": rows, "notes": notes, "step": ctx.step, "examples": int(len(clean))}
-        if ctx.workdir:
-            os.makedirs(ctx.workdir, exist_ok=True)
-            with open(os.path.join(ctx.workdir, "restoration_table.json"), "w") as f:
+        if ctx.out_dir:
+            os.makedirs(ctx.out_dir, exist_ok=True)
+            with open(os.path.join(ctx.out_dir, "restoration_table.json"), "w") as f:
                 json.dump(result, f, indent=2)
-            with open(os.path.join(ctx.workdir, "restoration_table.md"), "w") as f:
+            with open(os.path.join(ctx.out_dir, "restoration_table.md"), "w") as f:
                 f.write(markdown_table(rows, notes))
             mine = ours if ours in outputs else (trained[-1] if trained else None)
             teacher = f"teacher, {sheet_teacher_steps} Euler steps"
@@ -204,7 +204,7 @@ def restoration(teacher_steps: tuple = (1, 2, 4, 10, 25), regressor_from: str = 
             for j in range(sheets):
                 idx = np.linspace(0, len(clean) - 1, sheet_rows).astype(int) + j
                 idx = np.minimum(idx, len(clean) - 1)
-                contact_sheet(os.path.join(ctx.workdir, f"contact_sheet_{j}.png"),
+                contact_sheet(os.path.join(ctx.out_dir, f"contact_sheet_{j}.png"),
                               [outputs[n][idx] for n in names], titles)
         flat = {}
         for name, r in rows.items():
