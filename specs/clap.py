@@ -25,7 +25,8 @@ instruments' 1: one training clip in five is an effect, though effects are 8 % o
 import math
 
 from xmodal.data.sets.instruments import CLIP_SECONDS, INSTRUMENT_NAMES, SAMPLE_RATE
-from xmodal.core.spec import base, mix_source, parse_arg
+from xmodal.core.spec import apply_size_args, base, mix_source, parse_arg
+from xmodal.nn.presets import text_tower
 
 # Zero-shot instrument prompts: the captions of phrases ("a violin playing a short phrase").
 PROMPTS = ("a {} playing a short phrase", "an {} playing a short phrase")
@@ -57,8 +58,7 @@ def get_config(arg=None):
         name="two_tower", embed_dim=256, temperature_init=math.log(1 / 0.07),
         image=dict(name="audio_encoder", sample_rate=16000, n_fft=1024, hop=256, n_mels=64,
                    channels=(32, 64, 128, 256), width=256),
-        text=dict(name="text_transformer", max_len=48, width=256, depth=4, num_heads=4,
-                  pool="eos"))
+        text=text_tower("small", width=256, depth=4))
     c.objective = dict(name="clip")
     c.optim.lr = 1e-3
     c.optim.weight_decay = 0.05
@@ -74,8 +74,7 @@ def get_config(arg=None):
         c.model.embed_dim = 128
         c.model.image.channels = (16, 32, 64, 128)
         c.model.image.width = 128
-        c.model.text = dict(name="text_transformer", max_len=48, width=128, depth=2,
-                            num_heads=4, pool="eos")
+        c.model.text = text_tower("small", depth=2)
         c.optim.warmup_steps = 30
         # 1384 training clips: ~22 steps per epoch at batch 64, 400 steps ≈ 18 epochs.
         c.train.steps = 400
@@ -91,15 +90,10 @@ def get_config(arg=None):
         c.model.embed_dim = 8
         c.model.image = dict(name="audio_encoder", sample_rate=16000, n_fft=256, hop=128,
                              n_mels=16, channels=(4, 8), width=8)
-        c.model.text = dict(name="text_transformer", max_len=48, width=8, depth=1,
-                            num_heads=2, pool="eos")
+        c.model.text = text_tower("tiny", width=8)
         c.optim.warmup_steps = 0
         c.train.steps = 2
         c.train.log_every = 1
         c.train.eval_every = 0
         c.train.ckpt_every = 2
-    if a.batch:
-        c.data.batch_size = a.batch
-    if a.steps:
-        c.train.steps = a.steps
-    return c
+    return apply_size_args(c, a)

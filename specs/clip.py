@@ -7,7 +7,8 @@ Held-out emoji (by base emoji, skin-tone variants together) are the retrieval te
 """
 import math
 
-from xmodal.core.spec import base, parse_arg
+from xmodal.core.spec import apply_size_args, base, parse_arg
+from xmodal.nn.presets import text_tower, vit_tower
 
 
 def get_config(arg=None):
@@ -19,9 +20,7 @@ def get_config(arg=None):
     c.data.batch_size = 1024
     c.model = dict(
         name="two_tower", embed_dim=512, temperature_init=math.log(1 / 0.07),
-        image=dict(name="vit", patch_size=8, width=512, depth=8, num_heads=8, pool="gap"),
-        text=dict(name="text_transformer", max_len=48, width=512, depth=8, num_heads=8,
-                  pool="eos"))
+        image=vit_tower("base"), text=text_tower("base"))
     c.objective = dict(name="clip", ring=True)
     c.optim.lr = 5e-4
     c.optim.weight_decay = 0.05
@@ -41,9 +40,8 @@ def get_config(arg=None):
         c.data.transform.max_text_len = 32
         c.data.batch_size = 128
         c.model.embed_dim = 128
-        c.model.image = dict(name="vit", patch_size=4, width=128, depth=3, num_heads=4, pool="gap")
-        c.model.text = dict(name="text_transformer", max_len=32, width=128, depth=3, num_heads=4,
-                            pool="eos")
+        c.model.image = vit_tower("small", patch_size=4)
+        c.model.text = text_tower("small", max_len=32)
         c.objective.ring = False
         c.optim.lr = 1e-3
         c.optim.warmup_steps = 50
@@ -52,8 +50,4 @@ def get_config(arg=None):
         c.train.log_every = 50
         c.train.eval_every = 300
         c.train.ckpt_every = 300
-    if a.batch:
-        c.data.batch_size = a.batch
-    if a.steps:
-        c.train.steps = a.steps
-    return c
+    return apply_size_args(c, a)

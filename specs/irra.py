@@ -14,7 +14,8 @@ a second, larger gallery (``person_retrieval_all``).
 Arguments: ``runlocal``, ``batch=N``, ``steps=N``, ``loss=sdm|infonce`` (the alignment
 loss), ``no_irr`` (no cross-modal MLM).
 """
-from xmodal.core.spec import base, parse_arg
+from xmodal.core.spec import apply_size_args, base, parse_arg
+from xmodal.nn.presets import text_tower, vit_tower
 
 
 def get_config(arg=None):
@@ -28,9 +29,7 @@ def get_config(arg=None):
     c.model = dict(
         name="fusion_two_tower", embed_dim=512, fusion="encoder", fusion_depth=4,
         fusion_heads=8,
-        image=dict(name="vit", patch_size=8, width=512, depth=8, num_heads=8, pool="gap"),
-        text=dict(name="text_transformer", vocab_size=260, max_len=48, width=512, depth=8,
-                  num_heads=8, pool="eos"))
+        image=vit_tower("base"), text=text_tower("base", vocab_size=260))
     c.objective = dict(name="irra", loss_kind=a.loss, tau=0.02, irr_weight=1.0, mask_rate=0.15)
     c.optim.lr = 1e-4
     c.optim.weight_decay = 0.05
@@ -50,20 +49,15 @@ def get_config(arg=None):
         c.model.embed_dim = 128
         c.model.fusion_depth = 1
         c.model.fusion_heads = 4
-        c.model.image = dict(name="vit", patch_size=8, width=128, depth=3, num_heads=4,
-                             pool="gap")
-        c.model.text = dict(name="text_transformer", vocab_size=260, max_len=32, width=128,
-                            depth=3, num_heads=4, pool="eos")
+        c.model.image = vit_tower("small")
+        c.model.text = text_tower("small", vocab_size=260, max_len=32)
         c.optim.lr = 1e-3
         c.optim.warmup_steps = 30
         c.train.steps = 300
         c.train.log_every = 50
         c.train.eval_every = 300
         c.train.ckpt_every = 300
-    if a.batch:
-        c.data.batch_size = a.batch
-    if a.steps:
-        c.train.steps = a.steps
+    apply_size_args(c, a)
     if a.no_irr:
         c.objective.irr_weight = 0.0
     return c

@@ -14,7 +14,8 @@ zero-shot accuracy over the 9 Unicode groups and over the subgroups of the eval 
 """
 import math
 
-from xmodal.core.spec import base, parse_arg
+from xmodal.core.spec import apply_size_args, base, parse_arg
+from xmodal.nn.presets import text_tower, vit_tower
 
 
 def get_config(arg=None):
@@ -28,10 +29,9 @@ def get_config(arg=None):
     c.model = dict(
         name="fusion_two_tower", embed_dim=512, temperature_init=math.log(1 / 0.07),
         fusion="inject", inject_layers=(1, 3, 5), fusion_heads=8,
-        image=dict(name="vit", patch_size=8, width=512, depth=8, num_heads=8, pool="gap"),
+        image=vit_tower("base"),
         # A short text encoder (LightCLIP's point) with one extra id for the MLM mask token.
-        text=dict(name="text_transformer", vocab_size=260, max_len=48, width=512, depth=6,
-                  num_heads=8, pool="eos"))
+        text=text_tower("base", vocab_size=260, depth=6))
     c.objective = dict(name="lightclip", max_smoothing=0.2, ramp_steps=20_000, ramp="linear",
                        token_weight=1.0, token_tau=0.05, sinkhorn_iters=20, token_batch=256,
                        mlm_weight=1.0, mask_rate=0.15)
@@ -52,10 +52,8 @@ def get_config(arg=None):
         c.model.embed_dim = 128
         c.model.fusion_heads = 4
         c.model.inject_layers = (0, 1)
-        c.model.image = dict(name="vit", patch_size=8, width=128, depth=3, num_heads=4,
-                             pool="gap")
-        c.model.text = dict(name="text_transformer", vocab_size=260, max_len=32, width=128,
-                            depth=3, num_heads=4, pool="eos")
+        c.model.image = vit_tower("small")
+        c.model.text = text_tower("small", vocab_size=260, max_len=32)
         # The [b, b, P, L] Sinkhorn plan is the costly part on a CPU: 32 pairs, 10 iterations.
         c.objective.token_batch = 32
         c.objective.sinkhorn_iters = 10
@@ -66,10 +64,7 @@ def get_config(arg=None):
         c.train.log_every = 50
         c.train.eval_every = 300
         c.train.ckpt_every = 300
-    if a.batch:
-        c.data.batch_size = a.batch
-    if a.steps:
-        c.train.steps = a.steps
+    apply_size_args(c, a)
     c.objective.ramp_steps = c.train.steps
     if a.no_soft:
         c.objective.max_smoothing = 0.0

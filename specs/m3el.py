@@ -15,7 +15,8 @@ flags ``intra=0`` (intra-modal contrastive off), ``cross=0`` (cross-modal matchi
 """
 import math
 
-from xmodal.core.spec import base, parse_arg
+from xmodal.core.spec import apply_size_args, base, parse_arg
+from xmodal.nn.presets import text_tower, vit_tower
 
 
 def get_config(arg=None):
@@ -32,9 +33,7 @@ def get_config(arg=None):
     c.data.batch_size = 512
     c.model = dict(
         name="entity_model", embed_dim=256, num_heads=8, temperature_init=math.log(1 / 0.07),
-        image=dict(name="vit", patch_size=8, width=384, depth=6, num_heads=6, pool="gap"),
-        text=dict(name="text_transformer", max_len=64, width=384, depth=6, num_heads=6,
-                  pool="eos"))
+        image=vit_tower("medium"), text=text_tower("medium", max_len=64))
     c.objective = dict(name="m3el", intra_weight=a.intra, g2g_weight=1.0, g2l_weight=a.g2l,
                        cross_weight=a.cross, intra_negative_weight=a.intra_neg,
                        attn_temperature=0.1)
@@ -53,9 +52,8 @@ def get_config(arg=None):
         c.data.batch_size = 128
         c.model.embed_dim = 96
         c.model.num_heads = 4
-        c.model.image = dict(name="vit", patch_size=8, width=96, depth=2, num_heads=4, pool="gap")
-        c.model.text = dict(name="text_transformer", max_len=48, width=96, depth=2, num_heads=4,
-                            pool="eos")
+        c.model.image = vit_tower("mini")
+        c.model.text = text_tower("mini")
         c.optim.lr = 2e-3
         c.optim.warmup_steps = 30
         # 2,724 training emoji = 21 steps per epoch at batch 128: 300 steps ≈ 14 epochs.
@@ -63,8 +61,4 @@ def get_config(arg=None):
         c.train.log_every = 25
         c.train.eval_every = 150
         c.train.ckpt_every = 300
-    if a.batch:
-        c.data.batch_size = a.batch
-    if a.steps:
-        c.train.steps = a.steps
-    return c
+    return apply_size_args(c, a)

@@ -13,7 +13,8 @@ uni-modal ablation), ``loss=softmax|sigmoid``, ``min_count=N``.
 """
 import math
 
-from xmodal.core.spec import base, parse_arg
+from xmodal.core.spec import apply_size_args, base, parse_arg
+from xmodal.nn.presets import text_tower, vit_tower
 
 
 def get_config(arg=None):
@@ -30,9 +31,7 @@ def get_config(arg=None):
     c.model = dict(
         name="tagging_model", embed_dim=256, item_modalities=a.modalities,
         temperature_init=math.log(1 / 0.07), bias_init=-5.0,
-        image=dict(name="vit", patch_size=8, width=384, depth=6, num_heads=6, pool="gap"),
-        text=dict(name="text_transformer", max_len=48, width=384, depth=6, num_heads=6,
-                  pool="eos"))
+        image=vit_tower("medium"), text=text_tower("medium"))
     c.objective = dict(name="m3pt", max_tag_len=24, loss=a.loss, die_weight=0.5,
                        align_weight=0.5)
     c.objective.dataset = c.data.get_ref("name")
@@ -54,9 +53,8 @@ def get_config(arg=None):
         c.data.transform.max_text_len = 32
         c.data.batch_size = 128
         c.model.embed_dim = 96
-        c.model.image = dict(name="vit", patch_size=8, width=96, depth=2, num_heads=4, pool="gap")
-        c.model.text = dict(name="text_transformer", max_len=32, width=96, depth=2, num_heads=4,
-                            pool="eos")
+        c.model.image = vit_tower("mini")
+        c.model.text = text_tower("mini", max_len=32)
         c.optim.lr = 2e-3
         c.optim.warmup_steps = 30
         # 21 steps per epoch of the 2,724 training emoji at batch 128: 400 steps ≈ 19 epochs.
@@ -64,8 +62,4 @@ def get_config(arg=None):
         c.train.log_every = 25
         c.train.eval_every = 200
         c.train.ckpt_every = 400
-    if a.batch:
-        c.data.batch_size = a.batch
-    if a.steps:
-        c.train.steps = a.steps
-    return c
+    return apply_size_args(c, a)

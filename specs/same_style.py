@@ -13,7 +13,7 @@ Arguments: ``runlocal`` (2-core CPU, minutes), ``data=cards|emoji_styles``, ``ba
 styles, text→image (plus mAP) and image+text→image.
 """
 from xmodal.core.registry import SpecError
-from xmodal.core.spec import base, parse_arg
+from xmodal.core.spec import apply_size_args, base, parse_arg
 
 DATA = {
     "cards": dict(name="card_pairs", data_name="cards", max_text_len=32),
@@ -56,8 +56,4 @@ def get_config(arg=None):
         c.train.log_every = 50
         c.train.eval_every = 200
         c.train.ckpt_every = 400
-    if a.batch:
-        c.data.batch_size = a.batch
-    if a.steps:
-        c.train.steps = a.steps
-    return c
+    return apply_size_args(c, a)

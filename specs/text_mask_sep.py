@@ -13,7 +13,8 @@ Arguments: ``runlocal`` (2.05 s at 8 kHz, as FlowSep's runlocal; a few minutes o
 ``tiny`` (a 2-step smoke test), ``data=<lass_mix config>``, ``loss=si_sdr|l1_mag|both``,
 ``batch=N``, ``steps=N``.
 """
-from xmodal.core.spec import base, parse_arg
+from xmodal.core.spec import apply_size_args, base, parse_arg
+from xmodal.nn.presets import text_tower
 
 
 def get_config(arg=None):
@@ -33,8 +34,7 @@ def get_config(arg=None):
                             length=length, max_text_len=48)
     c.data.batch_size = 64
     c.model = dict(name="mask_separator", n_fft=n_fft, hop=hop, width=256, depth=8, kernel=3,
-                   text=dict(name="text_transformer", max_len=48, width=128, depth=2,
-                             num_heads=4, pool="eos"))
+                   text=text_tower("small", depth=2))
     c.objective = dict(name="mask_separation", loss=a.loss)
     c.optim.lr = 1e-3
     c.optim.weight_decay = 0.0
@@ -50,8 +50,7 @@ def get_config(arg=None):
         c.data.num_workers = 0
         c.model.width = 128
         c.model.depth = 6
-        c.model.text = dict(name="text_transformer", max_len=48, width=64, depth=2,
-                            num_heads=4, pool="eos")
+        c.model.text = text_tower("mini", width=64)
         c.optim.lr = 2e-3
         c.optim.warmup_steps = 50
         # ~1 step/s on 2 shared CPU cores: ~7 minutes; 2000 training mixtures = 62 steps/epoch.
@@ -64,15 +63,10 @@ def get_config(arg=None):
         c.data.batch_size = 8
         c.model.width = 16
         c.model.depth = 2
-        c.model.text = dict(name="text_transformer", max_len=48, width=16, depth=1,
-                            num_heads=2, pool="eos")
+        c.model.text = text_tower("tiny")
         c.optim.warmup_steps = 0
         c.train.steps = 2
         c.train.log_every = 1
         c.train.eval_every = 0
         c.train.ckpt_every = 2
-    if a.batch:
-        c.data.batch_size = a.batch
-    if a.steps:
-        c.train.steps = a.steps
-    return c
+    return apply_size_args(c, a)

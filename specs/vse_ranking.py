@@ -13,7 +13,7 @@ retrieval test set; the eval reports R@1/5/10, median and mean rank and MRR in b
 (``i2t_*``: image annotation, ``t2i_*``: image search).
 """
 from xmodal.core.registry import SpecError
-from xmodal.core.spec import base, parse_arg
+from xmodal.core.spec import apply_size_args, base, parse_arg
 
 TEXT_TOWERS = {
     "bow": dict(name="bow_text", buckets=4096, mlp_dim=512),
@@ -73,8 +73,4 @@ def get_config(arg=None):
         c.train.log_every = 50
         c.train.eval_every = 200
         c.train.ckpt_every = 400
-    if a.batch:
-        c.data.batch_size = a.batch
-    if a.steps:
-        c.train.steps = a.steps
-    return c
+    return apply_size_args(c, a)

@@ -46,6 +46,16 @@ def parse_arg(arg: str | None, **defaults: Any) -> mlc.ConfigDict:
     return mlc.ConfigDict(out)
 
 
+def apply_size_args(c: mlc.ConfigDict, a: mlc.ConfigDict) -> mlc.ConfigDict:
+    """Sets ``data.batch_size`` and ``train.steps`` from a spec's ``batch=N`` and ``steps=N``
+    arguments; 0, their default, keeps the spec's own."""
+    if a.batch:
+        c.data.batch_size = a.batch
+    if a.steps:
+        c.train.steps = a.steps
+    return c
+
+
 def base() -> mlc.ConfigDict:
     """The schema's defaults as a ConfigDict for a spec to start from and change.
 
