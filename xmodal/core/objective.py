@@ -26,7 +26,11 @@ Optional (read through the functions below, so a missing one has one meaning):
   update, on that step's metrics (``train/<group>/<aux>``); a loss whose signature has
   ``objective_state`` reads the state as it was at the start of the step.
 
-Evaluators call an objective through the protocols of ``eval_context``.
+Evaluators ask more of an objective only through declared protocols, never ``hasattr``:
+``sampling.Sampler`` (generates), ``distill.teacher.FlowTeacher`` (a flow's data, condition and
+velocity), ``distill.student.Distilled`` (a student's teacher), and the protocols an evaluator
+declares beside itself (m3el's ``RanksEntities``, m3pt's ``TagsItems``, InstaRevive's
+``Restores``).
 """
 from __future__ import annotations
 

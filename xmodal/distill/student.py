@@ -18,7 +18,7 @@ noise, so a sample stays a deterministic function of its noise (``xmodal.samplin
 from __future__ import annotations
 
 import dataclasses
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 import jax
 import jax.numpy as jnp
@@ -29,6 +29,16 @@ from xmodal.core.registry import SpecError
 from xmodal.distill import teacher as teacher_lib
 
 STUDENT_INITS = ("teacher", "scratch")
+
+
+@runtime_checkable
+class Distilled(Protocol):
+    """A student evaluators and ``--mode=sample`` can ask about its teacher: the teacher's own
+    sampler from the same noise, and the shape of the teacher's data (what noise looks like)."""
+
+    def teacher_sample(self, params, noise, batch, steps: int, solver: str = "euler"): ...
+
+    def data_shape(self, params, batch) -> tuple: ...
 
 
 @dataclasses.dataclass(frozen=True, eq=False)

@@ -43,6 +43,8 @@ from xmodal.core import spec as spec_lib
 from xmodal.core import stages as stages_lib
 from xmodal.core.registry import COMMANDS, OBJECTIVES, TRANSFORMS, CommandError, command_parser
 from xmodal.data.show import grid_shape
+from xmodal.distill.student import Distilled
+from xmodal.distill.teacher import FlowTeacher
 
 
 @dataclasses.dataclass
@@ -143,11 +145,12 @@ def draw(loaded: Loaded, steps: int, seed: int, batch: dict) -> np.ndarray:
 def data_shape(objective, params, batch) -> tuple:
     """The shape of the batch's data in the objective's space (what its noise is shaped like):
     a distillation's ``data_shape`` (the teacher's data), a flow's ``flow_data``."""
-    if hasattr(objective, "data_shape"):
+    if isinstance(objective, Distilled):
         return tuple(objective.data_shape(params, batch))
-    if not hasattr(objective, "flow_data"):
+    if not isinstance(objective, FlowTeacher):
         raise CommandError(f"{type(objective).__name__} samples but says nothing of its data's "
-                           "shape (flow_data or data_shape)")
+                           "shape (neither a flow, distill.teacher.FlowTeacher, nor a student, "
+                           "distill.student.Distilled)")
     return tuple(jax.eval_shape(objective.flow_data, params, batch).shape)
 
 

@@ -22,6 +22,7 @@ from xmodal import sampling
 from xmodal.core.eval_context import EvalContext
 from xmodal.core.registry import EVALUATORS, SpecError
 from xmodal.data.sets.eight_gaussians import CENTRES, STD
+from xmodal.distill.student import Distilled
 
 
 def sliced_w2(a: np.ndarray, b: np.ndarray, n_proj: int = 256, seed: int = 0) -> float:
@@ -57,7 +58,7 @@ def sliced_wasserstein(steps: tuple = (1,), teacher_steps: tuple = (), max_examp
         obj = ctx.objective
         if not isinstance(obj, sampling.Sampler):
             raise SpecError(f"sliced_wasserstein: objective {type(obj).__name__} cannot sample")
-        if teacher_steps and not hasattr(obj, "teacher_sample"):
+        if teacher_steps and not isinstance(obj, Distilled):
             raise SpecError("sliced_wasserstein teacher_steps needs a distillation objective")
         n = min(max_examples, len(ctx.arrays["x"]))
         held_out, labels = ctx.arrays["x"][:n], ctx.arrays["label"][:n]

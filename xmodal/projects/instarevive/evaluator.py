@@ -22,6 +22,7 @@ from __future__ import annotations
 import json
 import os
 import time
+from typing import Protocol, runtime_checkable
 
 import jax
 import jax.numpy as jnp
@@ -31,11 +32,20 @@ from PIL import Image
 from xmodal.core.eval_context import EvalContext
 from xmodal.core.registry import EVALUATORS, OBJECTIVES, SpecError
 from xmodal.core.stages import is_trained, load_stage
+from xmodal.distill.teacher import FlowTeacher
 from xmodal.evaluate.separation import frechet_distance
 from xmodal.projects.instarevive.degrade import upsample
 from xmodal.projects.instarevive.objective import to_uint8
 
 STUDENT_OBJECTIVES = ("dmd", "sid", "reflow")
+
+
+@runtime_checkable
+class Restores(Protocol):
+    """A supervised one-step restorer (``restoration_l2``): the restored [-1, 1] images of a
+    batch's degraded inputs from the network's parameters."""
+
+    def restore(self, net_params, batch) -> jax.Array: ...
 
 
 def y_channel(image) -> jax.Array:
@@ -112,7 +122,7 @@ def restoration(teacher_steps: tuple = (1, 2, 4, 10, 25), regressor_from: str = 
 
     def run(ctx: EvalContext) -> dict:
         obj = ctx.objective
-        if not hasattr(obj, "flow_condition"):
+        if not isinstance(obj, FlowTeacher):
             raise SpecError("the restoration evaluator runs on the teacher's flow stage "
                             "(objective restoration_flow)")
         clean = np.asarray(ctx.arrays["image"])
@@ -134,7 +144,7 @@ def restoration(teacher_steps: tuple = (1, 2, 4, 10, 25), regressor_from: str = 
             reg = load_stage(regressor_from)
             node = dict(reg.spec["objective"])
             reg_obj = OBJECTIVES.build(node.pop("name"), **node)(reg.model, None)
-            if not hasattr(reg_obj, "restore"):
+            if not isinstance(reg_obj, Restores):
                 raise SpecError(f"regressor_from {regressor_from!r} trained "
                                 f"{reg.spec['objective']['name']!r}, not restoration_l2")
             systems["supervised one-step regressor (L2)"] = (

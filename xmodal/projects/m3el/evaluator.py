@@ -9,6 +9,8 @@ identity matrix as entity "embeddings", so that function's dot product gives bac
 """
 from __future__ import annotations
 
+from typing import Protocol, runtime_checkable
+
 import numpy as np
 
 from xmodal.core.registry import EVALUATORS
@@ -16,6 +18,16 @@ from xmodal.core.eval_context import EvalContext
 from xmodal.evaluate.ranking import entity_linking_metrics
 
 KEYS = ("mention_image", "mention_text", "entity_image", "entity_text", "entity_id")
+
+
+@runtime_checkable
+class RanksEntities(Protocol):
+    """What the evaluator asks of its objective (``M3ELObjective``): the [mentions, entities]
+    ranking scores of encoded mentions ``m`` and entities ``e``, summed over matching
+    ``levels`` (the objective's ranking levels when None)."""
+
+    def score_matrix(self, m: dict, e: dict, levels: tuple[str, ...] | None = None,
+                     chunk_size: int = 256) -> np.ndarray: ...
 
 
 def gold_entities(entity_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -49,7 +61,7 @@ def entity_linking(ks: tuple = (1, 3, 5), per_level: bool = True, chunk_size: in
     (``<level>_H@1``) to show what each matching level contributes on its own."""
     def run(ctx: EvalContext) -> dict:
         missing = [k for k in KEYS if k not in ctx.arrays]
-        if missing or not hasattr(ctx.objective, "score_matrix"):
+        if missing or not isinstance(ctx.objective, RanksEntities):
             raise ValueError(f"entity_linking needs the emoji_entities transform (arrays "
                              f"{', '.join(KEYS)}; missing {missing}) and an objective with "
                              f"score_matrix (m3el); got {type(ctx.objective).__name__}")

@@ -8,6 +8,8 @@ reported: ``unseen_tags`` (count), ``unseen_tag_share`` (percent of all eval key
 """
 from __future__ import annotations
 
+from typing import Protocol, runtime_checkable
+
 import numpy as np
 
 from xmodal.core.registry import EVALUATORS
@@ -15,6 +17,14 @@ from xmodal.core.eval_context import EvalContext
 from xmodal.evaluate.ranking import tagging_metrics
 
 KEYS = ("image", "text", "tags", "unseen_tags")
+
+
+@runtime_checkable
+class TagsItems(Protocol):
+    """What the evaluator asks of its objective (``M3PTObjective``): the tag vocabulary and
+    each tag's tokens, which the model's ``encode_tags`` embeds."""
+    vocab: tuple[str, ...]
+    tag_tokens: np.ndarray          # int32 [T, max_tag_len]
 
 
 def tag_counts(tags: np.ndarray, unseen: np.ndarray) -> dict[str, float]:
@@ -30,7 +40,7 @@ def tagging(ks: tuple = (1, 3, 5), chunk_size: int = 256):
     """P@K, R@K, F1@K of the top-K tags, plus the unseen-tag counts (module docstring)."""
     def run(ctx: EvalContext) -> dict:
         missing = [k for k in KEYS if k not in ctx.arrays]
-        if missing or not hasattr(ctx.objective, "tag_tokens"):
+        if missing or not isinstance(ctx.objective, TagsItems):
             raise ValueError(f"tagging needs the emoji_tags transform (arrays {', '.join(KEYS)};"
                              f" missing {missing}) and an objective with tag_tokens (m3pt); "
                              f"got {type(ctx.objective).__name__}")
