@@ -56,9 +56,9 @@ def get_config(arg=None):
     c.data.batch_size = 256
     c.model = dict(
         name="two_tower", embed_dim=256, temperature_init=math.log(1 / 0.07),
-        image=dict(name="audio_encoder", sample_rate=16000, n_fft=1024, hop=256, n_mels=64,
-                   channels=(32, 64, 128, 256), width=256),
-        text=text_tower("small", width=256, depth=4))
+        towers=dict(audio=dict(name="audio_encoder", sample_rate=16000, n_fft=1024, hop=256,
+                               n_mels=64, channels=(32, 64, 128, 256), width=256),
+                    text=text_tower("small", width=256, depth=4)))
     c.objective = dict(name="clip")
     c.optim.lr = 1e-3
     c.optim.weight_decay = 0.05
@@ -72,9 +72,9 @@ def get_config(arg=None):
         c.data.batch_size = 64
         c.data.num_workers = 0
         c.model.embed_dim = 128
-        c.model.image.channels = (16, 32, 64, 128)
-        c.model.image.width = 128
-        c.model.text = text_tower("small", depth=2)
+        c.model.towers.audio.channels = (16, 32, 64, 128)
+        c.model.towers.audio.width = 128
+        c.model.towers.text = text_tower("small", depth=2)
         c.optim.warmup_steps = 30
         # 1384 training clips: ~22 steps per epoch at batch 64, 400 steps ≈ 18 epochs.
         c.train.steps = 400
@@ -88,9 +88,9 @@ def get_config(arg=None):
         c.data.batch_size = 8
         c.data.num_workers = 0
         c.model.embed_dim = 8
-        c.model.image = dict(name="audio_encoder", sample_rate=16000, n_fft=256, hop=128,
-                             n_mels=16, channels=(4, 8), width=8)
-        c.model.text = text_tower("tiny", width=8)
+        c.model.towers.audio = dict(name="audio_encoder", sample_rate=16000, n_fft=256,
+                                    hop=128, n_mels=16, channels=(4, 8), width=8)
+        c.model.towers.text = text_tower("tiny", width=8)
         c.optim.warmup_steps = 0
         c.train.steps = 2
         c.train.log_every = 1

@@ -20,7 +20,7 @@ def get_config(arg=None):
     c.data.batch_size = 1024
     c.model = dict(
         name="two_tower", embed_dim=512, temperature_init=math.log(1 / 0.07),
-        image=vit_tower("base"), text=text_tower("base"))
+        towers=dict(image=vit_tower("base"), text=text_tower("base")))
     c.objective = dict(name="clip", ring=True)
     c.optim.lr = 5e-4
     c.optim.weight_decay = 0.05
@@ -40,8 +40,8 @@ def get_config(arg=None):
         c.data.transform.max_text_len = 32
         c.data.batch_size = 128
         c.model.embed_dim = 128
-        c.model.image = vit_tower("small", patch_size=4)
-        c.model.text = text_tower("small", max_len=32)
+        c.model.towers.image = vit_tower("small", patch_size=4)
+        c.model.towers.text = text_tower("small", max_len=32)
         c.objective.ring = False
         c.optim.lr = 1e-3
         c.optim.warmup_steps = 50

@@ -41,9 +41,9 @@ def get_config(arg=None):
     c.data.batch_size = 256
     width = 512
     c.model = dict(name="two_tower", embed_dim=512,
-                   image=dict(name="cnn", channels=(64, 128, 256, 512), convs_per_stage=2,
-                              width=width),
-                   text=dict(TEXT_TOWERS[a.text], width=width))
+                   towers=dict(image=dict(name="cnn", channels=(64, 128, 256, 512),
+                                          convs_per_stage=2, width=width),
+                               text=dict(TEXT_TOWERS[a.text], width=width)))
     i2t, t2i = DIRECTIONS[a.direction]
     c.objective = dict(name="ranking", margin=0.2, negatives=a.negatives, i2t_weight=i2t,
                        t2i_weight=t2i)
@@ -59,13 +59,13 @@ def get_config(arg=None):
         c.data.transform.image_size = 32
         c.data.batch_size = 128
         c.model.embed_dim = 128
-        c.model.image = dict(name="cnn", channels=(32, 64, 128), convs_per_stage=1, width=128)
+        c.model.towers.image = dict(name="cnn", channels=(32, 64, 128), convs_per_stage=1, width=128)
         text = dict(TEXT_TOWERS[a.text], width=128)
         if a.text == "seq":
             text["embed_dim"] = 32
         else:
             text["mlp_dim"] = 256
-        c.model.text = text
+        c.model.towers.text = text
         c.optim.lr = 2e-3
         c.optim.warmup_steps = 50
         # Tux Paint: 854 training stamps = 6.7 batches of 128; 400 steps ≈ 60 epochs.

@@ -44,8 +44,9 @@ def test_errors():
 
 def test_registered_and_in_two_tower():
     assert MODELS.get("cnn") is CNN
-    model = MODELS.get("two_tower")(image=dict(name="cnn", channels=(4, 8), width=8),
-                                    text=dict(name="bow_text", width=8, buckets=16), embed_dim=6)
+    model = MODELS.get("two_tower")(towers=dict(image=dict(name="cnn", channels=(4, 8), width=8),
+                                                text=dict(name="bow_text", width=8, buckets=16)),
+                                    embed_dim=6)
     tokens = jnp.asarray([[1, 70, 2, 0], [1, 2, 0, 0]], jnp.int32)
     params = model.init(jax.random.key(0), images(), tokens)
     zi, zt, _ = model.apply(params, images(), tokens)

@@ -27,11 +27,10 @@ def _spec(steps: int = 3, ema: float = 0.0, width: int = 16):
                             label_field="group")
     c.data.batch_size = 16
     c.data.num_workers = 0
-    c.model = dict(name="two_tower", embed_dim=16,
-                   image=dict(name="vit", patch_size=8, width=width, depth=1, num_heads=2,
-                              pool="gap"),
-                   text=dict(name="text_transformer", max_len=16, width=width, depth=1,
-                             num_heads=2, pool="eos"))
+    c.model = dict(name="two_tower", embed_dim=16, towers=dict(
+        image=dict(name="vit", patch_size=8, width=width, depth=1, num_heads=2, pool="gap"),
+        text=dict(name="text_transformer", max_len=16, width=width, depth=1, num_heads=2,
+                  pool="eos")))
     c.objective = dict(name="clip")
     c.mesh = dict(data=2, fsdp=4, model=1)
     c.sharding.rules = [(r".*/(kernel|embedding)$", ("fsdp",)), (r".*", ())]

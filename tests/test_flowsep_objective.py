@@ -148,10 +148,11 @@ def test_x1_prediction_is_converted_to_the_path_velocity():
 def _with_query_encoder(obj):
     """``obj`` with a frozen two-tower text encoder (as ``query_from`` loads one)."""
     clap = MODELS.build("two_tower", embed_dim=8,
-                        image=dict(name="audio_encoder", sample_rate=8000, n_fft=256, hop=128,
-                                   n_mels=16, channels=(4,), width=8),
-                        text=dict(name="text_transformer", max_len=16, width=8, depth=1,
-                                  num_heads=2))
+                        towers=dict(
+                            audio=dict(name="audio_encoder", sample_rate=8000, n_fft=256,
+                                       hop=128, n_mels=16, channels=(4,), width=8),
+                            text=dict(name="text_transformer", max_len=16, width=8, depth=1,
+                                      num_heads=2)))
     qp = clap.init(jax.random.key(7), jnp.zeros((1, 4096)), jnp.zeros((1, 16), jnp.int32))
     return dataclasses.replace(obj, query_encoder=clap, query_params=qp["params"])
 

@@ -60,7 +60,7 @@ def test_embedding_a_file_matches_the_eval_pipeline(workdir, records, tmp_path):
     texts = [r["name"].decode() for r in records]
     zt = emb.embed_texts(texts)
     tokens = np.stack([emb.transform.map(r)["text"] for r in records])
-    np.testing.assert_allclose(zt, emb._apply("encode_text", tokens), atol=1e-6)
+    np.testing.assert_allclose(zt, emb._apply("text", tokens), atol=1e-6)
 
 
 def test_zeroshot_is_a_softmax_over_prompt_ensembles(workdir, records):
@@ -114,8 +114,8 @@ def test_untrained_workdir_and_bad_file(tmp_path, workdir):
 
 def test_read_waveform_resamples_and_fits_the_clip():
     class Stub:   # the two things read_waveform reads of an Embedder
-        stage = type("S", (), {"spec": {"model": {"image": {"name": "audio_encoder",
-                                                            "sample_rate": 8000}}}})
+        stage = type("S", (), {"spec": {"model": {"towers": {"audio": {
+            "name": "audio_encoder", "sample_rate": 8000}}}}})
         transform = audio_text(num_samples=3000)
     import tempfile
     with tempfile.TemporaryDirectory() as d:

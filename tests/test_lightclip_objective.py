@@ -152,7 +152,8 @@ def test_bad_arguments_and_models_raise():
         OBJECTIVES.build("lightclip", token_weight=-1.0)
     with pytest.raises(SpecError, match="max_smoothing"):
         OBJECTIVES.build("lightclip", max_smoothing=-0.1)
-    plain = MODELS.build("two_tower", image=dict(name="vit"), text=dict(name="text_transformer"))
+    plain = MODELS.build("two_tower", towers=dict(image=dict(name="vit"),
+                                                  text=dict(name="text_transformer")))
     with pytest.raises(SpecError, match="fusion_two_tower"):
         OBJECTIVES.build("lightclip")(plain, None)
     small_vocab = MODELS.build("fusion_two_tower", image=dict(name="vit"),

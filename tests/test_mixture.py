@@ -43,13 +43,13 @@ def loader(parts, weight=0.25, seed=0, shard_index=0, shard_count=1, worker_coun
 
 def test_batches_hold_both_sources_with_their_own_transform(parts):
     batch = next(iter(loader(parts)))
-    assert batch["image"].shape == (BATCH, SAMPLES) and batch["label"].shape == (BATCH,)
+    assert batch["audio"].shape == (BATCH, SAMPLES) and batch["label"].shape == (BATCH,)
     effects = batch["label"] == -1
     stamps = {r["stamp"].decode() for r in (parts[2][i] for i in range(len(parts[2])))}
     # Effects (no label) carry stamp paths, instruments their item ids and a real label.
     assert all((i in stamps) == e for i, e in zip(ids(batch), effects))
     assert 0 < effects.sum() < BATCH and (batch["label"][~effects] >= 0).all()
-    assert np.abs(batch["image"]).max(axis=1).min() > 0   # every clip audible, none padding
+    assert np.abs(batch["audio"]).max(axis=1).min() > 0   # every clip audible, none padding
 
 
 def test_same_seed_same_batches_other_seed_different(parts):
@@ -107,7 +107,7 @@ def test_parts_must_batch_together(parts):
     inst_src, inst, fx_src, _ = parts
     longer = TRANSFORMS.build("audio_text", audio_field="sound", text_field="stamp",
                               label_field="", num_samples=2 * SAMPLES, max_text_len=64)
-    with pytest.raises(ValueError, match=r"part 0 vs part 1: image: float32\[2000\] vs "
+    with pytest.raises(ValueError, match=r"part 0 vs part 1: audio: float32\[2000\] vs "
                                          r"float32\[4000\]\)"):
         mixture_loader([Part(inst_src, inst), Part(fx_src, longer)], global_batch_size=BATCH,
                        seed=0, shard_index=0, shard_count=1, worker_count=0)
@@ -176,7 +176,7 @@ def test_audio_text_without_a_label_field():
                           num_samples=100, label_prompt="{article} {label} sound",
                           label_names=("oboe",), label_prob=1.0)
     out = tr.map({"sound": np.ones(300, np.float32), "caption": "A crow."})
-    assert out["label"] == -1 and out["image"].shape == (100,)
+    assert out["label"] == -1 and out["audio"].shape == (100,)
     # label_text is the caption, so even a certain label swap keeps "A crow.".
     np.testing.assert_array_equal(out["label_text"], out["text"])
     swapped = tr.augment.random_map(out, np.random.default_rng(0))
@@ -191,19 +191,20 @@ def test_zeroshot_leaves_unlabelled_examples_out():
     from xmodal.core.eval_context import Applier, EvalContext
 
     class OneHot(nn.Module):
-        """Image i embeds as its own row; a prompt as [1, 0] for class "x", [0, 1] else."""
-        def encode_image(self, x):
-            return x
+        """Clip i embeds as its own row; a prompt as [1, 0] for class "x", [0, 1] else."""
+        modalities = ("audio", "text")
 
-        def encode_text(self, tokens):
-            is_x = tokens[:, 1] == ord("x") + 3          # byte tokens are byte + 3
+        def encode(self, x, modality):
+            if modality == "audio":
+                return x
+            is_x = x[:, 1] == ord("x") + 3          # byte tokens are byte + 3
             return nn.one_hot(1 - is_x.astype(int), 2)
 
         def __call__(self, x):
             return x
 
     images = np.array([[1, 0], [0, 1], [0, 1], [1, 0]], np.float32)
-    ctx = EvalContext(arrays={"image": images, "label": np.array([0, 1, -1, -1], np.int32)},
+    ctx = EvalContext(arrays={"audio": images, "label": np.array([0, 1, -1, -1], np.int32)},
                       class_names=["x", "y"], params={"model": {}}, model=OneHot(),
                       transform=TRANSFORMS.build("audio_text"),
                       applier=Applier(parallel.make_mesh({"data": -1, "fsdp": 1, "model": 1}), 8))

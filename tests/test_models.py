@@ -41,8 +41,8 @@ def texts(batch=4, length=8, seed=0):
 def two_tower(policy="f32", bias_init=None, depth=2):
     pol = Policy.from_name(policy)
     tower = {**TINY, "depth": depth}
-    return TwoTower(image={"name": "vit", "patch_size": 4, **tower},
-                    text={"name": "text_transformer", "max_len": 16, **tower},
+    return TwoTower(towers={"image": {"name": "vit", "patch_size": 4, **tower},
+                            "text": {"name": "text_transformer", "max_len": 16, **tower}},
                     embed_dim=16, bias_init=bias_init, dtype=pol.compute_dtype,
                     param_dtype=pol.param_dtype)
 
@@ -101,12 +101,12 @@ def test_two_tower_outputs_unit_norm_f32_and_logit_params():
     np.testing.assert_allclose(np.linalg.norm(ztxt, axis=1), 1.0, rtol=1e-5)
     np.testing.assert_allclose(aux["logit_scale"], 10.0, rtol=1e-6)  # exp(log 10)
     np.testing.assert_allclose(aux["logit_bias"], -10.0)
-    np.testing.assert_allclose(model.apply(variables, images(), method="encode_image"), zimg)
-    np.testing.assert_allclose(model.apply(variables, texts(), method="encode_text"), ztxt)
+    np.testing.assert_allclose(model.apply(variables, images(), "image", method="encode"), zimg)
+    np.testing.assert_allclose(model.apply(variables, texts(), "text", method="encode"), ztxt)
     params = variables["params"]
     assert params["img_head"]["kernel"].shape == (32, 16) and "bias" not in params["img_head"]
     assert "logit_bias" not in two_tower().init(jax.random.key(0), images(), texts())["params"]
-    clip = TwoTower(image=model.image, text=model.text, temperature_init=math.log(1 / 0.07))
+    clip = TwoTower(towers=model.towers, temperature_init=math.log(1 / 0.07))
     _, _, aux = clip.apply(clip.init(jax.random.key(0), images(), texts()), images(), texts())
     np.testing.assert_allclose(aux["logit_scale"], 1 / 0.07, rtol=1e-5)
     assert aux["logit_bias"] is None
@@ -164,15 +164,20 @@ def test_bf16_gradient_products_all_read_bf16_operands():
 def test_misspelt_tower_key_lists_valid_keys():
     with pytest.raises(SpecError, match=r"widht.*valid keys:.*width"):
         MODELS.check_kwargs("vit", {"widht": 32})
-    model = TwoTower(image={"name": "vit", "widht": 32}, text={"name": "text_transformer"})
-    with pytest.raises(SpecError, match=r"two_tower image 'vit' has no argument\(s\) widht"):
+    text = {"name": "text_transformer"}
+    model = TwoTower(towers={"image": {"name": "vit", "widht": 32}, "text": text})
+    with pytest.raises(SpecError,
+                       match=r"two_tower towers.image 'vit' has no argument\(s\) widht"):
         model.init(jax.random.key(0), images(), texts())
-    model = TwoTower(image={"name": "vit", "dtype": "bfloat16"},
-                     text={"name": "text_transformer"})
+    model = TwoTower(towers={"image": {"name": "vit", "dtype": "bfloat16"}, "text": text})
     with pytest.raises(SpecError, match="set it on the two_tower model"):
         model.init(jax.random.key(0), images(), texts())
-    model = TwoTower(image={"name": "resnet"}, text={"name": "text_transformer"})
+    model = TwoTower(towers={"image": {"name": "resnet"}, "text": text})
     with pytest.raises(SpecError, match=r"unknown model.*text_transformer.*two_tower.*vit"):
+        model.init(jax.random.key(0), images(), texts())
+    # Two towers, one of them text: an audio tower without text is a spec error, in one line.
+    model = TwoTower(towers={"image": {"name": "vit"}, "audio": {"name": "audio_encoder"}})
+    with pytest.raises(SpecError, match="must name text and one other modality"):
         model.init(jax.random.key(0), images(), texts())
 
 

@@ -47,8 +47,8 @@ def features(model, params, expected):
     variables = {"params": params}
     # Full f32 matrix products on any backend (TPU/GPU default to fewer bits).
     with jax.default_matmul_precision("float32"):
-        zimg = model.apply(variables, images, method="encode_image")
-        ztxt = model.apply(variables, ids, method="encode_text")
+        zimg = model.apply(variables, images, "image", method="encode")
+        ztxt = model.apply(variables, ids, "text", method="encode")
         _, _, aux = model.apply(variables, images, ids[:3])
     assert zimg.dtype == ztxt.dtype == jnp.float32
     return np.asarray(zimg), np.asarray(ztxt), float(aux["logit_scale"])
@@ -111,8 +111,8 @@ def test_text_tower_reads_id_0_and_pools_at_the_end_token(converted):
     model = build_model(converted.model_spec)
 
     def encode(params, ids):
-        return np.asarray(model.apply({"params": params}, jnp.asarray(ids),
-                                      method="encode_text"))
+        return np.asarray(model.apply({"params": params}, jnp.asarray(ids), "text",
+                                      method="encode"))
 
     ids = np.zeros((2, 77), np.int32)
     ids[:, :5] = [49406, 320, 0, 2368, 49407]    # "a ! cat"

@@ -12,9 +12,9 @@ from xmodal.losses.ranking import hinge_ranking_loss
 
 
 def model():
-    return MODELS.get("two_tower")(image=dict(name="cnn", channels=(4, 8), width=8),
-                                   text=dict(name="ngram_text", width=8, buckets=32,
-                                             mlp_dim=8), embed_dim=8)
+    return MODELS.get("two_tower")(towers=dict(
+        image=dict(name="cnn", channels=(4, 8), width=8),
+        text=dict(name="ngram_text", width=8, buckets=32, mlp_dim=8)), embed_dim=8)
 
 
 def batch(n=4, seed=0, same=False, empty=False):

@@ -16,8 +16,10 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 def _minimal(**over):
     c = spec_lib.base()
     c.model = dict(name="two_tower", embed_dim=8,
-                   image=dict(name="vit", patch_size=4, width=8, depth=1, num_heads=2),
-                   text=dict(name="text_transformer", width=8, depth=1, num_heads=2))
+                   towers=dict(image=dict(name="vit", patch_size=4, width=8, depth=1,
+                                          num_heads=2),
+                               text=dict(name="text_transformer", width=8, depth=1,
+                                         num_heads=2)))
     c.objective = dict(name="clip")
     for k, v in over.items():
         c[k] = v
@@ -107,8 +109,9 @@ def test_component_kwargs_checked_recursively():
     with pytest.raises(SpecError, match=r"objective 'clip' has no argument\(s\) rnig; valid keys: ring"):
         spec_lib.validate(c)
     c = _minimal()
-    c.model.image.widht = 8
-    with pytest.raises(SpecError, match=r"model.image 'vit' has no argument\(s\) widht.*width"):
+    c.model.towers.image.widht = 8
+    with pytest.raises(SpecError,
+                       match=r"model.towers.image 'vit' has no argument\(s\) widht.*width"):
         spec_lib.validate(c)
 
 
@@ -161,7 +164,7 @@ def test_stage_references_resolve_anywhere_in_a_stage():
 def test_write_json_roundtrip(tmp_path):
     out = spec_lib.validate(_minimal())
     path = spec_lib.write_json(out, str(tmp_path))
-    assert json.load(open(path))["model"]["image"]["width"] == 8
+    assert json.load(open(path))["model"]["towers"]["image"]["width"] == 8
 
 
 def test_cli_rejects_unknown_override_before_running(tmp_path):

@@ -95,8 +95,8 @@ def test_bad_input():
 @pytest.mark.parametrize("text", ["bow_text", "ngram_text", "seq_text"])
 def test_two_tower_text_tower_gradients_finite_on_empty(text):
     model = MODELS.get("two_tower")(
-        image=dict(name="cnn", channels=(4, 8), width=8),
-        text=dict(name=text, width=8), embed_dim=8)
+        towers=dict(image=dict(name="cnn", channels=(4, 8), width=8),
+                    text=dict(name=text, width=8)), embed_dim=8)
     images = jnp.zeros((2, 8, 8, 3), jnp.uint8)
     tokens = ids("", "", max_len=8)
     params = model.init(jax.random.key(0), images, tokens)

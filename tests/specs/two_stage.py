@@ -11,8 +11,9 @@ def _stage(steps):
     c.data.num_workers = 0
     c.data.eval_max_examples = 16
     c.model = dict(name="two_tower", embed_dim=16,
-                   image=dict(name="vit", patch_size=4, width=16, depth=1, num_heads=2),
-                   text=dict(name="text_transformer", max_len=32, width=16, depth=1, num_heads=2))
+                   towers=dict(image=dict(name="vit", patch_size=4, width=16, depth=1, num_heads=2),
+                               text=dict(name="text_transformer", max_len=32, width=16, depth=1,
+                                         num_heads=2)))
     c.objective = dict(name="clip")
     c.train.steps = steps
     c.train.log_every = 1

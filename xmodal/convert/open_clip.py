@@ -197,18 +197,18 @@ def model_spec(arch: dict, log_logit_scale: float) -> dict:
         "name": "two_tower", "embed_dim": arch["embed_dim"],
         # Only an initial value: the converted checkpoint holds the trained scale.
         "temperature_init": float(log_logit_scale),
-        "image": {
+        "towers": {"image": {
             "name": "vit", "patch_size": arch["patch_size"], "width": arch["width"],
             "depth": arch["layers"], "num_heads": arch["heads"], "mlp_dim": arch["mlp_dim"],
             "pool": "cls", "patch_bias": False, "ln_pre": arch["ln_pre"],
             "cls_in_pos_embedding": True, "activation": arch["activation"],
             "ln_epsilon": LN_EPSILON, "pixel_mean": arch["mean"], "pixel_std": arch["std"]},
-        "text": {
+                   "text": {
             "name": "text_transformer", "vocab_size": arch["vocab_size"],
             "max_len": arch["context_length"], "width": arch["t_width"],
             "depth": arch["t_layers"], "num_heads": arch["t_heads"],
             "mlp_dim": arch["t_mlp_dim"], "pool": "argmax", "causal": True, "pad_mask": False,
-            "activation": arch["activation"], "ln_epsilon": LN_EPSILON},
+            "activation": arch["activation"], "ln_epsilon": LN_EPSILON}},
     }
 
 

@@ -3,7 +3,7 @@ a way to apply any function of the parameters over arrays in sharded, fixed-size
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Protocol, Sequence, runtime_checkable
 
 import jax
 import numpy as np
@@ -35,6 +35,18 @@ class EvalContext:
         """``model.<method>(*batch_arrays)`` with the ``group`` parameters, chunked."""
         return self.applier(method_fn(self.model, method, group), self.params, *arrays)
 
+    @property
+    def modalities(self) -> tuple[str, str]:
+        """What the model matches, (x, "text"): the eval arrays' keys of the two sides."""
+        if not isinstance(self.model, Matcher):
+            raise ValueError(f"model {type(self.model).__name__} declares no modalities (an "
+                             "embedding evaluator needs a two-tower model)")
+        return tuple(self.model.modalities)
+
+    def encode(self, modality: str, x: np.ndarray) -> np.ndarray:
+        """Unit-norm embeddings of ``x`` by the model's ``modality`` tower, chunked."""
+        return self.applier(encode_fn(self.model, modality), self.params, x)
+
     def encode_image(self, images: np.ndarray) -> np.ndarray:
         return self.apply_model("encode_image", images)
 
@@ -48,7 +60,27 @@ class EvalContext:
         return tokenizer.encode_batch(texts)
 
 
+@runtime_checkable
+class Matcher(Protocol):
+    """A two-tower model as the embedding evaluators see it: the modalities it matches, in
+    order (x, "text"), and ``encode(x, modality)``."""
+
+    @property
+    def modalities(self) -> tuple[str, str]: ...
+
+    def encode(self, x, modality: str, train: bool = False): ...
+
+
 _METHOD_FNS: dict = {}
+
+
+def encode_fn(model, modality: str, group: str = "model") -> Callable:
+    # One function object per (model, modality, group), so the Applier compiles it once.
+    key = (id(model), ("encode", modality), group)
+    if key not in _METHOD_FNS:
+        _METHOD_FNS[key] = lambda params, x: model.apply(
+            {"params": params[group]}, x, modality, method="encode")
+    return _METHOD_FNS[key]
 
 
 def method_fn(model, method: str, group: str = "model") -> Callable:

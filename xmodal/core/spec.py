@@ -279,10 +279,19 @@ def _check_one(registry, comp: Mapping[str, Any], where: str) -> None:
     comp = _plain(comp)
     kwargs = {k: v for k, v in comp.items() if k != "name"}
     registry.check_kwargs(comp["name"], kwargs, where=where)
-    # Nested components of the same kind (a two-tower model's towers) are checked too.
+    # Nested components of the same kind (a model's towers, or a mapping of them: a two-tower
+    # model's ``towers``) are checked too.
     for key, value in kwargs.items():
-        if isinstance(value, Mapping) and "name" in value and value["name"] in registry.names():
+        if _is_component(value, registry):
             _check_one(registry, value, f"{where}.{key}")
+        elif isinstance(value, Mapping):
+            for name, inner in value.items():
+                if _is_component(inner, registry):
+                    _check_one(registry, inner, f"{where}.{key}.{name}")
+
+
+def _is_component(value, registry) -> bool:
+    return isinstance(value, Mapping) and "name" in value and value["name"] in registry.names()
 
 
 def component_kwargs(comp: Mapping[str, Any], reserved: tuple = ()) -> dict:

@@ -16,15 +16,17 @@ from xmodal.evaluate.zeroshot import PROMPT_TEMPLATES, zeroshot_accuracy, zerosh
 @EVALUATORS.register("retrieval")
 def retrieval(ks: tuple = (1, 5, 10), chunk_size: int = 256, sheet_queries: int = 8,
               sheet_k: int = 5):
-    """Image↔text retrieval on the eval split; text i describes image i. With a workdir and
-    ``sheet_queries`` > 0, also writes ``<workdir>/sheets/retrieval_<step>.png``: that many
-    queries each way and their top ``sheet_k`` (``xmodal.evaluate.retrieval_sheet``)."""
+    """x↔text retrieval on the eval split (x: the model's other modality, images or audio;
+    metric names keep CLIP's i2t/t2i); text i describes item i. With an output folder, an image
+    model and ``sheet_queries`` > 0, also writes ``<out_dir>/sheets/retrieval_<step>.png``:
+    that many queries each way and their top ``sheet_k`` (``xmodal.evaluate.retrieval_sheet``)."""
     def run(ctx: EvalContext) -> dict:
-        zimg = ctx.encode_image(ctx.arrays["image"])
-        ztxt = ctx.encode_text(ctx.arrays["text"])
+        x, text = ctx.modalities
+        zimg = ctx.encode(x, ctx.arrays[x])
+        ztxt = ctx.encode(text, ctx.arrays[text])
         metrics = retrieval_metrics(zimg, ztxt, np.arange(len(ztxt)), ks=tuple(ks),
                                     chunk_size=chunk_size)
-        if sheet_queries and ctx.out_dir and jax.process_index() == 0:
+        if sheet_queries and ctx.out_dir and x == "image" and jax.process_index() == 0:
             write_sheet(ctx, zimg, ztxt, sheet_queries, sheet_k)
         return metrics
     run.chance = lambda ctx: retrieval_chance(len(ctx.arrays["text"]), ks)
@@ -60,7 +62,8 @@ def write_sheet(ctx: EvalContext, zimg, ztxt, queries: int, k: int) -> str:
 
 @EVALUATORS.register("zeroshot")
 def zeroshot(templates: tuple = PROMPT_TEMPLATES, ks: tuple = (1, 5)):
-    """Classifies eval images into ``class_names`` by prompt-ensembled text embeddings.
+    """Classifies eval items (images, audio: the model's other modality) into ``class_names`` by
+    prompt-ensembled text embeddings.
     Unlabelled examples (label -1, e.g. sound effects next to instruments) are left out."""
     def run(ctx: EvalContext) -> dict:
         names = list(ctx.class_names)
@@ -71,8 +74,9 @@ def zeroshot(templates: tuple = PROMPT_TEMPLATES, ks: tuple = (1, 5)):
                              f"has {len(names)} class names and {int(keep.sum())} labelled of "
                              f"{len(labels)} examples (its transform's label_field)")
         prompts = [t.format(c.lower()) for c in names for t in templates]
-        ztxt = ctx.encode_text(ctx.tokenize(prompts)).reshape(len(names), len(templates), -1)
-        zimg = ctx.encode_image(ctx.arrays["image"][keep])
+        x, text = ctx.modalities
+        ztxt = ctx.encode(text, ctx.tokenize(prompts)).reshape(len(names), len(templates), -1)
+        zimg = ctx.encode(x, ctx.arrays[x][keep])
         acc = zeroshot_accuracy(zimg, zeroshot_classifier(ztxt), labels[keep], ks=tuple(ks))
         return {f"zeroshot_{k}": v for k, v in acc.items()}
     # A uniform guess among C classes is top-k right with probability k / C.

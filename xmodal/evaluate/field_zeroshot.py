@@ -38,8 +38,9 @@ def field_zeroshot(field: str = "subgroup", templates: tuple = PROMPT_TEMPLATES,
         if dash_to_space:
             names = [n.replace("-", " ") for n in names]
         prompts = [t.format(n) for n in names for t in templates]
-        ztxt = ctx.encode_text(ctx.tokenize(prompts)).reshape(len(names), len(templates), -1)
-        zimg = ctx.encode_image(ctx.arrays["image"])
+        x, text = ctx.modalities
+        ztxt = ctx.encode(text, ctx.tokenize(prompts)).reshape(len(names), len(templates), -1)
+        zimg = ctx.encode(x, ctx.arrays[x])
         acc = zeroshot_accuracy(zimg, zeroshot_classifier(ztxt), labels, ks=tuple(ks))
         out = {f"{name}_zeroshot_{k}": v for k, v in acc.items()}
         out[f"{name}_classes"] = float(len(names))

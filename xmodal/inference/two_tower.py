@@ -1,6 +1,7 @@
 """Using a trained contrastive model: embed your own images (or audio) and texts, classify
-zero-shot. Any stage whose model has ``encode_image`` / ``encode_text`` (``two_tower`` of the
-CLIP, SigLIP, LightCLIP, CLAP and VSE specs; IRRA's and M3PT's models) works.
+zero-shot. Any stage whose model matches a modality with text (``eval_context.Matcher``:
+``modalities`` and ``encode``; ``two_tower`` of the CLIP, SigLIP, CLAP and VSE specs, the
+LightCLIP and IRRA ``fusion_two_tower``, M3PT's and same-style's models) works.
 
     from xmodal.inference import Embedder
     emb = Embedder.from_workdir("runs/clip")              # newest checkpoint, EMA policy
@@ -30,7 +31,7 @@ from xmodal.core import checkpoint as ckpt_lib
 from xmodal.core import parallel
 from xmodal.core import spec as spec_lib
 from xmodal.core import stages as stages_lib
-from xmodal.core.eval_context import Applier, method_fn
+from xmodal.core.eval_context import Applier, encode_fn
 from xmodal.core.registry import MODELS, TRANSFORMS, CommandError, SpecError
 from xmodal.evaluate.zeroshot import PROMPT_TEMPLATES, zeroshot_classifier
 
@@ -40,11 +41,12 @@ IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif")
 
 
 def is_encoder(model: Any) -> bool:
-    return all(callable(getattr(model, m, None)) for m in ("encode_image", "encode_text"))
+    """A Matcher model or model class (a protocol with a property cannot ``issubclass``)."""
+    return callable(getattr(model, "encode", None)) and hasattr(model, "modalities")
 
 
 def encoder_stages(spec) -> list[str]:
-    """Names of the spec's stages whose model has encode_image / encode_text ('' = single)."""
+    """Names of the spec's stages whose model is a Matcher ('' = single)."""
     # The model class has the methods; nothing needs building to know.
     return [name for name, stage in spec_lib.stages_of(spec)
             if stage.model.name in MODELS.names() and is_encoder(MODELS.get(stage.model.name))]
@@ -54,8 +56,8 @@ def stage_dir(spec, workdir: str, stage: str = "") -> str:
     """The workdir of the spec's encoder stage (``stage``, or the only one there is)."""
     names = encoder_stages(spec)
     if not names:
-        raise SpecError("this spec has no stage with an encode_image/encode_text model "
-                        "(a contrastive two-tower model) to embed with")
+        raise SpecError("this spec has no stage with a model that matches a modality with "
+                        "text (a contrastive two-tower model) to embed with")
     if stage:
         if stage not in names:
             raise CommandError(f"--stage={stage!r} is not an encoder stage of this spec; "
@@ -92,7 +94,7 @@ class Embedder:
             raise CommandError(f"{e}; train the run first")
         if not is_encoder(trained.model):
             raise CommandError(f"{path!r} trained model {trained.spec['model']['name']!r}, which "
-                               "has no encode_image/encode_text")
+                               "matches no modality with text (no encode/modalities)")
         data = trained.spec["data"]
         transform = TRANSFORMS.build(data["transform"]["name"],
                                      **spec_lib.component_kwargs(data["transform"]))
@@ -118,28 +120,33 @@ class Embedder:
         return float(np.exp(t)) if t is not None else DEFAULT_LOGIT_SCALE
 
     @property
-    def is_audio(self) -> bool:
-        return hasattr(self.transform, "audio_field")
+    def modality(self) -> str:
+        """What the items are: the model's modality matched with text (image, audio)."""
+        return self.stage.model.modalities[0]
 
-    def _apply(self, method: str, x: np.ndarray) -> np.ndarray:
-        """``model.<method>(x)`` in fixed-size chunks over this host's devices (the evals'
-        Applier: one compiled shape, the last chunk padded)."""
+    @property
+    def is_audio(self) -> bool:
+        return self.modality == "audio"
+
+    def _apply(self, modality: str, x: np.ndarray) -> np.ndarray:
+        """The ``modality`` tower's embeddings of ``x`` in fixed-size chunks over this host's
+        devices (the evals' Applier: one compiled shape, the last chunk padded)."""
         if self._applier is None:
             self._applier = Applier(parallel.make_mesh({"data": -1, "fsdp": 1, "model": 1}),
                                     self.batch_size)
-        return self._applier(method_fn(self.stage.model, method), self.stage.params, x)
+        return self._applier(encode_fn(self.stage.model, modality), self.stage.params, x)
 
     def embed_items(self, items: Sequence[str | np.ndarray]) -> np.ndarray:
         """[N, D] unit-norm embeddings of image (or audio) files or arrays already in the
         model's input form (uint8 [S, S, 3] images, float32 [T] waveforms)."""
         if not len(items):
             raise CommandError("nothing to embed: give at least one image/audio file")
-        return self._apply("encode_image", np.stack([self.prepare(x) for x in items]))
+        return self._apply(self.modality, np.stack([self.prepare(x) for x in items]))
 
     def embed_texts(self, texts: Sequence[str]) -> np.ndarray:
         if not len(texts):
             raise CommandError("nothing to embed: give at least one text")
-        return self._apply("encode_text", self.transform.tokenizer.encode_batch(list(texts)))
+        return self._apply("text", self.transform.tokenizer.encode_batch(list(texts)))
 
     def prepare(self, item: str | np.ndarray) -> np.ndarray:
         if not isinstance(item, str):
@@ -200,7 +207,7 @@ def read_waveform(path: str, emb: Embedder) -> np.ndarray:
     """float32 [T] at the audio tower's sample rate, fitted to the training clip length."""
     from xmodal.audio.files import read_audio
     from xmodal.data.transforms.audio_text import fit
-    tower = emb.stage.spec["model"].get("image", {})
+    tower = (emb.stage.spec["model"].get("towers") or {}).get("audio", {})
     # The spec's rate, else the tower's default (a flax field's default is a class attribute).
     rate = tower.get("sample_rate") or getattr(MODELS.get(tower.get("name", "")),
                                                "sample_rate", None)

@@ -32,7 +32,7 @@ from xmodal.data.tokenizer import EOS_ID
 from xmodal.core.registry import MODELS, SpecError
 from xmodal.nn.fusion import FusionEncoder, Injection, MLMHead, block_names, tower_tokens
 from xmodal.nn.precision import dot_general_for
-from xmodal.nn.two_tower import build_tower, l2_normalise
+from xmodal.nn.two_tower import ImageTextEncoding, build_tower, l2_normalise
 
 FUSIONS = ("encoder", "inject")
 BYTE_VOCAB = 259  # pad, bos, eos + 256 bytes
@@ -44,7 +44,7 @@ def word_mask_of(ids: jax.Array) -> jax.Array:
 
 
 @MODELS.register("fusion_two_tower")
-class FusionTwoTower(nn.Module):
+class FusionTwoTower(ImageTextEncoding, nn.Module):
     """Two towers (``img``, ``txt``), heads (``img_head``, ``txt_head``), a learned logit scale,
     and a fusion (``fusion`` submodule or ``inject_<k>``) with an ``mlm_head``."""
     image: Mapping[str, Any]

@@ -1,6 +1,7 @@
 """Named tower sizes for specs: ``text_tower("small")`` is a ``text_transformer`` node and
-``vit_tower("base")`` a ``vit`` one, plain dicts a spec sets as ``c.model.text`` and
-``c.model.image``.
+``vit_tower("base")`` a ``vit`` one, plain dicts a spec sets as a model's towers
+(``c.model.towers.text``, ``c.model.towers.image``; ``c.model.image`` for the image-text models
+with fixed tower names).
 
 A size is width, depth and heads, the same for both kinds of tower; whatever a spec changes
 beyond that (``max_len``, ``patch_size``, ``vocab_size``) is a keyword override at its call

@@ -1,5 +1,5 @@
-"""Two-tower image-text model for contrastive matching (CLIP: Radford et al., 2021; SigLIP:
-Zhai et al., "Sigmoid Loss for Language Image Pre-Training", 2023).
+"""Two-tower model matching one modality (images, audio...) with text (CLIP: Radford et al.,
+2021; SigLIP: Zhai et al., "Sigmoid Loss for Language Image Pre-Training", 2023).
 
 Each tower's pooled output goes through a bias-free linear head (``img_head``, ``txt_head``) to
 ``embed_dim`` and is L2-normalised in f32: ``z = h / max(||h||, 1e-6)``. The model also owns the
@@ -48,49 +48,95 @@ def build_tower(spec: Mapping[str, Any], where: str, dtype: Any, param_dtype: An
     return MODELS.get(spec["name"])(**kwargs, dtype=dtype, param_dtype=param_dtype, name=name)
 
 
+# Parameter names of the towers: the image and text towers keep the short names the model has
+# always had (so a seed initialises the same parameters, and converted checkpoints load);
+# any other modality's tower is named after the modality.
+PARAM_NAMES = {"image": "img", "text": "txt"}
+
+
+def param_name(modality: str) -> str:
+    return PARAM_NAMES.get(modality, modality)
+
+
+class ImageTextEncoding:
+    """For image-text models with ``encode_image`` / ``encode_text``: the ``modalities`` and
+    ``encode(x, modality)`` that embedding evaluators and the Embedder call
+    (``eval_context.Matcher``)."""
+
+    @property
+    def modalities(self) -> tuple[str, str]:
+        return "image", "text"
+
+    def encode(self, x: jax.Array, modality: str, train: bool = False) -> jax.Array:
+        if modality not in ("image", "text"):
+            raise SpecError(f"{type(self).__name__} has no {modality!r} tower; its towers: "
+                            "image, text")
+        return getattr(self, f"encode_{modality}")(x, train=train)
+
+
+def paired_inputs(model, batch: Mapping[str, Any]) -> tuple:
+    """The batch fields a two-tower model reads, in its order: ``model.modalities``."""
+    missing = [m for m in model.modalities if m not in batch]
+    if missing:
+        raise SpecError(f"{type(model).__name__} towers {list(model.modalities)} read batch "
+                        f"fields {missing}, which the transform does not make; batch fields: "
+                        f"{', '.join(sorted(batch))}")
+    return tuple(batch[m] for m in model.modalities)
+
+
 @MODELS.register("two_tower")
 class TwoTower(nn.Module):
-    """``(image, text) -> (zimg [B, embed_dim], ztxt [B, embed_dim], {"logit_scale",
+    """``(x, text) -> (zx [B, embed_dim], ztxt [B, embed_dim], {"logit_scale",
     "logit_bias"})``, embeddings unit-norm f32.
 
-    ``image`` and ``text`` are tower specs, e.g. ``{"name": "vit", "width": 256}`` and
-    ``{"name": "text_transformer", "width": 256}``; ``dtype`` (compute) and ``param_dtype`` are
-    passed to both. Towers are ``img`` and ``txt`` in the parameter tree.
+    ``towers`` names the two modalities and their tower specs: ``text`` and one other, e.g.
+    ``{"image": {"name": "vit", ...}, "text": {"name": "text_transformer", ...}}`` or
+    ``{"audio": {"name": "audio_encoder", ...}, "text": ...}``. A modality's name is its batch
+    field (the transform's output key) and what evaluators encode (``encode(x, modality)``).
+    ``modalities`` is (the other, "text") whatever the mapping's order (a spec read back from
+    JSON has sorted keys). ``dtype`` (compute) and ``param_dtype`` are passed to both towers.
     """
-    image: Mapping[str, Any]
-    text: Mapping[str, Any]
+    towers: Mapping[str, Mapping[str, Any]]
     embed_dim: int = 256
     temperature_init: float = math.log(10.0)
     bias_init: float | None = None
     dtype: Any = jnp.float32
     param_dtype: Any = jnp.float32
 
+    @property
+    def modalities(self) -> tuple[str, str]:
+        if not isinstance(self.towers, Mapping) or len(self.towers) != 2 or \
+                "text" not in self.towers:
+            raise SpecError("two_tower towers must name text and one other modality with their "
+                            "towers, e.g. {'image': {'name': 'vit', ...}, 'text': {...}}; got "
+                            f"{self.towers!r}")
+        return next(m for m in self.towers if m != "text"), "text"
+
     def setup(self):
-        self.img = build_tower(self.image, "two_tower image", self.dtype, self.param_dtype,
-                               name="img")
-        self.txt = build_tower(self.text, "two_tower text", self.dtype, self.param_dtype,
-                               name="txt")
         head = dict(use_bias=False, dtype=self.dtype, param_dtype=self.param_dtype,
                     dot_general=dot_general_for(self.dtype))
-        self.img_head = nn.Dense(self.embed_dim, **head)
-        self.txt_head = nn.Dense(self.embed_dim, **head)
+        self.encoders = {m: build_tower(t, f"two_tower towers.{m}", self.dtype, self.param_dtype,
+                                        name=param_name(m))
+                         for m, t in ((m, self.towers[m]) for m in self.modalities)}
+        self.heads = {m: nn.Dense(self.embed_dim, **head, name=f"{param_name(m)}_head")
+                      for m in self.modalities}
         self.logit_scale = self.param("logit_scale", nn.initializers.constant(
             self.temperature_init), (), self.param_dtype)
         if self.bias_init is not None:
             self.logit_bias = self.param("logit_bias", nn.initializers.constant(self.bias_init),
                                          (), self.param_dtype)
 
-    # Arguments ``image``/``text`` are arrays; ``self.image``/``self.text`` are the tower specs.
-    def encode_image(self, image: jax.Array, train: bool = False) -> jax.Array:
-        return l2_normalise(self.img_head(self.img(image, train=train)))
+    def encode(self, x: jax.Array, modality: str, train: bool = False) -> jax.Array:
+        if modality not in self.encoders:
+            raise SpecError(f"two_tower has no {modality!r} tower; its towers: "
+                            f"{', '.join(self.modalities)}")
+        return l2_normalise(self.heads[modality](self.encoders[modality](x, train=train)))
 
-    def encode_text(self, text: jax.Array, train: bool = False) -> jax.Array:
-        return l2_normalise(self.txt_head(self.txt(text, train=train)))
-
-    def __call__(self, image: jax.Array, text: jax.Array, train: bool = False
+    def __call__(self, x: jax.Array, text: jax.Array, train: bool = False
                  ) -> tuple[jax.Array, jax.Array, dict[str, jax.Array | None]]:
-        zimg = self.encode_image(image, train=train)
-        ztxt = self.encode_text(text, train=train)
+        first, second = self.modalities
+        zx = self.encode(x, first, train=train)
+        ztxt = self.encode(text, second, train=train)
         bias = (self.logit_bias.astype(jnp.float32) if self.bias_init is not None else None)
-        return zimg, ztxt, {"logit_scale": jnp.exp(self.logit_scale.astype(jnp.float32)),
-                            "logit_bias": bias}
+        return zx, ztxt, {"logit_scale": jnp.exp(self.logit_scale.astype(jnp.float32)),
+                          "logit_bias": bias}

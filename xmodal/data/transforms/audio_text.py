@@ -2,8 +2,8 @@
 
 The waveform stays a waveform: the audio tower computes its log-mel spectrogram in JAX
 (``xmodal.nn.audio_encoder``), so one trained model embeds a dataset clip and a separated
-estimate the same way. The waveform goes in the batch's ``image`` key because the two-tower
-model, its objectives and the retrieval evaluators call their first tower's input ``image``.
+estimate the same way. The waveform goes in the batch's ``audio`` key, the name of the two-tower
+model's audio tower (``towers.audio``).
 """
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from xmodal.core.registry import TRANSFORMS
 
 
 class AudioTextTransform(grain.transforms.Map):
-    """Record -> {"image": float32 [T] waveform, "text": int32 [max_text_len], "label": int32}.
+    """Record -> {"audio": float32 [T] waveform, "text": int32 [max_text_len], "label": int32}.
 
     A clip longer than ``num_samples`` is cut to its start, a shorter one zero-padded at the
     end; ``num_samples=0`` keeps the stored length (it must then be the same for all records).
@@ -56,7 +56,7 @@ class AudioTextTransform(grain.transforms.Map):
         if self.num_samples:
             wav = fit(wav, self.num_samples)
         label = int(record[self.label_field]) if self.label_field else -1
-        out = {"image": wav, "text": self.tokenizer.encode(record[self.text_field]),
+        out = {"audio": wav, "text": self.tokenizer.encode(record[self.text_field]),
                "label": np.int32(label)}
         if self.label_prompt and not self.label_field:
             out["label_text"] = out["text"]
@@ -89,7 +89,7 @@ class AudioTextAugment(grain.transforms.RandomMap):
     tower also learns the label-level prompts a scorer uses ("a violin playing a short
     phrase" for any violin clip, not only for phrases)."""
 
-    def __init__(self, db: float = 0.0, label_prob: float = 0.0, field: str = "image"):
+    def __init__(self, db: float = 0.0, label_prob: float = 0.0, field: str = "audio"):
         if db < 0 or not 0 <= label_prob <= 1:
             raise ValueError(f"AudioTextAugment needs db >= 0 and 0 <= label_prob <= 1, got "
                              f"db={db}, label_prob={label_prob}")
@@ -108,7 +108,7 @@ def audio_text(max_text_len: int = 48, audio_field: str = "audio", text_field: s
                label_field: str = "instrument", num_samples: int = 0,
                gain_db: float = 0.0, label_prompt: str = "", label_names: tuple = (),
                label_prob: float = 0.0) -> AudioTextTransform:
-    """{"image": float32 [T] waveform, "text": byte tokens of ``text_field``, "label":
+    """{"audio": float32 [T] waveform, "text": byte tokens of ``text_field``, "label":
     ``record[label_field]``, or -1 with ``label_field=""``} (defaults fit the ``instruments``
     set), plus "label_text" (tokens of ``label_prompt`` filled with ``label_names[label]``)
     when ``label_prompt`` is set.

@@ -31,9 +31,9 @@ class AudioTextScorer:
                  batch_size: int = 32):
         self.model, self.params, self.tokenizer = model, params, tokenizer
         self.sample_rate, self.batch_size = int(sample_rate), int(batch_size)
-        self._audio = jax.jit(lambda p, x: model.apply({"params": p}, x,
-                                                       method="encode_image"))
-        self._text = jax.jit(lambda p, t: model.apply({"params": p}, t, method="encode_text"))
+        self._audio = jax.jit(lambda p, x: model.apply({"params": p}, x, "audio",
+                                                       method="encode"))
+        self._text = jax.jit(lambda p, t: model.apply({"params": p}, t, "text", method="encode"))
 
     def _chunked(self, fn, x: np.ndarray) -> np.ndarray:
         bs, out = self.batch_size, []
@@ -70,13 +70,12 @@ def load_clap(workdir: str, batch_size: int = 32) -> AudioTextScorer:
     """The trained audio-text stage in ``workdir`` (``xmodal.core.stages``: newest checkpoint,
     EMA policy), in float32."""
     model_spec = read_spec(workdir)["model"]
-    if model_spec.get("name") != "two_tower" or "image" not in model_spec:
-        raise SpecError(f"{workdir}: model {model_spec.get('name')!r} is not an audio-text "
-                        "two_tower model")
-    audio_spec = model_spec["image"]
-    if audio_spec.get("name") != "audio_encoder":
-        raise SpecError(f"{workdir}: its image tower is {audio_spec.get('name')!r}, not "
-                        "audio_encoder")
+    towers = model_spec.get("towers") or {}
+    if model_spec.get("name") != "two_tower" or set(towers) != {"audio", "text"}:
+        raise SpecError(f"{workdir}: model {model_spec.get('name')!r} with towers "
+                        f"{sorted(towers)} is not an audio-text two_tower model (towers audio, "
+                        "text)")
+    audio_spec = towers["audio"]
     stage = load_stage(workdir)
     tokenizer = ByteTokenizer(int(stage.spec["data"]["transform"].get("max_text_len", 48)))
     sample_rate = int(audio_spec.get("sample_rate", 16000))

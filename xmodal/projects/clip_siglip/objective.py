@@ -7,6 +7,7 @@ from typing import Any, Callable
 import jax
 from jax.sharding import Mesh
 
+from xmodal.nn.two_tower import paired_inputs
 from xmodal.core.registry import OBJECTIVES
 from xmodal.losses.contrastive import clip_loss, siglip_loss
 from xmodal.losses.ring import ring_clip_loss, ring_siglip_loss
@@ -22,12 +23,12 @@ class TwoTowerObjective:
     groups: tuple[str, ...] = ("model",)
 
     def init(self, rng: jax.Array, batch: dict) -> dict:
-        variables = self.model.init({"params": rng}, batch["image"], batch["text"])
+        variables = self.model.init({"params": rng}, *paired_inputs(self.model, batch))
         return {"model": variables["params"]}
 
     def loss(self, params: dict, batch: dict, rng: jax.Array, group: str = "model"):
         zimg, ztxt, extra = self.model.apply(
-            {"params": params["model"]}, batch["image"], batch["text"], train=True,
+            {"params": params["model"]}, *paired_inputs(self.model, batch), train=True,
             rngs={"dropout": rng})
         scale = extra["logit_scale"]
         axes = tuple(a for a in BATCH_AXES if a in self.mesh.shape)

@@ -109,8 +109,8 @@ class FlowSepObjective:
         frozen ``query_encoder`` its text embedding [B, D] (no gradient)."""
         if self.query_encoder is None:
             return tokens
-        z = self.query_encoder.apply({"params": params["query_encoder"]}, tokens,
-                                     method="encode_text")
+        z = self.query_encoder.apply({"params": params["query_encoder"]}, tokens, "text",
+                                     method="encode")
         return jax.lax.stop_gradient(z.astype(jnp.float32))
 
     def network_velocity(self, params, x_t, t, mix, query):

@@ -22,13 +22,13 @@ import jax.numpy as jnp
 
 from xmodal.core.registry import MODELS
 from xmodal.nn.precision import dot_general_for
-from xmodal.nn.two_tower import build_tower, l2_normalise
+from xmodal.nn.two_tower import ImageTextEncoding, build_tower, l2_normalise
 
 MODALITIES = ("both", "text", "image")
 
 
 @MODELS.register("tagging_model")
-class TaggingModel(nn.Module):
+class TaggingModel(ImageTextEncoding, nn.Module):
     """``(image, text, tag_tokens) -> (zitem [B, D], ztag [T, D], extras)``.
 
     extras: ``zimg``/``ztxt`` (None for a modality the item does not use), ``logit_scale``

@@ -25,7 +25,7 @@ import jax.numpy as jnp
 from xmodal.core.registry import MODELS
 from xmodal.nn.layers import KERNEL_INIT
 from xmodal.nn.precision import dot_general_for
-from xmodal.nn.two_tower import build_tower
+from xmodal.nn.two_tower import ImageTextEncoding, build_tower
 
 FUSIONS = ("gated", "mlp")
 
@@ -39,7 +39,7 @@ def l2_normalize(x: jax.Array, floor: float = 1e-6) -> jax.Array:
 
 
 @MODELS.register("unified")
-class Unified(nn.Module):
+class Unified(ImageTextEncoding, nn.Module):
     """``(image, text) -> (zimg, ztxt, zfused)``, each ``[B, embed_dim]`` unit-norm f32.
 
     Methods: ``encode_image``, ``encode_text``, ``encode_fused(image, text)`` and

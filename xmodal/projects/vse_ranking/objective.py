@@ -21,6 +21,7 @@ from typing import Any
 import jax
 from jax.sharding import Mesh
 
+from xmodal.nn.two_tower import paired_inputs
 from xmodal.core.registry import OBJECTIVES
 from xmodal.losses.ranking import NEGATIVES, hinge_ranking_loss
 
@@ -37,12 +38,12 @@ class RankingObjective:
     groups: tuple[str, ...] = ("model",)
 
     def init(self, rng: jax.Array, batch: dict) -> dict:
-        variables = self.model.init({"params": rng}, batch["image"], batch["text"])
+        variables = self.model.init({"params": rng}, *paired_inputs(self.model, batch))
         return {"model": variables["params"]}
 
     def loss(self, params: dict, batch: dict, rng: jax.Array, group: str = "model"):
         zimg, ztxt, _ = self.model.apply(
-            {"params": params["model"]}, batch["image"], batch["text"], train=True,
+            {"params": params["model"]}, *paired_inputs(self.model, batch), train=True,
             rngs={"dropout": rng})
         ids = None
         if self.ids_key:
