@@ -29,13 +29,11 @@ Stages, in this order, each in ``<workdir>/<stage>``:
 Arguments: ``runlocal`` (a 2-core CPU), ``tiny`` (2-step smoke sizes for CI), ``steps=N``
 (teacher), ``student_steps=N`` (each student stage), ``tower=false`` (no Fréchet distance).
 """
-import os
 
 import ml_collections
 
 from xmodal.core.spec import base, parse_arg, sibling
 
-HERE = os.path.dirname(os.path.abspath(__file__))
 ORDER = ("tower", "teacher", "regressor", "dmd", "dmd_dynamic", "sid", "reflow", "one_step",
          "eval")
 STUDENTS = {"DMD (one step)": "dmd", "DMD + dynamic control (one step)": "dmd_dynamic",
@@ -121,7 +119,7 @@ def get_config(arg=None):
                      ours="DMD + dynamic control (one step)", sheet_teacher_steps=2 if tiny else 10,
                      sheets=1 if tiny else 2, latency_batch=4 if tiny else 16,
                      latency_reps=2 if tiny else 5)
-    if a.tower and os.path.isfile(os.path.join(HERE, "clip.py")):
+    if a.tower:
         tower = sibling(__file__, "clip.py").get_config(
             "runlocal,steps=2,batch=8" if tiny else ("runlocal,steps=300" if a.runlocal else None))
         tower.data.name = data
