@@ -34,6 +34,20 @@ def test_misspelt_override_is_one_line_naming_the_valid_keys(tmp_path):
     assert not wd.exists()
 
 
+@pytest.mark.parametrize("flag, message", [
+    ("--spec.data.batch_size=-128", "'data.batch_size' = -128 is out of range: it must be >= 1"),
+    ("--spec.train.ckpt_every=0", "'train.ckpt_every' = 0 is out of range: it must be >= 1"),
+    ("--spec.optim.lr=-0.001", "'optim.lr' = -0.001 is out of range: it must be >= 0"),
+    ("--spec.train.keep_ckpts=0", "'train.keep_ckpts' = 0 is out of range: it must be >= 1"),
+])
+def test_out_of_range_value_is_one_line_naming_key_value_and_range(tmp_path, flag, message):
+    wd = tmp_path / "run"
+    r = _run("--spec=specs/clip.py:runlocal", f"--workdir={wd}", flag)
+    assert r.returncode == 1
+    assert _lines(r.stderr) == [f"spec error: spec key {message}"]
+    assert not wd.exists()
+
+
 def test_wrong_type_is_one_line_naming_the_flag_and_value(tmp_path):
     wd = tmp_path / "run"
     r = _run("--spec=specs/clip.py:runlocal", f"--workdir={wd}", "--spec.train.steps=abc")

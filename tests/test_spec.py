@@ -1,5 +1,6 @@
 """Spec parsing and validation: every mistake is caught at start and names the fix."""
 import json
+import re
 import os
 import subprocess
 import sys
@@ -195,3 +196,30 @@ def test_cli_rejects_unknown_mode_listing_the_valid_ones(tmp_path):
     assert r.returncode != 0
     assert "unknown --mode='seperate'; valid: train, eval" in r.stderr
     assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("key, value, valid", [
+    ("train.log_every", 0, ">= 1"), ("train.steps", -5, ">= 0"),
+    ("train.ema_decay", 1.0, ">= 0 and < 1"), ("optim.b2", 1.5, ">= 0 and < 1"),
+    ("optim.eps", 0.0, "> 0"), ("optim.grad_accum", 0, ">= 1"),
+    ("data.num_workers", -1, ">= 0"), ("optim.schedule", "cosin", "one of 'cosine'"),
+    ("sample.solver", "rk5", "one of '', 'euler'"),
+])
+def test_out_of_range_values_name_the_key_and_the_range(key, value, valid):
+    c = _minimal()
+    node, leaf = key.split(".")
+    c[node][leaf] = value
+    with pytest.raises(SpecError, match=f"'{key}' = {value!r} is out of range: it must be "
+                                        f"{re.escape(valid)}"):
+        spec_lib.validate(c)
+    # In a multi-stage spec the key is named with its stage.
+    multi = mlc.ConfigDict({"stages": {"a": _minimal()}})
+    multi.stages.a[node][leaf] = value
+    with pytest.raises(SpecError, match=f"'stages.a.{key}'"):
+        spec_lib.validate(multi)
+
+
+def test_in_range_edges_are_accepted():
+    c = _minimal()
+    c.train.steps, c.train.eval_every, c.optim.lr, c.train.ema_decay = 0, 0, 0.0, 0.999
+    spec_lib.validate(c)

@@ -1,23 +1,32 @@
 """Orbax checkpoints of the train state together with the grain iterator state.
 
 ``workdir/checkpoints/<step>/`` holds ``state`` (the TrainState pytree, saved sharded),
-``data`` (each process's grain iterator position) and ``meta`` (JSON: step, spec name). Saves
-are asynchronous and keep the newest N. A run resumes from, in order: its own workdir, the
-spec's ``resume`` directory, the spec's ``init_from`` (parameters only), or scratch.
+``data`` (each process's grain iterator position) and ``meta`` (JSON: step, stage name, and a
+checksum of every array of the state). Saves are asynchronous and keep the newest N. A run
+resumes from, in order: its own workdir, the spec's ``resume`` directory, the spec's
+``init_from`` (parameters only), or scratch.
+
+A checkpoint that does not restore — a file truncated or deleted, its metadata unreadable, or an
+array whose bytes differ from the checksum written with it — is reported in one line (step,
+path, why), set aside as ``<step>.unrestorable`` and the next older one is used; when none
+restores the run stops, saying how to start fresh, and never starts from scratch over them.
 """
 from __future__ import annotations
 
 import contextlib
 import os
+import sys
 from typing import Any, Iterator
 
 import grain
 import jax
+import jax.numpy as jnp
 import numpy as np
 import orbax.checkpoint as ocp
 from absl import logging
 
 from xmodal.core.input import iterator_checkpoint_args
+from xmodal.core.parallel import path_str
 from xmodal.core.registry import SpecError
 
 
@@ -36,6 +45,7 @@ def manager(workdir: str, keep: int, async_save: bool = True) -> ocp.CheckpointM
 
 
 def save(mngr: ocp.CheckpointManager, step: int, state, data_iter, meta: dict, force=False) -> bool:
+    meta = dict(meta, checksums=checksums(state))
     return mngr.save(step, args=ocp.args.Composite(
         state=ocp.args.StandardSave(state),
         data=iterator_checkpoint_args(data_iter),
@@ -43,12 +53,101 @@ def save(mngr: ocp.CheckpointManager, step: int, state, data_iter, meta: dict, f
 
 
 def restore(mngr: ocp.CheckpointManager, step: int, abstract_state, data_iter):
-    """Restores state (with the abstract state's shardings) and the iterator in place."""
+    """Restores state (with the abstract state's shardings) and the iterator in place; raises
+    if an array's bytes differ from their checksum."""
+    check_shapes(os.path.join(str(mngr.directory), str(step), "state"), abstract_state)
     got = mngr.restore(step, args=ocp.args.Composite(
         state=ocp.args.StandardRestore(abstract_state),
-        data=iterator_checkpoint_args(data_iter, restore=True)))
+        data=iterator_checkpoint_args(data_iter, restore=True),
+        meta=ocp.args.JsonRestore()))
+    verify(got["state"], (got["meta"] or {}).get("checksums"))
     return got["state"]
 
+
+def restore_newest(mngr: ocp.CheckpointManager, restore_step) -> tuple[Any, int]:
+    """``restore_step(step)`` for the newest step that restores, falling back over the ones that
+    do not (each reported and set aside); ``(None, -1)`` when there are no checkpoints."""
+    root = str(mngr.directory)
+    problems = []
+    for step in sorted(mngr.all_steps(), reverse=True):
+        try:
+            with quiet():
+                return restore_step(step), step
+        except SpecError:  # the spec's model does not fit it: the checkpoint is not at fault
+            raise
+        except Exception as e:  # whatever else broke it, this checkpoint cannot be used
+            why = (str(e).strip().splitlines() or [type(e).__name__])[0][:300]
+            problems.append(f"step {step}: {why}")
+            print(f"checkpoint {root}/{step} does not restore ({why}); set aside as "
+                  f"{step}.unrestorable, trying the next older one", file=sys.stderr, flush=True)
+            if jax.process_index() == 0:
+                os.replace(os.path.join(root, str(step)),
+                           os.path.join(root, f"{step}.unrestorable"))
+            mngr.reload()
+    if problems:
+        raise SpecError(f"no checkpoint in {root} restores ({'; '.join(problems)}); to start "
+                        f"from scratch, move {os.path.dirname(root)} away")
+    return None, -1
+
+
+def check_shapes(state_dir: str, abstract) -> None:
+    """A SpecError naming the first array of ``abstract`` that the saved state lacks or holds
+    in another shape (another model's checkpoint), read from its metadata before any array."""
+    with quiet():
+        saved = ocp.PyTreeCheckpointer().metadata(state_dir).item_metadata.tree
+    flat = {path_str(p): x for p, x in jax.tree_util.tree_leaves_with_path(saved)}
+    for path, want in jax.tree_util.tree_leaves_with_path(abstract):
+        name = path_str(path)
+        got = flat.get(name)
+        if got is None or tuple(got.shape) != tuple(want.shape):
+            found = "absent" if got is None else f"shape {tuple(got.shape)}"
+            raise SpecError(f"checkpoint {state_dir} does not hold this spec's parameters: "
+                            f"{name} is {found}, the spec's model needs {tuple(want.shape)}")
+
+
+# ------------------------------------------------------------------------------ checksums
+# Two 32-bit sums per array over its bytes read as unsigned words: the plain sum and the sum
+# weighted by position (so a swap of two words shows too), both modulo 2**32. Computed on the
+# devices where the arrays live (only two numbers per array come back), and on the host the
+# same way for a state read as numpy; a flipped byte changes both.
+
+_WORDS = {1: jnp.uint8, 2: jnp.uint16, 4: jnp.uint32}
+
+
+def _words(x):
+    x = jnp.asarray(x)
+    if jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key):
+        x = jax.random.key_data(x)
+    w = jax.lax.bitcast_convert_type(x, _WORDS[x.dtype.itemsize]).astype(jnp.uint32)
+    return w.reshape(-1)
+
+
+def _sums(x):
+    w = _words(x)
+    weights = jnp.arange(1, w.size + 1, dtype=jnp.uint32)
+    return jnp.stack([jnp.sum(w, dtype=jnp.uint32), jnp.sum(w * weights, dtype=jnp.uint32)])
+
+
+_SUMS = jax.jit(lambda tree: jax.tree.map(_sums, tree))
+
+
+def checksums(tree) -> dict[str, list[int]]:
+    """``{'/'-joined path: [sum, weighted sum]}`` of every array of ``tree``."""
+    sums = jax.device_get(_SUMS(tree))
+    return {path_str(p): [int(v) for v in np.asarray(s)]
+            for p, s in jax.tree_util.tree_leaves_with_path(sums)}
+
+
+def verify(tree, expected: dict | None, where: str = "") -> None:
+    """Raises ValueError naming the first array of ``tree`` whose checksum differs from
+    ``expected`` (a checkpoint's meta); checkpoints written without checksums pass."""
+    if not expected:
+        return
+    got = checksums(tree)
+    bad = [k for k, v in got.items() if k in expected and expected[k] != v]
+    if bad:
+        raise ValueError(f"{where}array {bad[0]} differs from its checksum"
+                         + (f" (and {len(bad) - 1} more)" if len(bad) > 1 else ""))
 
 def find_step_dir(path: str) -> tuple[str, int]:
     """A checkpoint root (``.../checkpoints``), a workdir, or one step's folder → (root, step)."""

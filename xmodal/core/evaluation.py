@@ -204,12 +204,18 @@ def restore_eval_state(spec: mlc.ConfigDict, workdir: str, mesh, objective,
     abstract = jax.tree.map(lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s),
                             abstract, shardings)
 
-    found = _checkpoint_dir(workdir) or (spec.resume and ckpt_lib.find_step_dir(spec.resume))
+    found = None
+    if os.path.isdir(os.path.join(workdir, "checkpoints")):
+        mngr = ckpt_lib.manager(workdir, spec.train.keep_ckpts)
+        tree, step = ckpt_lib.restore_newest(mngr, lambda s: _restore_verified(mngr, s, abstract))
+        mngr.close()
+        found = (str(mngr.directory), step) if tree is not None else None
+    elif spec.resume:
+        found = ckpt_lib.find_step_dir(spec.resume)
+        tree = _restore_partial(os.path.join(found[0], str(found[1]), "state"), abstract)
     if found:
-        root, step = found
-        tree = _restore_partial(os.path.join(root, str(step), "state"), abstract)
         return EvalState(tree["step"], tree["params"], tree["ema"], tree["frozen"]), \
-            f"checkpoint {root}/{step}"
+            f"checkpoint {found[0]}/{found[1]}"
     frozen = parallel.place(frozen_host, shardings["frozen"])
     zeros = {k: jnp.zeros(v.shape, v.dtype) for k, v in batch.items()}
     with jax.set_mesh(mesh):
@@ -223,31 +229,19 @@ def restore_eval_state(spec: mlc.ConfigDict, workdir: str, mesh, objective,
     return EvalState(step, params, jax.tree.map(jnp.copy, params) if ema else {}, frozen), source
 
 
-def _checkpoint_dir(workdir: str):
-    root = os.path.join(os.path.abspath(workdir), "checkpoints")
-    steps = ocp.utils.checkpoint_steps(root) if os.path.isdir(root) else []
-    return (root, max(steps)) if steps else None
+def _restore_verified(mngr, step: int, abstract: dict) -> dict:
+    """One step's parameters, checked against the checksums saved with them."""
+    tree = _restore_partial(os.path.join(str(mngr.directory), str(step), "state"), abstract)
+    meta = mngr.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))["meta"]
+    ckpt_lib.verify(tree, (meta or {}).get("checksums"))
+    return tree
 
 
 def _restore_partial(state_dir: str, abstract: dict) -> dict:
     """Only the leaves of ``abstract`` out of a saved TrainState, each read straight into its
     shards (orbax's partial restore: the optimizer state on disk is never loaded)."""
-    with ckpt_lib.quiet():
-        saved = ocp.PyTreeCheckpointer().metadata(state_dir).item_metadata.tree
-    _check_saved_shapes(state_dir, saved, abstract)
+    ckpt_lib.check_shapes(state_dir, abstract)
     with ckpt_lib.quiet():
         return ocp.PyTreeCheckpointer().restore(state_dir, args=ocp.args.PyTreeRestore(
             item=abstract, restore_args=ocp.checkpoint_utils.construct_restore_args(abstract),
             partial_restore=True))
-
-
-def _check_saved_shapes(state_dir: str, saved, abstract: dict) -> None:
-    # Checked before reading, so a wrong checkpoint is one line, not orbax's failed reads.
-    flat = {parallel.path_str(p): x for p, x in jax.tree_util.tree_leaves_with_path(saved)}
-    for path, want in jax.tree_util.tree_leaves_with_path(abstract):
-        name = parallel.path_str(path)
-        got = flat.get(name)
-        if got is None or tuple(got.shape) != tuple(want.shape):
-            found = "absent" if got is None else f"shape {tuple(got.shape)}"
-            raise SpecError(f"checkpoint {state_dir} does not hold this spec's parameters: "
-                            f"{name} is {found}, the spec's model needs {tuple(want.shape)}")

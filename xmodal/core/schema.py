@@ -142,3 +142,64 @@ def defaults() -> dict:
         "resume": "",       # a checkpoint directory to resume the whole train state from
         "init_from": "",    # a checkpoint directory to take parameters only from
     }
+
+
+@dataclasses.dataclass(frozen=True)
+class Range:
+    """The valid values of a number (``low``/``high`` bounds, each closed or open) or a
+    string (``choices``), said in words by ``describe``."""
+    low: float | None = None
+    high: float | None = None
+    low_open: bool = False
+    high_open: bool = False
+    choices: tuple[str, ...] = ()
+
+    def holds(self, value) -> bool:
+        if self.choices:
+            return value in self.choices
+        if self.low is not None and (value <= self.low if self.low_open else value < self.low):
+            return False
+        return self.high is None or (value < self.high if self.high_open else value <= self.high)
+
+    def describe(self) -> str:
+        if self.choices:
+            return "one of " + ", ".join(repr(c) for c in self.choices)
+        parts = []
+        if self.low is not None:
+            parts.append(f"{'>' if self.low_open else '>='} {self.low:g}")
+        if self.high is not None:
+            parts.append(f"{'<' if self.high_open else '<='} {self.high:g}")
+        return " and ".join(parts)
+
+
+POSITIVE, NON_NEGATIVE = Range(low=0, low_open=True), Range(low=0)
+AT_LEAST_ONE, UNIT = Range(low=1), Range(low=0, high=1, high_open=True)
+
+# The valid range of each numeric (or enumerated) key of a stage; checked by spec.validate, so
+# a value out of range stops the start in one line before anything is written.
+RANGES = {
+    "data.batch_size": AT_LEAST_ONE,
+    "data.num_workers": NON_NEGATIVE,
+    "data.eval_max_examples": NON_NEGATIVE,
+    "optim.name": Range(choices=("adamw", "sgd")),
+    "optim.lr": NON_NEGATIVE,
+    "optim.weight_decay": NON_NEGATIVE,
+    "optim.b1": UNIT,
+    "optim.b2": UNIT,
+    "optim.eps": POSITIVE,
+    "optim.momentum": UNIT,
+    "optim.schedule": Range(choices=("cosine", "linear", "constant")),
+    "optim.warmup_steps": NON_NEGATIVE,
+    "optim.end_lr_factor": NON_NEGATIVE,
+    "optim.grad_clip_norm": NON_NEGATIVE,
+    "optim.grad_accum": AT_LEAST_ONE,
+    "train.steps": NON_NEGATIVE,
+    "train.log_every": AT_LEAST_ONE,
+    "train.eval_every": NON_NEGATIVE,
+    "train.ckpt_every": AT_LEAST_ONE,
+    "train.keep_ckpts": AT_LEAST_ONE,
+    "train.ema_decay": UNIT,
+    "sample.num": AT_LEAST_ONE,
+    "sample.steps": NON_NEGATIVE,
+    "sample.solver": Range(choices=("", "euler", "midpoint", "heun", "rk4")),
+}

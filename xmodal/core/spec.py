@@ -240,7 +240,17 @@ def _check_components(spec: mlc.ConfigDict) -> None:
     for stage_name, stage in stages:
         prefix = f"stages.{stage_name}." if stage_name else ""
         _check_components_in(stage, schema.defaults(), prefix)
+        _check_ranges(stage, prefix)
         _check_mix(stage, prefix)
+
+
+def _check_ranges(stage: mlc.ConfigDict, prefix: str) -> None:
+    for path, valid in schema.RANGES.items():
+        node, key = path.rsplit(".", 1)
+        value = stage[node][key]
+        if not valid.holds(value):
+            raise SpecError(f"spec key '{prefix}{path}' = {value!r} is out of range: it must be "
+                            f"{valid.describe()}")
 
 
 def _check_mix(stage: mlc.ConfigDict, prefix: str) -> None:

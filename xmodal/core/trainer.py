@@ -148,9 +148,10 @@ def build(spec: mlc.ConfigDict, workdir: str) -> Setup:
     # ---------------------------------------------------------------- restore
     mngr = ckpt_lib.manager(workdir, spec.train.keep_ckpts)
     state, source = None, "scratch"
-    if mngr.latest_step() is not None:
-        state = ckpt_lib.restore(mngr, mngr.latest_step(), abstract_state, train_iter)
-        source = f"workdir checkpoint {mngr.latest_step()}"
+    state, step = ckpt_lib.restore_newest(
+        mngr, lambda s: ckpt_lib.restore(mngr, s, abstract_state, train_iter))
+    if state is not None:
+        source = f"workdir checkpoint {step}"
     elif spec.resume:
         root, step = ckpt_lib.find_step_dir(spec.resume)
         other = ckpt_lib.manager(os.path.dirname(root), keep=spec.train.keep_ckpts)

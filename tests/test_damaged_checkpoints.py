@@ -1,0 +1,110 @@
+"""A damaged newest checkpoint is reported in one line and the next older one is used; when none
+restores the run stops in one line and starts nothing from scratch. Checksums written with each
+checkpoint catch bytes that changed on disk."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from tests import cli
+from xmodal.core import checkpoint as ckpt_lib
+
+pytestmark = pytest.mark.slow
+
+
+def _train(wd, steps: int):
+    return subprocess.run(cli.command("specs/clip.py:runlocal", wd, f"--spec.train.steps={steps}",
+                                      "--spec.train.ckpt_every=1", "--spec.train.keep_ckpts=5"),
+                          cwd=cli.ROOT, env=cli.env(devices=2), capture_output=True, text=True,
+                          timeout=600)
+
+
+def _largest_file(folder):
+    files = [os.path.join(r, f) for r, _, fs in os.walk(folder) for f in fs]
+    return max(files, key=os.path.getsize)
+
+
+def _steps(wd):
+    return sorted(int(d) for d in os.listdir(wd / "checkpoints") if d.isdigit())
+
+
+def test_each_damage_falls_back_to_the_next_older_checkpoint(tmp_path):
+    wd = tmp_path / "run"
+    r = _train(wd, 3)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert _steps(wd) == [1, 2, 3]
+
+    damages = {
+        # a data file cut in half (a partial copy, a full disk)
+        "truncated": lambda d: os.truncate(_largest_file(d / "state"),
+                                           os.path.getsize(_largest_file(d / "state")) // 2),
+        # the arrays deleted
+        "state deleted": lambda d: shutil.rmtree(d / "state"),
+        # the metadata JSON broken
+        "meta corrupt": lambda d: (d / "meta" / "metadata").write_text("{not json"),
+        # 16 bytes overwritten in the middle of the largest data file
+        "bytes overwritten": lambda d: _overwrite(_largest_file(d / "state"), 16),
+    }
+    steps = 3
+    for name, damage in damages.items():
+        newest = wd / "checkpoints" / str(steps)
+        damage(newest)
+        r = _train(wd, steps + 1)
+        assert r.returncode == 0, (name, r.stderr[-3000:])
+        said = [l for l in r.stderr.splitlines() if "does not restore" in l]
+        assert len(said) == 1 and f"checkpoints/{steps} does not restore" in said[0], \
+            (name, r.stderr[-3000:])
+        assert f"from workdir checkpoint {steps - 1}," in r.stdout, (name, r.stdout[-2000:])
+        assert (wd / "checkpoints" / f"{steps}.unrestorable").is_dir()
+        steps += 1
+        assert _steps(wd)[-1] == steps
+        rows = [json.loads(l) for l in open(wd / "metrics.jsonl")]
+        train_steps = [row["step"] for row in rows if "train/loss" in row]
+        assert train_steps == sorted(set(train_steps)) == list(range(1, steps + 1)), name
+
+
+def test_no_restorable_checkpoint_is_one_line_and_starts_nothing(tmp_path):
+    wd = tmp_path / "run"
+    assert _train(wd, 2).returncode == 0
+    for step in (1, 2):
+        (wd / "checkpoints" / str(step) / "meta" / "metadata").write_text("")
+    r = _train(wd, 3)
+    assert r.returncode == 1
+    last = [l for l in r.stderr.splitlines() if l.strip()][-1]
+    assert last.startswith("spec error: no checkpoint in ") and "move " in last, r.stderr[-2000:]
+    assert "training " not in r.stdout          # nothing started from scratch
+    assert sorted(os.listdir(wd / "checkpoints")) == ["1.unrestorable", "2.unrestorable"]
+
+
+def _overwrite(path, n):
+    with open(path, "r+b") as f:
+        f.seek(os.path.getsize(path) // 2)
+        f.write(os.urandom(n))
+
+
+def test_checksums_name_the_array_whose_bytes_changed():
+    tree = {"params": {"w": jnp.arange(12, dtype=jnp.float32).reshape(3, 4),
+                       "b": jnp.ones(3, jnp.bfloat16)},
+            "step": jnp.int32(7), "rng": jax.random.key_data(jax.random.key(0))}
+    sums = ckpt_lib.checksums(tree)
+    assert set(sums) == {"params/w", "params/b", "step", "rng"}
+    ckpt_lib.verify(tree, sums)                                 # unchanged: passes
+    ckpt_lib.verify(tree, None)                                 # written without: passes
+    w = np.asarray(tree["params"]["w"]).copy()
+    w.reshape(-1).view(np.uint8)[17] ^= 1                                  # one bit of one float
+    changed = dict(tree, params=dict(tree["params"], w=jnp.asarray(w)))
+    with pytest.raises(ValueError, match="array params/w differs from its checksum"):
+        ckpt_lib.verify(changed, sums)
+    # Two words swapped keep the plain sum; the position-weighted one catches it.
+    swapped = np.asarray(tree["params"]["w"]).reshape(-1)[[1, 0, *range(2, 12)]].reshape(3, 4)
+    moved = dict(tree, params=dict(tree["params"], w=jnp.asarray(swapped)))
+    assert ckpt_lib.checksums(moved)["params/w"][0] == sums["params/w"][0]
+    with pytest.raises(ValueError, match="params/w"):
+        ckpt_lib.verify(moved, sums)
