@@ -1,10 +1,12 @@
 """What a run shows and guards on the host: progress line, final table, NaN stop, SIGTERM, workdir."""
 from __future__ import annotations
 
+import fcntl
 import json
 import math
 import os
 import signal
+import socket
 import time
 from typing import Mapping
 
@@ -31,6 +33,44 @@ def check_writable(workdir: str) -> None:
     except OSError as e:
         raise SpecError(f"workdir {workdir!r} is not writable ({e.strerror}); choose another "
                         f"--workdir or fix its permissions") from e
+
+
+class WorkdirLock:
+    """One run per workdir: an exclusive ``flock`` on ``<workdir>/.lock`` (``.lock.process_<i>``
+    for the other processes of a multi-host run), held until the run ends. The kernel drops it
+    when its process dies, ``kill -9`` included, so a lock is never stale; the file keeps the
+    owner's host, pid and start time, which a refused second run names."""
+
+    def __init__(self, workdir: str, process_index: int = 0):
+        name = ".lock" if process_index == 0 else f".lock.process_{process_index}"
+        self.path = os.path.join(workdir, name)
+        self.fd = -1
+
+    def __enter__(self) -> "WorkdirLock":
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            owner = os.read(fd, 4096).decode(errors="replace")
+            os.close(fd)
+            try:
+                o = json.loads(owner)
+                who = f"pid {o['pid']} on host {o['host']} since {o['started']}"
+            except (ValueError, KeyError, TypeError):
+                who = "another run"
+            raise SpecError(f"workdir {os.path.dirname(self.path)} is in use by {who}: one run "
+                            "per workdir (a second would overwrite its checkpoints); wait for "
+                            "it to end or choose another --workdir") from None
+        os.ftruncate(fd, 0)
+        os.write(fd, json.dumps({"host": socket.gethostname(), "pid": os.getpid(),
+                                 "started": time.strftime("%Y-%m-%d %H:%M:%S")}).encode())
+        self.fd = fd
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.fd >= 0:
+            os.close(self.fd)   # releases the flock
+            self.fd = -1
 
 
 def truncate_metrics(workdir: str, step: int) -> None:

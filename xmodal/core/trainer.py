@@ -61,11 +61,13 @@ def run(spec: mlc.ConfigDict, workdir: str, mode: str = "train", until_step: int
     created = not os.path.exists(workdir)
     results = {}
     try:
-        for name, stage in chosen:
-            stage_dir = os.path.join(workdir, name) if name else workdir
-            stage = stages_lib.resolve_refs(stage, workdir)
-            results[name or "main"] = run_stage(stage, stage_dir, mode=mode,
-                                                until_step=until_step)
+        run_io.check_writable(workdir)
+        with run_io.WorkdirLock(workdir, jax.process_index()):
+            for name, stage in chosen:
+                stage_dir = os.path.join(workdir, name) if name else workdir
+                stage = stages_lib.resolve_refs(stage, workdir)
+                results[name or "main"] = run_stage(stage, stage_dir, mode=mode,
+                                                    until_step=until_step)
     except BaseException:
         # A start that failed before any checkpoint was committed leaves nothing behind.
         if created and jax.process_index() == 0 and not _has_checkpoint(workdir):
