@@ -2,6 +2,7 @@
 import os
 import signal
 import subprocess
+import sys
 import time
 
 import jax
@@ -108,3 +109,31 @@ def test_resume_order_workdir_then_resume_then_init_from(tmp_path):
     # A workdir checkpoint wins over spec.resume.
     r = cli.run("specs/clip.py:runlocal", res, "--spec.train.steps=4", f"--spec.resume={src}")
     assert "from workdir checkpoint 3" in r.stdout
+
+
+def test_sigterm_in_a_multi_stage_run_ends_the_invocation_and_resumes_in_that_stage(tmp_path):
+    wd = tmp_path / "run"
+    long_a = ("--spec.stages.a.train.steps=5000", "--spec.stages.a.train.ckpt_every=100000")
+    proc = subprocess.Popen([sys.executable, "-m", "xmodal.main", "--spec=tests/specs/two_stage.py",
+                             f"--workdir={wd}", *long_a],
+                            cwd=cli.ROOT, env=cli.env(), stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    path = wd / "a" / "metrics.jsonl"
+    t0 = time.time()
+    while not (path.exists() and path.stat().st_size > 0):
+        assert proc.poll() is None and time.time() - t0 < 300
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=300)
+    assert proc.returncode == 0, err[-3000:]
+    assert "SIGTERM received: checkpoint saved at step" in out
+    assert not (wd / "b").exists(), "the next stage started after SIGTERM"
+    (saved,) = ocp.utils.checkpoint_steps(str(wd / "a" / "checkpoints"))
+    # The next invocation resumes stage a where it stopped, finishes it, then runs b.
+    r = subprocess.run([sys.executable, "-m", "xmodal.main", "--spec=tests/specs/two_stage.py",
+                        f"--workdir={wd}", f"--spec.stages.a.train.steps={saved + 1}",
+                        "--spec.stages.a.train.ckpt_every=100000"],
+                       cwd=cli.ROOT, env=cli.env(), capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert f"from workdir checkpoint {saved}," in r.stdout
+    assert ocp.utils.checkpoint_steps(str(wd / "b" / "checkpoints")) == [1]
