@@ -45,6 +45,32 @@ def _free_port():
         return s.getsockname()[1]
 
 
+def _listening_on(port: int, procs, timeout: float = 120.0) -> set:
+    """The local addresses of the sockets listening on ``port`` (read from /proc/net/tcp*)."""
+    import time
+    t0 = time.time()
+    while time.time() - t0 < timeout and all(p.poll() is None for p in procs):
+        found = set()
+        for table, size in (("/proc/net/tcp", 8), ("/proc/net/tcp6", 32)):
+            for line in open(table).readlines()[1:]:
+                local, state = line.split()[1], line.split()[3]
+                host, hex_port = local.split(":")
+                if state == "0A" and int(hex_port, 16) == port:   # 0A: LISTEN
+                    found.add(_address(host, size))
+        if found:
+            return found
+        time.sleep(0.1)
+    return set()
+
+
+def _address(hex_host: str, size: int) -> str:
+    raw = bytes.fromhex(hex_host)
+    # /proc stores each 32-bit word in host (little-endian) order.
+    words = b"".join(raw[i:i + 4][::-1] for i in range(0, len(raw), 4))
+    address = socket.inet_ntop(socket.AF_INET if size == 8 else socket.AF_INET6, words)
+    return address.removeprefix("::ffff:")   # an IPv4 address on an IPv6 socket
+
+
 def test_two_processes_train_together(tmp_path):
     wd = tmp_path / "mp"
     port = _free_port()
@@ -56,6 +82,9 @@ def test_two_processes_train_together(tmp_path):
             cli.command("specs/clip.py:runlocal", wd, "--spec.train.steps=3",
                         "--spec.train.ckpt_every=3"),
             cwd=cli.ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+    # The coordinator listens on loopback only, as its address says (not on every interface).
+    listening = _listening_on(port, procs)
+    assert listening == {"127.0.0.1"}, listening
     outs = [p.communicate(timeout=600) for p in procs]
     for p, (out, err) in zip(procs, outs):
         assert p.returncode == 0, err[-4000:]

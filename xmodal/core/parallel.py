@@ -23,6 +23,10 @@ def init_distributed(cfg: Mapping[str, Any]) -> None:
 
     Environment (set by a launcher) wins over the spec: XMODAL_COORDINATOR,
     XMODAL_NUM_PROCESSES, XMODAL_PROCESS_ID. On CPU the collectives go through gloo.
+
+    Process 0's coordinator service listens only on the coordinator address's interface (JAX's
+    default is every interface): loopback for local processes, the host's internal address on a
+    pod. XMODAL_COORDINATOR_BIND names another ``host:port`` to listen on.
     """
     address = os.environ.get("XMODAL_COORDINATOR", cfg.get("coordinator_address", ""))
     if not address:
@@ -36,7 +40,9 @@ def init_distributed(cfg: Mapping[str, Any]) -> None:
     # Only affects the CPU client (harmless on accelerators); asking for the backend here
     # would initialise it, which must not happen before jax.distributed.initialize.
     jax.config.update("jax_cpu_collectives_implementation", "gloo")
-    jax.distributed.initialize(coordinator_address=address, num_processes=num, process_id=pid)
+    bind = os.environ.get("XMODAL_COORDINATOR_BIND", address)
+    jax.distributed.initialize(coordinator_address=address, num_processes=num, process_id=pid,
+                               coordinator_bind_address=bind)
 
 
 def make_mesh(axes: Mapping[str, int], devices: Sequence[jax.Device] | None = None) -> Mesh:
