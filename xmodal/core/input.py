@@ -11,6 +11,7 @@ without the interruption. A mixture keeps all of this (see ``mixture_loader``).
 from __future__ import annotations
 
 import dataclasses
+import os
 from typing import Any, Mapping, Sequence
 
 import grain
@@ -157,9 +158,25 @@ def _batched_stream(examples: grain.MapDataset, per_process_batch: int, worker_c
     stream = batches.to_iter_dataset(grain.ReadOptions(
         num_threads=read_threads, prefetch_buffer_size=prefetch_batches))
     if worker_count > 0:
-        stream = stream.mp_prefetch(grain.MultiprocessingOptions(num_workers=worker_count))
+        stream = stream.mp_prefetch(grain.MultiprocessingOptions(num_workers=worker_count),
+                                    worker_init_fn=die_with_parent)
         stream = stream.map(to_process_memory)
     return stream
+
+
+def die_with_parent(worker_index: int = 0, worker_count: int = 0) -> None:
+    """In a grain worker: the kernel kills it (SIGKILL) when the process that started it dies,
+    ``kill -9`` of the trainer included, so no worker outlives its run (Linux ``prctl``
+    PR_SET_PDEATHSIG; elsewhere a no-op)."""
+    import ctypes
+    import signal
+    import sys
+    if not sys.platform.startswith("linux"):
+        return
+    pr_set_pdeathsig = 1
+    ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, int(signal.SIGKILL), 0, 0, 0)
+    if os.getppid() == 1:   # the parent died before the call: nothing will signal this worker
+        os._exit(0)
 
 
 def to_process_memory(batch: Mapping[str, Any]) -> dict:
