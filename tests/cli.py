@@ -14,14 +14,21 @@ TINY = [
     "--spec.data.num_workers=0",
     "--spec.data.eval_max_examples=48",
     "--spec.model.embed_dim=16",
-    "--spec.model.towers.image.width=16", "--spec.model.towers.image.depth=1",
-    "--spec.model.towers.image.num_heads=2",
-    "--spec.model.towers.text.width=16", "--spec.model.towers.text.depth=1",
-    "--spec.model.towers.text.num_heads=2",
     "--spec.train.log_every=1",
     "--spec.train.eval_every=0",
     "--spec.optim.warmup_steps=0",
 ]
+
+
+def tiny_towers(spec: str) -> list[str]:
+    """The tower overrides of TINY: under ``model.towers.<modality>`` for a ``two_tower``
+    model (its towers named by the spec), ``model.image`` / ``model.text`` for the image-text
+    models with fixed tower names."""
+    from xmodal.core import spec as spec_lib
+    model = spec_lib.load(spec).model
+    nodes = [f"towers.{m}" for m in model.towers] if "towers" in model else ["image", "text"]
+    return [f"--spec.model.{node}.{key}={value}" for node in nodes
+            for key, value in (("width", 16), ("depth", 1), ("num_heads", 2))]
 
 
 def env(devices: int = 8, **extra: str) -> dict:
@@ -35,7 +42,7 @@ def env(devices: int = 8, **extra: str) -> dict:
 
 def command(spec: str, workdir, *args: str) -> list[str]:
     return [sys.executable, "-m", "xmodal.main", f"--spec={spec}", f"--workdir={workdir}",
-            *TINY, *args]
+            *TINY, *tiny_towers(spec), *args]
 
 
 def run(spec: str, workdir, *args: str, devices: int = 8, timeout: int = 600,

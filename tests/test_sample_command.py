@@ -88,9 +88,12 @@ def test_default_stage_is_the_last_trained_generator(workdir, tmp_path):
     (("--stage=nope",), "this spec's stages are"),
     (("--stage=sid",), "train it first"),
     (("--stage=teacher", "--prompt=a cat"), "not conditioned on text"),
-    (("--stage=teacher", "--spec.stages.teacher.sample.solver=leapfrog"), "one of euler"),
+    (("--stage=teacher", "--spec.stages.teacher.sample.solver=leapfrog"),
+     "'stages.teacher.sample.solver' = 'leapfrog' is out of range: it must be one of '', "
+     "'euler'"),
     (("--stage=dmd", "--spec.stages.dmd.sample.solver=heun"), "no ODE method"),
-    (("--stage=teacher", "--spec.stages.teacher.sample.num=0"), "sample.num must be >= 1"),
+    (("--stage=teacher", "--spec.stages.teacher.sample.num=0"),
+     "'stages.teacher.sample.num' = 0 is out of range: it must be >= 1"),
 ])
 def test_bad_sample_input_is_one_line(workdir, tmp_path, args, message):
     out = tmp_path / "x"

@@ -57,7 +57,7 @@ def main(argv):
     import jax
     jax.config.update("jax_threefry_partitionable", True)
     from xmodal.core import run_io, trainer  # after flags: grain workers need parsed absl flags
-    from xmodal.core.datasets import DataSourceMissing
+    from xmodal.core.datasets import DataDamaged, DataSourceMissing
     from xmodal.core.registry import COMMANDS, CommandError
     try:
         if _MODE.value == "compile":
@@ -80,6 +80,8 @@ def main(argv):
         sys.exit(f"error: {e}")
     except DataSourceMissing as e:
         sys.exit(f"data source missing: {e}")
+    except DataDamaged as e:
+        sys.exit(f"data damaged: {e}")
     except run_io.Preempted as e:
         print(e, flush=True)  # a clean stop: exit 0, no later stage started
     except run_io.NonFiniteError as e:

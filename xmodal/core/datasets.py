@@ -12,10 +12,12 @@ lock makes concurrent prepares on one machine wait for each other instead of rac
 """
 from __future__ import annotations
 
+import bisect
 import contextlib
 import dataclasses
 import fcntl
 import importlib.util
+import itertools
 import json
 import os
 from typing import Iterator
@@ -33,6 +35,15 @@ NO_DEPS = frozenset({"tinysoundfont"})
 
 class DataSourceMissing(RuntimeError):
     """A dataset needs a package that is not installed; the message has the pip command."""
+
+
+class DataDamaged(RuntimeError):
+    """A prepared dataset's files cannot be read; the message names the dataset, the file and
+    the command that rebuilds it."""
+
+
+def rebuild_command(name: str) -> str:
+    return f"python -m xmodal.data prepare {name} --force"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -164,13 +175,25 @@ def builder_for(name: str, data_dir: str | None = None) -> tfds.core.DatasetBuil
     return entry.builder(data_dir=data_dir or default_data_dir(), **kwargs)
 
 
-def prepare(name: str, data_dir: str | None = None) -> tfds.core.DatasetBuilder:
+def prepare(name: str, data_dir: str | None = None,
+            force: bool = False) -> tfds.core.DatasetBuilder:
     """Builds dataset ``name`` into ``data_dir`` unless it is there already; returns the builder.
+    ``force`` rebuilds it: into a folder beside it, which then replaces the old one, so an
+    interrupted rebuild leaves the old copy as it was.
 
-    Raises SpecError for an unknown name and DataSourceMissing for a missing package.
+    Raises SpecError for an unknown name, DataSourceMissing for a missing package and
+    DataDamaged for a prepared copy whose metadata cannot be read.
     """
     data_dir = data_dir or default_data_dir()
-    builder = builder_for(name, data_dir)
+    if force:
+        return _rebuild(name, data_dir)
+    try:
+        builder = builder_for(name, data_dir)
+    except (SpecError, DataSourceMissing):
+        raise
+    except Exception as e:  # the prepared copy's dataset_info.json / features.json
+        raise DataDamaged(f"dataset {name} in {data_dir} cannot be opened ({type(e).__name__}: "
+                          f"{_first_line(e)}); rebuild it: {rebuild_command(name)}") from None
     if builder.is_prepared():
         return builder
     os.makedirs(data_dir, exist_ok=True)
@@ -183,12 +206,78 @@ def prepare(name: str, data_dir: str | None = None) -> tfds.core.DatasetBuilder:
     return builder
 
 
-def data_source(name: str, split: str, data_dir: str | None = None):
+def data_source(name: str, split: str, data_dir: str | None = None) -> "CheckedSource":
     """Random-access source of ``split`` (an ArrayRecord ``tfds.data_source``), prepared first.
 
-    Records are dicts of numpy arrays / ints / bytes (text features are UTF-8 bytes).
+    Records are dicts of numpy arrays / ints / bytes (text features are UTF-8 bytes). A record
+    that cannot be read raises DataDamaged naming its shard file.
     """
-    return _prepared_with_split(name, split, data_dir).as_data_source(split)
+    builder = _prepared_with_split(name, split, data_dir)
+    info = builder.info.splits[split]
+    files = [str(f) for f in info.filepaths]
+    missing = [f for f in files if not os.path.isfile(f) or os.path.getsize(f) == 0]
+    if missing:
+        raise DataDamaged(f"dataset {name} split {split}: shard {missing[0]} is missing or "
+                          f"empty; rebuild it: {rebuild_command(name)}")
+    try:
+        source = builder.as_data_source(split)
+    except Exception as e:
+        raise DataDamaged(f"dataset {name} split {split} in {os.path.dirname(files[0])} cannot "
+                          f"be opened ({_first_line(e)}); rebuild it: "
+                          f"{rebuild_command(name)}") from None
+    return CheckedSource(source, name, split, files, list(info.shard_lengths))
+
+
+class CheckedSource:
+    """A tfds data source whose read errors name the dataset, the shard file and the rebuild
+    command (ArrayRecord's own say only "Corrupted Riegeli/records file ... at byte N")."""
+
+    def __init__(self, source, name: str, split: str, files: list[str], shard_lengths: list):
+        self.source, self.name, self.split = source, name, split
+        self.files, self.ends = files, list(itertools.accumulate(int(n) for n in shard_lengths))
+
+    def __len__(self) -> int:
+        return len(self.source)
+
+    def __getitem__(self, index):
+        try:
+            return self.source[index]
+        except (RuntimeError, OSError, ValueError) as e:
+            shard = self.files[min(bisect.bisect_right(self.ends, int(index)),
+                                   len(self.files) - 1)]
+            raise DataDamaged(f"dataset {self.name} split {self.split}: record {index} of "
+                              f"{shard} cannot be read ({_first_line(e)}); rebuild it: "
+                              f"{rebuild_command(self.name)}") from None
+
+    def __repr__(self) -> str:
+        return f"CheckedSource({self.name}:{self.split}, {len(self)} records)"
+
+
+def _first_line(e: BaseException) -> str:
+    return (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
+
+
+def _rebuild(name: str, data_dir: str) -> tfds.core.DatasetBuilder:
+    """Builds ``name`` into a fresh folder beside ``data_dir`` and swaps its version folder in
+    (one rename each way), so the old copy is replaced only once the new one is complete."""
+    import shutil
+    import tempfile
+    os.makedirs(data_dir, exist_ok=True)
+    staging = tempfile.mkdtemp(prefix=".rebuild-", dir=data_dir)
+    try:
+        fresh = builder_for(name, staging)
+        fresh.download_and_prepare()
+        relative = os.path.relpath(str(fresh.data_path), staging)
+        target = os.path.join(data_dir, relative)
+        os.makedirs(os.path.dirname(target), exist_ok=True)
+        old = target + ".replaced"
+        if os.path.exists(target):
+            os.replace(target, old)
+        os.replace(str(fresh.data_path), target)
+        shutil.rmtree(old, ignore_errors=True)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return builder_for(name, data_dir)
 
 
 def num_examples(name: str, split: str, data_dir: str | None = None) -> int:

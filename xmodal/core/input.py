@@ -165,18 +165,21 @@ def _batched_stream(examples: grain.MapDataset, per_process_batch: int, worker_c
 
 
 def die_with_parent(worker_index: int = 0, worker_count: int = 0) -> None:
-    """In a grain worker: the kernel kills it (SIGKILL) when the process that started it dies,
-    ``kill -9`` of the trainer included, so no worker outlives its run (Linux ``prctl``
-    PR_SET_PDEATHSIG; elsewhere a no-op)."""
-    import ctypes
-    import signal
-    import sys
-    if not sys.platform.startswith("linux"):
-        return
-    pr_set_pdeathsig = 1
-    ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, int(signal.SIGKILL), 0, 0, 0)
-    if os.getppid() == 1:   # the parent died before the call: nothing will signal this worker
-        os._exit(0)
+    """In a grain worker: a watchdog thread ends the worker within half a second of its
+    parent's death (``kill -9`` of the trainer included, which runs no cleanup), so no worker
+    outlives its run. A process-level check: Linux's PR_SET_PDEATHSIG fires when the *thread*
+    that started the worker ends, which grain's does at a normal shutdown, before the worker
+    has freed its shared memory."""
+    import threading
+    import time
+    parent = os.getppid()
+
+    def watch():
+        while os.getppid() == parent:
+            time.sleep(0.5)
+        os._exit(0)   # reparented: the parent is gone
+
+    threading.Thread(target=watch, name="xmodal-parent-watchdog", daemon=True).start()
 
 
 def to_process_memory(batch: Mapping[str, Any]) -> dict:

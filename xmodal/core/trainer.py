@@ -106,7 +106,13 @@ def run_stage(spec: mlc.ConfigDict, workdir: str, mode: str = "train", until_ste
     # A stage with train.steps = 0 only evaluates (e.g. the eval stage of a pipeline).
     if mode == "eval" or spec.train.steps == 0:
         return eval_lib.run(spec, workdir)
-    return train(build(spec, workdir), until_step)
+    setup = build(spec, workdir)
+    try:
+        return train(setup, until_step)
+    finally:
+        # On any exit, an error's too: stops grain's workers and frees their shared memory.
+        if hasattr(setup.train_iter, "close"):
+            setup.train_iter.close()
 
 
 def build(spec: mlc.ConfigDict, workdir: str) -> Setup:
@@ -335,8 +341,6 @@ def train(setup: Setup, until_step: int = 0) -> dict:
     mngr.wait_until_finished()
     mngr.close()
     writer.close()
-    if hasattr(train_iter, "close"):
-        train_iter.close()  # stops grain's worker processes and frees their shared memory
     sigterm.restore()
     if step == total:  # the trained state (setup.state was donated)
         eval_lib.write_stage_outputs(setup.evaluate, state, workdir)

@@ -184,7 +184,7 @@ def cmd_prepare(args: argparse.Namespace) -> int:
     sources.dataset_entry(name)  # unknown name: SpecError listing the valid ones
     if args.install:
         install([name])
-    builder = sources.prepare(name, args.data_dir)
+    builder = sources.prepare(name, args.data_dir, force=args.force)
     counts = cards.split_counts(name, args.data_dir) or {}
     print(f"{name}: ready in {builder.data_path} ("
           + ", ".join(f"{split} {count}" for split, count in counts.items()) + ")")
@@ -245,6 +245,9 @@ def parser() -> argparse.ArgumentParser:
     prepare.add_argument("name")
     prepare.add_argument("--install", action="store_true",
                          help="first run the pip/apt/npm commands for what is missing")
+    prepare.add_argument("--force", action="store_true",
+                         help="rebuild it even if prepared (a damaged copy); the old copy is "
+                              "replaced only once the new one is complete")
     show_cmd = command("show", cmd_show, "write a contact sheet PNG and print the card")
     show_cmd.add_argument("name")
     show_cmd.add_argument("--split", default="test")
@@ -266,7 +269,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args.data_dir = args.data_dir or sources.default_data_dir()
     try:
         return args.func(args)
-    except (SpecError, sources.DataSourceMissing, CommandFailed, ValueError, OSError) as e:
+    except (SpecError, sources.DataSourceMissing, sources.DataDamaged, CommandFailed, ValueError,
+            OSError) as e:
         print(f"error: {' '.join(str(e).split())}", file=sys.stderr)
         return EXIT_ERROR
 

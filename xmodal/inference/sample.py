@@ -225,10 +225,7 @@ def sample_command(spec, workdir: str, argv: list[str]) -> dict:
     parser.add_argument("--out", default="", help="where the files go")
     args = parser.parse_args(argv)
     loaded = load_sampler(spec, workdir, args.stage)
-    cfg = loaded.spec.sample
-    if cfg.num < 1 or cfg.steps < 0:
-        raise CommandError(f"sample.num must be >= 1 and sample.steps >= 0; got num={cfg.num}, "
-                           f"steps={cfg.steps}")
+    cfg = loaded.spec.sample     # its ranges were checked with the spec (schema.RANGES)
     loaded.objective = with_solver(loaded.objective, cfg.solver)
     batch, lines = conditions(loaded, cfg.num, args.prompt)
     x = draw(loaded, cfg.steps, cfg.seed, batch)
