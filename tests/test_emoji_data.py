@@ -191,3 +191,13 @@ def test_render_errors_name_the_file(tmp_path):
     broken.write_text("not an svg")
     with pytest.raises(ValueError, match="broken.svg"):
         em.render_svg(str(broken), 32)
+
+
+def test_a_killed_prepares_leftovers_are_removed_by_the_next(tmp_path):
+    # What a prepare killed with -9 leaves: TFDS's half-written build folder.
+    stale = tmp_path / "xmodal_emoji" / "tiny" / "incomplete.X1Y2.1.0.0"
+    stale.mkdir(parents=True)
+    (stale / "xmodal_emoji-train.array_record-00000-of-00001").write_bytes(b"half")
+    builder = sources.prepare("emoji/tiny", str(tmp_path))
+    assert builder.info.splits["train"].num_examples > 0
+    assert sorted(os.listdir(tmp_path / "xmodal_emoji" / "tiny")) == ["1.0.0"]

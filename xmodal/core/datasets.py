@@ -202,8 +202,22 @@ def prepare(name: str, data_dir: str | None = None,
     with _exclusive_lock(lock):
         # A process that waited on the lock finds the dataset written and skips it.
         builder = builder_for(name, data_dir)
-        builder.download_and_prepare()
+        if not builder.is_prepared():
+            _remove_stale_builds(str(builder.data_path))
+            builder.download_and_prepare()
     return builder
+
+
+def _remove_stale_builds(data_path: str) -> None:
+    """A prepare killed mid-build (``kill -9``: TFDS's own cleanup never ran) leaves its
+    ``incomplete.*`` folder beside the version folder. Under the prepare lock no build is
+    running, so any there are stale: removed before building again."""
+    import shutil
+    folder = os.path.dirname(data_path)
+    if os.path.isdir(folder):
+        for entry in os.listdir(folder):
+            if entry.startswith("incomplete."):
+                shutil.rmtree(os.path.join(folder, entry), ignore_errors=True)
 
 
 def data_source(name: str, split: str, data_dir: str | None = None) -> "CheckedSource":
