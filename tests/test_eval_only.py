@@ -101,3 +101,12 @@ def test_an_eval_only_stage_initialises_without_a_checkpoint(tmp_path, monkeypat
     out = trainer.run_stage(_spec(steps=0), str(tmp_path))
     assert 0 <= out["eval/t2i_R@1"] <= 100
     assert (tmp_path / "spec.json").exists()
+
+
+def test_eval_reads_resume_when_the_workdir_has_no_checkpoint_yet(tmp_path):
+    spec = _spec()
+    trained = trainer.run_stage(spec, str(tmp_path / "src"))
+    (tmp_path / "ev" / "checkpoints").mkdir(parents=True)   # an empty checkpoints folder
+    spec = spec_lib.validate(dict(spec.to_dict(), resume=str(tmp_path / "src")))
+    again = trainer.run_stage(spec, str(tmp_path / "ev"), mode="eval")
+    assert again == pytest.approx(trained, rel=1e-6, abs=1e-6)

@@ -204,13 +204,13 @@ def restore_eval_state(spec: mlc.ConfigDict, workdir: str, mesh, objective,
     abstract = jax.tree.map(lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s),
                             abstract, shardings)
 
-    found = None
+    found, tree = None, None
     if os.path.isdir(os.path.join(workdir, "checkpoints")):
         mngr = ckpt_lib.manager(workdir, spec.train.keep_ckpts)
         tree, step = ckpt_lib.restore_newest(mngr, lambda s: _restore_verified(mngr, s, abstract))
         mngr.close()
         found = (str(mngr.directory), step) if tree is not None else None
-    elif spec.resume:
+    if tree is None and spec.resume:   # the workdir has no checkpoint (or no folder) yet
         found = ckpt_lib.find_step_dir(spec.resume)
         tree = _restore_partial(os.path.join(found[0], str(found[1]), "state"), abstract)
     if found:
