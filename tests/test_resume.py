@@ -72,15 +72,7 @@ def test_sigterm_saves_and_exits_zero(tmp_path):
                                         "--spec.train.ckpt_every=100000"),
                             cwd=cli.ROOT, env=cli.env(), stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
-    path = os.path.join(wd, "metrics.jsonl")
-    t0 = time.time()
-    while not (os.path.exists(path) and os.path.getsize(path) > 0):
-        assert proc.poll() is None and time.time() - t0 < 300
-        time.sleep(0.05)
-    proc.send_signal(signal.SIGTERM)
-    out, err = proc.communicate(timeout=300)
-    assert proc.returncode == 0, err[-3000:]
-    assert "SIGTERM received: checkpoint saved at step" in out
+    _sigterm_after_first_log(proc, os.path.join(wd, "metrics.jsonl"))
     steps = ocp.utils.checkpoint_steps(os.path.join(wd, "checkpoints"))
     assert len(steps) == 1 and 1 <= steps[0] < 1000
 
@@ -118,15 +110,7 @@ def test_sigterm_in_a_multi_stage_run_ends_the_invocation_and_resumes_in_that_st
                              f"--workdir={wd}", *long_a],
                             cwd=cli.ROOT, env=cli.env(), stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
-    path = wd / "a" / "metrics.jsonl"
-    t0 = time.time()
-    while not (path.exists() and path.stat().st_size > 0):
-        assert proc.poll() is None and time.time() - t0 < 300
-        time.sleep(0.05)
-    proc.send_signal(signal.SIGTERM)
-    out, err = proc.communicate(timeout=300)
-    assert proc.returncode == 0, err[-3000:]
-    assert "SIGTERM received: checkpoint saved at step" in out
+    _sigterm_after_first_log(proc, str(wd / "a" / "metrics.jsonl"))
     assert not (wd / "b").exists(), "the next stage started after SIGTERM"
     (saved,) = ocp.utils.checkpoint_steps(str(wd / "a" / "checkpoints"))
     # The next invocation resumes stage a where it stopped, finishes it, then runs b.
@@ -137,3 +121,15 @@ def test_sigterm_in_a_multi_stage_run_ends_the_invocation_and_resumes_in_that_st
     assert r.returncode == 0, r.stderr[-3000:]
     assert f"from workdir checkpoint {saved}," in r.stdout
     assert ocp.utils.checkpoint_steps(str(wd / "b" / "checkpoints")) == [1]
+
+
+def _sigterm_after_first_log(proc, metrics_path: str) -> None:
+    """SIGTERM once the run has logged a step; it must save, say so and exit 0."""
+    t0 = time.time()
+    while not (os.path.exists(metrics_path) and os.path.getsize(metrics_path) > 0):
+        assert proc.poll() is None and time.time() - t0 < 300
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=300)
+    assert proc.returncode == 0, err[-3000:]
+    assert "SIGTERM received: checkpoint saved at step" in out
