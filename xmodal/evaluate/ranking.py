@@ -9,6 +9,8 @@
   entity linking, e.g. M3EL).
 - ``tagging_metrics``: P@K, R@K and F1@K of the top-K tags of each item (multi-label tagging,
   e.g. M3PT).
+- ``ndcg_at_k`` / ``graded_metrics``: nDCG@K with graded relevance, and R@1 at the top grade,
+  of ranked lists that any retriever produced (e.g. GQR's fused and refined rankings).
 
 Scores are float32 dot products (cosine similarity for L2-normalised embeddings), computed one
 chunk of queries at a time by a jitted kernel; the last chunk is padded so it compiles once.
@@ -184,4 +186,54 @@ def tagging_metrics(item_emb, tag_emb, labels, ks: Sequence[int] = (1, 3, 5),
         out[f"R@{k}"] = 100.0 * r
         out[f"F1@{k}"] = 100.0 * (2 * p * r / (p + r) if p + r > 0 else 0.0)
     out["num_items"] = float(valid.sum())
+    return out
+
+
+def check_ranked(ranked, relevance) -> tuple[np.ndarray, np.ndarray]:
+    """int64 [Nq, K] item indices and float64 [Nq, N] grades, or a ValueError saying why not."""
+    ranked = np.asarray(ranked)
+    relevance = np.asarray(relevance, np.float64)
+    if ranked.ndim != 2 or relevance.ndim != 2 or ranked.shape[0] != relevance.shape[0]:
+        raise ValueError(f"ranked must be [Nq, K] item indices and relevance [Nq, N] grades for "
+                         f"the same queries; got {ranked.shape} and {relevance.shape}.")
+    if not np.issubdtype(ranked.dtype, np.integer) or ranked.size and (
+            ranked.min() < 0 or ranked.max() >= relevance.shape[1]):
+        raise ValueError(f"ranked must hold integer item indices in [0, {relevance.shape[1]}).")
+    if (relevance < 0).any():
+        raise ValueError("relevance grades must be >= 0.")
+    return ranked.astype(np.int64), relevance
+
+
+def ndcg_at_k(ranked, relevance, k: int) -> np.ndarray:
+    """nDCG@k of each query's ranked list, float64 [Nq], with exponential gain and log2 discount
+    (Järvelin & Kekäläinen 2002; the gain of TREC and BEIR):
+
+        DCG@k = sum_{j=1..k} (2^rel(d_j) - 1) / log2(j + 1),   nDCG@k = DCG@k / ideal DCG@k
+
+    ``ranked`` [Nq, >= k]: item indices, best first; ``relevance`` [Nq, N]: each item's grade
+    (0 = not relevant). The ideal list sorts every item of the corpus by grade. A query with no
+    relevant item has nDCG 0 (and its count should be reported beside it).
+    """
+    ranked, relevance = check_ranked(ranked, relevance)
+    if not isinstance(k, (int, np.integer)) or not 1 <= k <= ranked.shape[1]:
+        raise ValueError(f"k must be an int in [1, {ranked.shape[1]}] (the ranked lists' "
+                         f"length); got {k!r}.")
+    discount = 1.0 / np.log2(np.arange(2, k + 2))
+    gains = 2.0 ** np.take_along_axis(relevance, ranked[:, :k], axis=1) - 1.0
+    best_grades = -np.sort(-relevance, axis=1)[:, :k]
+    ideal = 2.0 ** best_grades - 1.0
+    idcg = ideal @ discount
+    return np.where(idcg > 0, (gains @ discount) / np.maximum(idcg, 1e-12), 0.0)
+
+
+def graded_metrics(ranked, relevance, ks: Sequence[int] = (5,)) -> dict[str, float]:
+    """``nDCG@{k}`` (percent) and ``R@1``: percent of queries whose first item has the top grade
+    the query has in the corpus (with graded relevance, "the" answer is an item of the highest
+    grade; an item of a lower grade at rank 1 does not count)."""
+    ranked, relevance = check_ranked(ranked, relevance)
+    out = {f"nDCG@{k}": float(100.0 * ndcg_at_k(ranked, relevance, k).mean())
+           for k in check_ks(ks)}
+    top = relevance.max(axis=1)
+    first = np.take_along_axis(relevance, ranked[:, :1], axis=1)[:, 0]
+    out["R@1"] = float(100.0 * np.mean((first == top) & (top > 0)))
     return out

@@ -1,0 +1,1 @@
+"""GQR (`specs/gqr.py`): see README.md in this folder."""
