@@ -7,6 +7,7 @@ import shutil
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 from tests import cli
@@ -17,7 +18,8 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture()
 def data_dir(tmp_path):
-    """A private copy of the prepared emoji/tiny, to damage."""
+    """A private copy of the prepared emoji/tiny (with its shard record), to damage."""
+    assert sources.verify("emoji/tiny") == []
     src = sources.prepare("emoji/tiny").data_path
     dst = tmp_path / "data" / os.path.relpath(str(src), sources.default_data_dir())
     shutil.copytree(str(src), dst)
@@ -53,9 +55,12 @@ def test_damaged_files_name_themselves_and_prepare_force_rebuilds(tmp_path, data
     assert lines[0].startswith("data damaged: dataset emoji/tiny split test: record ")
     assert shard in lines[0] and lines[0].endswith(fix)
 
-    os.truncate(shard, 30_000)                            # a truncated shard
+    os.truncate(shard, 30_000)            # a truncated shard: caught by its size at start
     r = _train(tmp_path, data)
-    assert r.returncode == 1 and shard in r.stderr and fix in r.stderr, r.stderr[-3000:]
+    lines = [l for l in r.stderr.splitlines() if l.strip()]
+    assert r.returncode == 1 and len(lines) == 1, r.stderr[-3000:]
+    assert f"shard {shard} has 30000 bytes, {len(good)} when it was built" in lines[0]
+    assert lines[0].endswith(fix)
 
     open(shard, "wb").write(good)
     info = version / "dataset_info.json"
@@ -74,3 +79,37 @@ def test_damaged_files_name_themselves_and_prepare_force_rebuilds(tmp_path, data
     assert not [d for d in os.listdir(data) if d.startswith(".rebuild-")]   # staging cleaned
     r = _train(tmp_path, data)
     assert r.returncode == 0, r.stderr[-3000:]
+
+
+def _verify(data):
+    return subprocess.run([sys.executable, "-m", "xmodal.data", "verify", "emoji/tiny",
+                           f"--data_dir={data}"], cwd=cli.ROOT, env=cli.env(devices=1),
+                          capture_output=True, text=True, timeout=600)
+
+
+def test_verify_names_a_file_with_flipped_bytes(tmp_path, data_dir):
+    data, version = data_dir
+    r = _verify(data)
+    assert r.returncode == 0 and "every file has the size and sha256" in r.stdout, r.stderr
+    shard = str(version / "xmodal_emoji-train.array_record-00000-of-00001")
+    _flip_byte(shard)                     # same size: only the checksum can tell
+    r = _verify(data)
+    lines = [l for l in r.stderr.splitlines() if l.strip()]
+    assert r.returncode != 0 and len(lines) == 1, r.stderr[-3000:]
+    assert lines[0] == (f"error: dataset emoji/tiny: {shard} does not have the checksum it was "
+                        "built with; rebuild it: python -m xmodal.data prepare emoji/tiny --force")
+
+
+def test_a_record_with_inf_names_its_index():
+    """The finite check of every record read (the list stands in for the ArrayRecord reader:
+    the check is CheckedSource's own code)."""
+    records = [{"point": np.zeros(2, np.float32), "label": 0} for _ in range(5)]
+    records[3]["point"] = np.array([1.0, np.inf], np.float32)
+    source = sources.CheckedSource(records, "eight_gaussians", "train", ["a-00000", "a-00001"],
+                                   [3, 2])
+    assert source[2]["label"] == 0
+    with pytest.raises(sources.DataDamaged) as e:
+        source[3]
+    assert str(e.value) == ("dataset eight_gaussians split train: record 3 field 'point' holds "
+                            "NaN or Inf (a-00001); rebuild it: python -m xmodal.data prepare "
+                            "eight_gaussians --force")

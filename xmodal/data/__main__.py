@@ -191,6 +191,18 @@ def cmd_prepare(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_verify(args: argparse.Namespace) -> int:
+    sources.dataset_entry(args.name)
+    problems = sources.verify(args.name, args.data_dir)
+    if problems:
+        raise sources.DataDamaged(f"dataset {args.name}: {problems[0]}"
+                                  + (f" (and {len(problems) - 1} more)" if len(problems) > 1
+                                     else "")
+                                  + f"; rebuild it: {sources.rebuild_command(args.name)}")
+    print(f"{args.name}: every file has the size and sha256 it was built with")
+    return 0
+
+
 def cmd_show(args: argparse.Namespace) -> int:
     sources.dataset_entry(args.name)  # unknown name: SpecError before anything is written
     # Beside the data by default, never into whatever folder the user stands in.
@@ -248,6 +260,9 @@ def parser() -> argparse.ArgumentParser:
     prepare.add_argument("--force", action="store_true",
                          help="rebuild it even if prepared (a damaged copy); the old copy is "
                               "replaced only once the new one is complete")
+    verify_cmd = command("verify", cmd_verify, "re-hash every file of a prepared dataset "
+                         "against the sizes and sha256 recorded when it was built")
+    verify_cmd.add_argument("name")
     show_cmd = command("show", cmd_show, "write a contact sheet PNG and print the card")
     show_cmd.add_argument("name")
     show_cmd.add_argument("--split", default="test")
