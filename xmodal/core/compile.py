@@ -38,6 +38,7 @@ import jax
 import numpy as np
 
 from xmodal.core import datasets as sources
+from xmodal.core import input as pipeline
 from xmodal.core import parallel
 from xmodal.core import spec as spec_lib
 from xmodal.core import stages as stages_lib
@@ -90,6 +91,9 @@ def topology_devices(target: str) -> tuple[list, Chip]:
         raise SpecError("--mode=compile needs libtpu (the TPU compiler; no TPU is needed): "
                         f"bash setup.sh (installs it in {LIBTPU_DIR}) or pip install -e '.[tpu]'")
     os.environ.setdefault("TPU_SKIP_MDS_QUERY", "1")   # not on a TPU VM: no metadata server
+    # libtpu takes a host-wide lockfile so that two processes never drive one TPU; compiling
+    # for a topology drives none, and two compiles at once (two tests, two users) must work.
+    os.environ.setdefault("ALLOW_MULTIPLE_LIBTPU_LOAD", "1")
     from jax.experimental import topologies
     try:
         topo = topologies.get_topology_desc(topology_name=target, platform="tpu")
@@ -111,7 +115,7 @@ def compile_stage(stage, devices: list, chip: Chip) -> dict:
                                  **spec_lib.component_kwargs(stage.data.transform))
     record = sources.data_source(stage.data.name, stage.data.train_split, data_dir)[0]
     t0 = time.perf_counter()
-    parts = trainer.step_parts(stage, mesh, transform.map(record))
+    parts = trainer.step_parts(stage, mesh, pipeline.training_example(record, transform))
     lowered = parts.jitted_step().lower(parts.abstract_state, parts.batch_spec)
     params = sum(int(np.prod(x.shape)) for x in jax.tree.leaves(parts.abstract_state.params))
     head = {"chips": len(devices), "mesh": dict(mesh.shape), "batch": int(stage.data.batch_size),

@@ -89,7 +89,7 @@ class Data:
     def example(self) -> dict:
         """One transformed training record: the batch fields' shapes and dtypes, read without
         advancing any stream."""
-        return self.transform.map(self.train_source[0])
+        return pipeline.training_example(self.train_source[0], self.transform)
 
 
 def load_data(spec: mlc.ConfigDict) -> Data:

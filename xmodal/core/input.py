@@ -18,6 +18,15 @@ import grain
 import numpy as np
 
 
+def training_example(record: Mapping[str, Any], transform: grain.transforms.Map) -> dict:
+    """One record as a training batch holds it: transformed, then through the transform's
+    ``augment`` if it has one (a fixed draw), so an augment that adds or drops fields gives
+    the compiled step the fields it will really be fed."""
+    example = transform.map(record)
+    augment = getattr(transform, "augment", None)
+    return augment.random_map(example, np.random.default_rng(0)) if augment else example
+
+
 def train_loader(source: Sequence, transform: grain.transforms.Map, *, global_batch_size: int,
                  seed: int, shard_index: int, shard_count: int, worker_count: int,
                  num_epochs: int | None = None, read_threads: int = 4,
