@@ -26,6 +26,13 @@ class EvalContext:
     step: int = 0
     eval_set: str = ""                       # the evals' ``data`` name of this set ('' = main)
 
+    def require(self, keys: Sequence[str], needs: str) -> None:
+        """One line when the eval arrays lack ``keys``: ``needs`` says what provides them
+        (e.g. "gqr needs the gqr_items transform")."""
+        missing = [key for key in keys if key not in self.arrays]
+        if missing:
+            raise ValueError(f"{needs} (arrays {', '.join(keys)}; missing {', '.join(missing)})")
+
     def apply(self, fn: Callable, *arrays: np.ndarray) -> Any:
         """``fn(params, *batch_arrays)`` over arrays of equal length, chunked and sharded;
         outputs (arrays or pytrees of arrays) are concatenated on the host."""

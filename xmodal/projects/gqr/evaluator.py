@@ -144,10 +144,7 @@ def gqr_evaluator(k: int = 10, ks: tuple = (5,), steps: int = 50, divergence: st
         raise ValueError(f"gqr ks={ks} reach past the top-k={k} lists that U is made of")
 
     def run(ctx: EvalContext) -> dict:
-        missing = [key for key in KEYS if key not in ctx.arrays]
-        if missing:
-            raise ValueError(f"gqr needs the gqr_items transform (arrays {', '.join(KEYS)}; "
-                             f"missing {', '.join(missing)})")
+        ctx.require(KEYS, "gqr needs the gqr_items transform")
         a = ctx.arrays
         titles = [from_bytes(r) for r in a["title_bytes"]]
         corpus = [from_bytes(r) for r in a["corpus_bytes"]]

@@ -49,10 +49,7 @@ def mvl_sib_evaluator(ks: tuple = (1, 3), languages: tuple = (), seed: int = 0,
     requested = tasks.check_languages(list(languages), sorted({*LANGUAGES, *EMOJI_LOCALES}))
 
     def run(ctx: EvalContext) -> dict:
-        missing = [key for key in KEYS if key not in ctx.arrays]
-        if missing:
-            raise ValueError(f"mvl_sib needs an mvl_sib_items or mvl_sib_emoji transform "
-                             f"(arrays {', '.join(KEYS)}; missing {', '.join(missing)})")
+        ctx.require(KEYS, "mvl_sib needs an mvl_sib_items or mvl_sib_emoji transform")
         a = ctx.arrays
         all_codes = tuple(ctx.transform.languages)
         tasks.check_languages(requested, all_codes)
@@ -84,18 +81,19 @@ def mvl_sib_evaluator(ks: tuple = (1, 3), languages: tuple = (), seed: int = 0,
         for (code, task, k), (acc, n) in table.items():
             if k == ks[-1]:
                 out[f"{task}/k{k}/{code}"] = acc
+        # Languages below the median coverage vs the rest: the gap the paper reports between
+        # low- and high-resource languages, in one number each.
+        median = float(np.median([coverage[c] for c in codes]))
+        low_codes = [c for c in codes if coverage[c] < median]
         for k in ks:
             for task in CROSS_MODAL + TEXT_ONLY:
                 accs = {c: table[(c, task, k)][0] for c in codes}
                 out[f"{task}/k{k}/mean"] = float(np.nanmean(list(accs.values())))
-                # Languages at or above the median coverage vs below it: the gap the paper
-                # reports between high- and low-resource languages, in one number each.
-                median = float(np.median([coverage[c] for c in codes]))
-                low = [accs[c] for c in codes if coverage[c] < median]
-                if low:
+                if low_codes:
                     out[f"{task}/k{k}/high_coverage"] = float(np.nanmean(
-                        [accs[c] for c in codes if coverage[c] >= median]))
-                    out[f"{task}/k{k}/low_coverage"] = float(np.nanmean(low))
+                        [accs[c] for c in codes if c not in low_codes]))
+                    out[f"{task}/k{k}/low_coverage"] = float(np.nanmean(
+                        [accs[c] for c in low_codes]))
                 if len(codes) >= 3 and len({coverage[c] for c in codes}) > 1:
                     trend = tasks.resource_trend(accs, coverage)
                     out[f"{task}/k{k}/slope_per_decade"] = trend["slope_per_decade"]
