@@ -6,10 +6,19 @@ os.environ["XLA_FLAGS"] = (
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 # Keep each xdist worker to one intra-op thread pool that fits two cores.
 os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
+# The persistent compilation cache, as a user's run has it (~/.cache/xmodal/jax unless
+# XMODAL_COMPILATION_CACHE says otherwise): every worker and every CLI subprocess a test starts
+# (they inherit this environment) reads the programs an earlier test or run compiled. Most of
+# an end-to-end test on CPU is compiling the same tiny programs again.
+os.environ.setdefault("XMODAL_COMPILATION_CACHE",
+                      os.path.expanduser(os.path.join("~", ".cache", "xmodal", "jax")))
 
 import jax  # noqa: E402
 
+from xmodal.core import compilation_cache  # noqa: E402
+
 jax.config.update("jax_threefry_partitionable", True)
+compilation_cache.enable()
 
 
 def pytest_runtest_setup(item):

@@ -37,6 +37,33 @@ def test_random_embeddings_score_chance_of_four_options():
         assert n == 3000 and 22.0 < acc < 28.0   # 25 % ± 3 sd of 3,000 draws
 
 
+@pytest.mark.parametrize("shape", ["one_to_sets", "set_to_one"])
+@pytest.mark.parametrize("modality", ["image", "text"])
+def test_a_collapsed_model_scores_chance(shape, modality):
+    # Every embedding the same vector: every option ties, and every question is worth 1/4 (the
+    # truth is listed first, so first-of-equal-maxima would have scored 100 %).
+    rng = np.random.default_rng(5)
+    topic = rng.integers(0, 8, size=400)
+    item = np.arange(400)
+    same = np.ones((400, DIM))
+    # Cross-modal: references are "images" (another array); text-only: the sentences themselves.
+    refs = same.copy() if modality == "image" else same
+    outcomes = getattr(tasks, shape)(same, topic, item, refs, topic, item, 2,
+                                     tasks.rng_for(0, shape, modality))
+    assert tasks.accuracy(outcomes) == (pytest.approx(25.0), 400)
+
+
+def test_ties_count_as_the_share_of_a_random_tie_break():
+    # Two of four topics look exactly alike to the model: the truth ties with one distractor
+    # and each such question is worth 1/2.
+    topic = np.repeat(np.arange(4), 10)
+    item = np.arange(40)
+    centres = np.eye(DIM)[[0, 0, 1, 2]]          # topics 0 and 1 share a direction
+    emb = centres[topic]
+    out = tasks.one_to_sets(emb, topic, item, emb, topic, item, 1, tasks.rng_for(0))
+    np.testing.assert_allclose(out, np.where(topic < 2, 0.5, 1.0))
+
+
 def test_own_item_is_never_a_reference():
     # Each caption equals its own image and nothing encodes the topic: with k = 1 the query's
     # own image among the references would answer it every time; excluded, only chance is left.

@@ -1,11 +1,12 @@
 """Chunked ranking metrics against brute-force numpy on the full score matrix.
 
 Embeddings are multiples of 1/8, so every dot product is exact in float32 and float64 and ties
-(resolved in the query's favour) are frequent.
+(which must never favour the truth) are frequent.
 """
 import numpy as np
 import pytest
 
+from tests.test_retrieval_metrics import brute_rank, expectation
 from xmodal.evaluate.ranking import (entity_linking_metrics, person_retrieval_metrics,
                                              tagging_metrics)
 
@@ -14,32 +15,41 @@ def grid_embeddings(rng, n, d):
     return (rng.integers(-4, 5, size=(n, d)) / 8).astype(np.float32)
 
 
-def brute_person(q, qid, g, gid, ks):
+def brute_person(q, qid, g, gid, ks, seed=0):
+    """Rank-K at its expectation over random orders of the ties (enumerated); AP and INP of the
+    gallery sorted by score, ties in the evaluator's seeded random order."""
     scores = q.astype(np.float64) @ g.astype(np.float64).T
+    tie_order = np.random.default_rng(seed).permutation(len(g))
     firsts, aps, inps = [], [], []
     for s, i in zip(scores, qid):
         is_pos = gid == i
         if not is_pos.any():
             continue
-        matches = is_pos[np.lexsort((~is_pos, -s))]
+        firsts.append(brute_rank(s, is_pos))
+        matches = is_pos[np.lexsort((tie_order, -s))]
         positions = np.flatnonzero(matches) + 1
-        firsts.append(positions[0])
         aps.append(np.mean(np.arange(1, len(positions) + 1) / positions))
         inps.append(len(positions) / positions[-1])
-    out = {f"R@{k}": 100 * np.mean(np.array(firsts) <= k) for k in ks}
+    out = {f"R@{k}": 100 * np.mean(expectation(firsts, lambda r: r <= k)) for k in ks}
     out.update(mAP=100 * np.mean(aps), mINP=100 * np.mean(inps), num_queries=len(firsts))
     return out
 
 
 def test_person_hand_computed():
     # Gallery scores for the one query: .9 (pos), .8 (neg), .7 (pos), .1 (neg), .7 tie (neg).
-    # Ranked: pos, neg, pos (tie goes to the positive), neg, neg -> positives at 1 and 3.
+    # Ranked: pos, neg, then the tied pos and neg in random order: positives at 1 and 3 or 4.
     q = np.array([[1.0, 0.0]], np.float32)
     g = np.array([[0.9, 0.0], [0.8, 0.0], [0.7, 0.0], [0.1, 0.0], [0.7, 0.0]], np.float32)
-    out = person_retrieval_metrics(q, [5], g, [5, 1, 5, 2, 3], ks=(1, 2))
+    ids = [5, 1, 5, 2, 3]
+    out = person_retrieval_metrics(q, [5], g, ids, ks=(1, 2))
     assert out["R@1"] == 100.0 and out["R@2"] == 100.0
-    np.testing.assert_allclose(out["mAP"], 100 * (1 / 1 + 2 / 3) / 2)
-    np.testing.assert_allclose(out["mINP"], 100 * 2 / 3, rtol=1e-6)
+    tie_order = np.random.default_rng(0).permutation(5)
+    second = 3 if tie_order[2] < tie_order[4] else 4
+    np.testing.assert_allclose(out["mAP"], 100 * (1 / 1 + 2 / second) / 2)
+    np.testing.assert_allclose(out["mINP"], 100 * 2 / second, rtol=1e-6)
+    # Across seeds the tie falls both ways.
+    seen = {person_retrieval_metrics(q, [5], g, ids, ks=(1,), seed=s)["mINP"] for s in range(8)}
+    assert len(seen) == 2
 
 
 @pytest.mark.parametrize("chunk_size", [1, 7, 64])
@@ -72,16 +82,30 @@ def test_person_single_identity_and_identical_embeddings():
     assert out == {"R@1": 100.0, "mAP": 100.0, "mINP": 100.0, "num_queries": 3.0}
 
 
+def test_person_collapsed_model_scores_chance():
+    # 60 identities with 5 images each and every embedding alike: Rank-1 is exactly the chance
+    # of a random order (5/300), mAP and mINP those of one random order, near their expectation.
+    gid = np.repeat(np.arange(60), 5)
+    g, q = np.ones((300, 4), np.float32), np.ones((60, 4), np.float32)
+    out = person_retrieval_metrics(q, np.arange(60), g, gid, ks=(1, 10))
+    assert out["R@1"] == pytest.approx(100 * 5 / 300)
+    assert out["R@10"] == pytest.approx(100 * (1 - np.prod([(295 - i) / (300 - i) for i in range(10)])))
+    # E[AP] of 5 positives among 300 in random order is about 2.3 %; far from 100.
+    assert 1.0 < out["mAP"] < 4.0 and out["mINP"] < 3.0
+
+
 def test_entity_linking_matches_brute_force():
     rng = np.random.default_rng(0)
     ents, ments = grid_embeddings(rng, 30, 3), grid_embeddings(rng, 17, 3)
     gold = rng.integers(0, 30, size=17)
     scores = ments.astype(np.float64) @ ents.astype(np.float64).T
-    ranks = np.array([1 + np.sum(np.delete(s, t) > s[t]) for s, t in zip(scores, gold)])
+    dists = [brute_rank(s, np.arange(30) == t) for s, t in zip(scores, gold)]
+    assert any(len(d) > 1 for d in dists)
     got = entity_linking_metrics(ments, ents, gold, ks=(1, 3, 5), chunk_size=4)
     for k in (1, 3, 5):
-        np.testing.assert_allclose(got[f"H@{k}"], 100 * np.mean(ranks <= k))
-    np.testing.assert_allclose(got["MRR"], np.mean(1 / ranks))
+        np.testing.assert_allclose(got[f"H@{k}"],
+                                   100 * np.mean(expectation(dists, lambda r: r <= k)))
+    np.testing.assert_allclose(got["MRR"], np.mean(expectation(dists, lambda r: 1 / r)))
 
 
 def brute_tagging(items, tags, labels, ks):
@@ -124,6 +148,21 @@ def test_tagging_hand_computed():
     assert out["P@1"] == 0.0 and out["F1@1"] == 0.0
     np.testing.assert_allclose([out["P@2"], out["R@2"], out["F1@2"]], [50, 50, 50])
     np.testing.assert_allclose([out["P@4"], out["R@4"], out["F1@4"]], [50, 100, 200 / 3])
+
+
+def test_tagging_ties_are_drawn_at_random():
+    # Tags 0..3 score 2, 1, 1, 1; positives {0, 3}. Top-1 is tag 0 (a hit). Top-2 takes one of
+    # the three tied tags at random: 1 + 1/3 expected hits. A collapsed model (all tags equal)
+    # gets the positives' share at every K, whatever their position.
+    items = np.array([[1.0]], np.float32)
+    tags = np.array([[2.0], [1.0], [1.0], [1.0]], np.float32)
+    labels = np.array([[True, False, False, True]])
+    out = tagging_metrics(items, tags, labels, ks=(1, 2, 3))
+    np.testing.assert_allclose([out["P@1"], out["P@2"], out["P@3"]],
+                               [100, 100 * (1 + 1 / 3) / 2, 100 * (1 + 2 / 3) / 3])
+    collapsed = tagging_metrics(np.ones((5, 2), np.float32), np.ones((10, 2), np.float32),
+                                np.tile(np.arange(10) < 3, (5, 1)), ks=(1, 3))
+    np.testing.assert_allclose([collapsed["P@1"], collapsed["R@3"]], [30.0, 30.0])
 
 
 def test_bad_inputs_raise():

@@ -5,6 +5,8 @@ and float64 alike: the chunked float32 kernel and the numpy reference see identi
 ties (which the rank rule must resolve) occur often.
 """
 
+import itertools
+
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -18,27 +20,47 @@ def grid_embeddings(rng, n, d):
 
 
 def brute_rank(scores, is_pos):
-    """1 + number of items sorted before the first positive, with ties sorted positives-first."""
-    order = np.lexsort((~is_pos, -scores))
-    return 1 + int(np.argmax(is_pos[order]))
+    """Every equally likely rank of the first positive when tied items are ordered at random,
+    by enumerating where the positives at the best positive score fall among the tied items:
+    a list of (rank, probability)."""
+    best = scores[is_pos].max()
+    greater = int(np.sum((scores > best) & ~is_pos))
+    tied = scores == best
+    m, p = int(tied.sum()), int((tied & is_pos).sum())
+    combos = list(itertools.combinations(range(m), p))
+    return [(greater + 1 + min(c), 1.0 / len(combos)) for c in combos]
 
 
 def brute_t2i(img, txt, txt_to_img, queries):
     scores = txt[queries].astype(np.float64) @ img.astype(np.float64).T
-    return np.array([brute_rank(s, np.arange(len(img)) == txt_to_img[q])
-                     for s, q in zip(scores, queries)])
+    return [brute_rank(s, np.arange(len(img)) == txt_to_img[q]) for s, q in zip(scores, queries)]
 
 
 def brute_i2t(img, txt, txt_to_img, queries):
     scores = img[queries].astype(np.float64) @ txt.astype(np.float64).T
-    return np.array([brute_rank(s, txt_to_img == q) for s, q in zip(scores, queries)])
+    return [brute_rank(s, txt_to_img == q) for s, q in zip(scores, queries)]
 
 
-def summary(ranks, ks, prefix):
-    out = {f"{prefix}_R@{k}": 100.0 * np.mean(ranks <= k) for k in ks}
-    out.update({f"{prefix}_medr": np.median(ranks), f"{prefix}_meanr": np.mean(ranks),
-                f"{prefix}_mrr": np.mean(1.0 / ranks)})
+def expectation(dists, f):
+    return np.array([sum(prob * f(r) for r, prob in d) for d in dists])
+
+
+def summary(dists, ks, prefix):
+    out = {f"{prefix}_R@{k}": 100.0 * np.mean(expectation(dists, lambda r: r <= k)) for k in ks}
+    rank = expectation(dists, float)
+    out.update({f"{prefix}_medr": np.median(rank), f"{prefix}_meanr": np.mean(rank),
+                f"{prefix}_mrr": np.mean(expectation(dists, lambda r: 1.0 / r))})
     return out
+
+
+def assert_same_ranks(got, dists):
+    """A ``TiedRanks`` against enumerated rank distributions: expected rank and 1/rank, R@k."""
+    np.testing.assert_allclose(got.expected_rank(), expectation(dists, float), rtol=1e-12)
+    np.testing.assert_allclose(got.reciprocal_rank(), expectation(dists, lambda r: 1.0 / r),
+                               rtol=1e-9)
+    for k in (1, 2, 5):
+        np.testing.assert_allclose(got.hit_at(k), expectation(dists, lambda r: r <= k),
+                                   rtol=1e-9, atol=1e-12)
 
 
 def test_matches_brute_force_with_several_texts_per_image():
@@ -55,13 +77,15 @@ def test_matches_brute_force_with_several_texts_per_image():
     want = {**summary(t2i, ks, "t2i"), **summary(i2t, ks, "i2t")}
     assert set(got) == set(want)
     for key in want:
-        assert got[key] == pytest.approx(want[key], rel=1e-12), key
+        assert got[key] == pytest.approx(want[key], rel=1e-9), key
         assert isinstance(got[key], float)
+    # The grid makes ties common, including several of an image's texts at its best score.
+    assert sum(len(d) > 1 for d in t2i) > 50 and sum(len(d) > 1 for d in i2t) > 50
 
-    np.testing.assert_array_equal(ranks_t2i(img, txt, txt_to_img, chunk_size=64), t2i)
+    assert_same_ranks(ranks_t2i(img, txt, txt_to_img, chunk_size=64), t2i)
     ids, ranks = ranks_i2t(img, txt, txt_to_img, chunk_size=64)
     np.testing.assert_array_equal(ids, with_text)
-    np.testing.assert_array_equal(ranks, i2t)
+    assert_same_ranks(ranks, i2t)
 
 
 def test_hand_made_ranks():
@@ -69,30 +93,44 @@ def test_hand_made_ranks():
     txt = np.array([[1, 0], [0, 1], [0.6, 0.8], [0.8, 0.6]], np.float32)
     txt_to_img = np.array([0, 0, 1, 2])
     # Text scores against images 0..3:
-    #   t0 -> [1, 0, .6, 1]     own image 0; image 3 only ties        -> rank 1
-    #   t1 -> [0, 1, .8, 0]     own image 0; images 1, 2 beat it      -> rank 3
+    #   t0 -> [1, 0, .6, 1]     own image 0; image 3 ties with it     -> rank 1 or 2
+    #   t1 -> [0, 1, .8, 0]     own image 0; images 1, 2 beat it, 3 ties -> rank 3 or 4
     #   t2 -> [.6, .8, 1, .6]   own image 1; image 2 beats it         -> rank 2
     #   t3 -> [.8, .6, .96, .8] own image 2                            -> rank 1
-    np.testing.assert_array_equal(ranks_t2i(img, txt, txt_to_img, chunk_size=3), [1, 3, 2, 1])
+    t2i = ranks_t2i(img, txt, txt_to_img, chunk_size=3)
+    np.testing.assert_array_equal(t2i.greater, [0, 2, 1, 0])
+    np.testing.assert_array_equal(t2i.tied, [1, 1, 0, 0])
+    np.testing.assert_allclose(t2i.expected_rank(), [1.5, 3.5, 2, 1])
     # Image scores against texts 0..3 (image 3 has no text and is skipped):
     #   i0 -> [1, 0, .6, .8]    own texts 0, 1; best is 1              -> rank 1
     #   i1 -> [0, 1, .8, .6]    own text 2; text 1 beats it            -> rank 2
     #   i2 -> [.6, .8, 1, .96]  own text 3; text 2 beats it            -> rank 2
     ids, ranks = ranks_i2t(img, txt, txt_to_img, chunk_size=2)
     np.testing.assert_array_equal(ids, [0, 1, 2])
-    np.testing.assert_array_equal(ranks, [1, 2, 2])
+    np.testing.assert_allclose(ranks.expected_rank(), [1, 2, 2])
 
     m = retrieval_metrics(img, txt, txt_to_img, ks=(1, 2), chunk_size=2)
-    assert m["t2i_R@1"] == pytest.approx(50.0)
-    assert m["t2i_R@2"] == pytest.approx(75.0)
-    assert m["t2i_medr"] == pytest.approx(1.5)
-    assert m["t2i_meanr"] == pytest.approx(1.75)
-    assert m["t2i_mrr"] == pytest.approx((1 + 1 / 3 + 1 / 2 + 1) / 4)
+    assert m["t2i_R@1"] == pytest.approx((0.5 + 1) / 4 * 100)
+    assert m["t2i_R@2"] == pytest.approx((1 + 1) / 4 * 100 + 25)
+    assert m["t2i_medr"] == pytest.approx(1.75)
+    assert m["t2i_meanr"] == pytest.approx((1.5 + 3.5 + 2 + 1) / 4)
+    assert m["t2i_mrr"] == pytest.approx(((1 + 1 / 2) / 2 + (1 / 3 + 1 / 4) / 2 + 1 / 2 + 1) / 4)
     assert m["i2t_R@1"] == pytest.approx(100 / 3)
     assert m["i2t_R@2"] == pytest.approx(100.0)
     assert m["i2t_medr"] == pytest.approx(2.0)
     assert m["i2t_meanr"] == pytest.approx(5 / 3)
     assert m["i2t_mrr"] == pytest.approx(2 / 3)
+
+
+def test_a_collapsed_model_scores_chance():
+    # Every image and every text the same vector: every score ties, so every metric must be
+    # what a random ranking scores (the chance column), never a perfect score.
+    from xmodal.evaluate.embedding_evals import retrieval_chance
+    n, ks = 41, (1, 5, 10)
+    emb = np.full((n, 4), 0.5, np.float32)
+    got = retrieval_metrics(emb, emb, np.arange(n), ks=ks)
+    assert got == pytest.approx(retrieval_chance(n, ks), rel=1e-9)
+    assert got["t2i_R@1"] == pytest.approx(100 / n)
 
 
 def test_twenty_thousand_squared_in_chunks():
@@ -105,9 +143,9 @@ def test_twenty_thousand_squared_in_chunks():
     ids, i2t = ranks_i2t(img, txt, txt_to_img, chunk_size=1024)
 
     queries = rng.choice(n, size=100, replace=False)
-    np.testing.assert_array_equal(t2i[queries], brute_t2i(img, txt, txt_to_img, queries))
+    assert_same_ranks(t2i.select(queries), brute_t2i(img, txt, txt_to_img, queries))
     picked = rng.choice(len(ids), size=100, replace=False)
-    np.testing.assert_array_equal(i2t[picked], brute_i2t(img, txt, txt_to_img, ids[picked]))
+    assert_same_ranks(i2t.select(picked), brute_i2t(img, txt, txt_to_img, ids[picked]))
 
 
 def test_bfloat16_and_jax_inputs():
@@ -116,7 +154,7 @@ def test_bfloat16_and_jax_inputs():
     txt_to_img = rng.integers(0, 50, size=80)
     # Multiples of 1/8 in [-1/2, 1/2] are exact in bfloat16, so the ranks must not change.
     got = ranks_t2i(jnp.asarray(img, jnp.bfloat16), jnp.asarray(txt, jnp.bfloat16), txt_to_img)
-    np.testing.assert_array_equal(got, brute_t2i(img, txt, txt_to_img, np.arange(80)))
+    assert_same_ranks(got, brute_t2i(img, txt, txt_to_img, np.arange(80)))
 
 
 def test_bad_input_is_named():
@@ -157,19 +195,20 @@ def test_zeroshot_accuracy_matches_numpy_topk():
     labels = rng.integers(0, c, size=n)
     got = zeroshot_accuracy(img, classifier, labels, ks=(1, 5), chunk_size=128)
     scores = img.astype(np.float64) @ classifier.astype(np.float64).T
-    ranks = np.array([brute_rank(s, np.arange(c) == y) for s, y in zip(scores, labels)])
-    assert got == pytest.approx({"top1": 100 * np.mean(ranks <= 1),
-                                 "top5": 100 * np.mean(ranks <= 5)}, rel=1e-12)
+    dists = [brute_rank(s, np.arange(c) == y) for s, y in zip(scores, labels)]
+    assert got == pytest.approx(
+        {f"top{k}": 100 * np.mean(expectation(dists, lambda r: r <= k)) for k in (1, 5)},
+        rel=1e-9)
     assert 0 < got["top1"] < got["top5"] < 100
 
 
 def test_zeroshot_hand_made_and_k_above_classes():
     classifier = np.eye(3, dtype=np.float32)
     img = np.array([[1, 0.5, 0], [0.2, 0.1, 0.9], [0.5, 0.8, 0.1], [0, 0, 1]], np.float32)
-    # True class ranks: 1; 3; 1; 2 (class 2 beats class 0, class 1 only ties with it).
+    # True class ranks: 1; 3; 1; 2 or 3 (class 2 beats class 0, class 1 ties with it).
     labels = np.array([0, 1, 1, 0])
     got = zeroshot_accuracy(img, classifier, labels, ks=(1, 2, 5))
-    assert got == pytest.approx({"top1": 50.0, "top2": 75.0, "top5": 100.0})
+    assert got == pytest.approx({"top1": 50.0, "top2": 62.5, "top5": 100.0})
     with pytest.raises(ValueError, match=r"labels must lie in \[0, 3\)"):
         zeroshot_accuracy(img, classifier, labels + 2)
 

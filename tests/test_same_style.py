@@ -32,10 +32,16 @@ def test_cross_style_ranks_by_hand():
     # Query 0 (id 0, style 0) is gallery item 0 itself (removed); its relevant item is item 1
     # (id 0, style 1), which scores 0.5; item 2 (id 1) scores 0.9 above it: rank 2.
     q = np.asarray([[1.0, 0.5, 0.9]], np.float32)
-    ranks = cross_style_ranks(q, [0], [0], g, [0, 0, 1], [0, 1, 0])
-    assert ranks.tolist() == [2]
-    # Nothing relevant (the only same-id item is in the query's style): rank 0 = not scored.
-    assert cross_style_ranks(q, [1], [0], g, [0, 0, 1], [0, 1, 0]).tolist() == [0]
+    scored, ranks = cross_style_ranks(q, [0], [0], g, [0, 0, 1], [0, 1, 0])
+    assert scored.tolist() == [True] and ranks.expected_rank().tolist() == [2]
+    # Nothing relevant (the only same-id item is in the query's style): not scored.
+    scored, ranks = cross_style_ranks(q, [1], [0], g, [0, 0, 1], [0, 1, 0])
+    assert scored.tolist() == [False] and len(ranks) == 0
+    # Item 2 ties with the relevant item: rank 1 or 2, 1.5 expected; the removed item (the
+    # query itself, scoring highest) never counts.
+    q = np.asarray([[1.0, 0.5, 0.5]], np.float32)
+    _, ranks = cross_style_ranks(q, [0], [0], g, [0, 0, 1], [0, 1, 0])
+    assert ranks.expected_rank().tolist() == [1.5] and ranks.hit_at(1).tolist() == [0.5]
 
 
 def test_cross_style_ranks_match_oracle():
@@ -43,8 +49,10 @@ def test_cross_style_ranks_match_oracle():
     q, g = rng.normal(size=(30, 5)), rng.normal(size=(50, 5))
     qid, qst = rng.integers(0, 6, 30), rng.integers(0, 3, 30)
     gid, gst = rng.integers(0, 6, 50), rng.integers(0, 3, 50)
-    got = cross_style_ranks(q, qid, qst, g, gid, gst, chunk_size=7)
-    np.testing.assert_array_equal(got, oracle_ranks(q, qid, qst, g, gid, gst))
+    scored, got = cross_style_ranks(q, qid, qst, g, gid, gst, chunk_size=7)
+    want = oracle_ranks(q, qid, qst, g, gid, gst)   # continuous scores: no ties
+    np.testing.assert_array_equal(scored, want > 0)
+    np.testing.assert_array_equal(got.expected_rank(), want[want > 0])
     with pytest.raises(ValueError, match="query_ids"):
         cross_style_ranks(q, qid[:3], qst, g, gid, gst)
 

@@ -31,6 +31,10 @@ _STAGES = flags.DEFINE_list(
     "others must be done already where a run stage reads them ('stage:<name>')")
 _TARGET = flags.DEFINE_string(
     "target", "", "--mode=compile: the TPU topology to compile for, e.g. v5e:4x4, v5p:2x2x2")
+_CACHE = flags.DEFINE_string(
+    "compilation_cache", "", "where compiled XLA programs are kept for the next run: a folder, "
+    "or 'off'; default $XMODAL_COMPILATION_CACHE, else ~/.cache/xmodal/jax "
+    "(xmodal.core.compilation_cache)")
 flags.mark_flags_as_required(["spec", "workdir"])
 
 GENERIC_MODES = ("train", "eval", "compile")
@@ -56,6 +60,8 @@ def main(argv):
         sys.exit(f"spec error: {e}")
     import jax
     jax.config.update("jax_threefry_partitionable", True)
+    from xmodal.core import compilation_cache
+    cache_dir = compilation_cache.enable(_CACHE.value)
     from xmodal.core import run_io, trainer  # after flags: grain workers need parsed absl flags
     from xmodal.core.datasets import DataDamaged, DataSourceMissing
     from xmodal.core.registry import COMMANDS, CommandError
@@ -87,6 +93,8 @@ def main(argv):
     except run_io.NonFiniteError as e:
         logging.error("%s", e)
         sys.exit(f"stopped: {e}")
+    if cache_dir:
+        print(f"{compilation_cache.summary()} ({cache_dir})", flush=True)
 
 
 def parse_flags(argv: list[str]) -> list[str]:

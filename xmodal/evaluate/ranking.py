@@ -15,10 +15,11 @@
 Scores are float32 dot products (cosine similarity for L2-normalised embeddings), computed one
 chunk of queries at a time by a jitted kernel; the last chunk is padded so it compiles once.
 
-Ties follow the rule of ``xmodal.evaluate.retrieval``: they go in the query's favour, i.e. in
-the ranked list a positive comes before any non-positive with the same score. For top-K tags
-(``tagging_metrics``) ties are broken by ``jax.lax.top_k``: the lower tag index first.
-Percentages are 0-100; MRR is a fraction in (0, 1] as in ``rank_summary``.
+Ties never favour the truth (``xmodal.evaluate.ties``): Rank-K, Hits@K, MRR and the top-K tags'
+P/R/F1 are their exact expectation over a random order of the tied items; mAP and mINP are
+those of one fixed random order of the gallery among equal scores (seeded, the same for every
+model), an unbiased estimate of that expectation. A model that scores everything alike thus
+gets chance on each. Percentages are 0-100; MRR is a fraction in (0, 1] as in ``rank_summary``.
 """
 from __future__ import annotations
 
@@ -30,6 +31,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from xmodal.evaluate.retrieval import check_chunk_size, check_ks, check_query_gallery, ranks_t2i
+from xmodal.evaluate.ties import TiedRanks
 
 
 
@@ -62,31 +64,37 @@ def chunk_rows(kernel: Callable, queries: jax.Array, per_query: tuple[np.ndarray
 
 
 @jax.jit
-def person_chunk(queries, query_ids, gallery, gallery_ids):
-    """Per query: position of the first positive, AP, INP and the number of positives.
+def person_chunk(queries, query_ids, gallery, gallery_ids, tie_order):
+    """Per query: the tie counts of its first positive (``ties.TiedRanks``), AP, INP and the
+    number of positives.
 
-    Sorting by (score descending, positives first) realises the tie rule; then with hits_k the
-    number of positives among the first k items, AP = 1/|G| sum_{k: item k positive} hits_k / k
-    and INP = |G| / (position of the last positive).
+    The gallery sorted by (score descending, ``tie_order``: a random permutation) is one random
+    order of the ties; with hits_k the number of positives among its first k items,
+    AP = 1/|G| sum_{k: item k positive} hits_k / k and INP = |G| / (position of the last
+    positive).
     """
     scores = queries @ gallery.T
     is_pos = gallery_ids[None, :] == query_ids[:, None]
-    _, _, matches = jax.lax.sort((-scores, (~is_pos).astype(jnp.int32), is_pos.astype(jnp.int32)),
+    order = jnp.broadcast_to(tie_order[None, :], scores.shape)
+    _, _, matches = jax.lax.sort((-scores, order, is_pos.astype(jnp.int32)),
                                  dimension=1, num_keys=2)
     position = jnp.arange(1, scores.shape[1] + 1, dtype=jnp.float32)
     hits = jnp.cumsum(matches, axis=1).astype(jnp.float32)
     n_pos = hits[:, -1]
     safe = jnp.maximum(n_pos, 1.0)
     ap = jnp.sum(jnp.where(matches > 0, hits / position, 0.0), axis=1) / safe
-    first = jnp.argmax(matches, axis=1) + 1
     last = scores.shape[1] - jnp.argmax(matches[:, ::-1], axis=1)
     inp = n_pos / last.astype(jnp.float32)
-    return first, ap, inp, n_pos
+    best = jnp.max(jnp.where(is_pos, scores, -jnp.inf), axis=1, keepdims=True)
+    greater = jnp.sum((scores > best) & ~is_pos, axis=1)
+    tied = jnp.sum((scores == best) & ~is_pos, axis=1)
+    positives = jnp.sum((scores == best) & is_pos, axis=1)
+    return greater, tied, positives, ap, inp, n_pos
 
 
 def person_retrieval_metrics(query_emb, query_ids, gallery_emb, gallery_ids,
                              ks: Sequence[int] = (1, 5, 10),
-                             chunk_size: int = 256) -> dict[str, float]:
+                             chunk_size: int = 256, seed: int = 0) -> dict[str, float]:
     """Rank-K, mAP and mINP (percent) of queries against a gallery with identity labels.
 
     ``query_emb`` [Nq, D] (e.g. captions), ``query_ids`` [Nq], ``gallery_emb`` [Ng, D] (e.g.
@@ -106,15 +114,18 @@ def person_retrieval_metrics(query_emb, query_ids, gallery_emb, gallery_ids,
     # Dense int32 codes: raw ids may be int64 values that int32 device arrays cannot hold.
     _, codes = np.unique(np.concatenate([qid, gid]), return_inverse=True)
     codes = codes.astype(np.int32)
-    first, ap, inp, n_pos = chunk_rows(person_chunk, q, (codes[:q.shape[0]],),
-                                       (g, jnp.asarray(codes[q.shape[0]:])), chunk_size)
+    tie_order = jnp.asarray(np.random.default_rng(seed).permutation(g.shape[0]), jnp.int32)
+    *counts, ap, inp, n_pos = chunk_rows(person_chunk, q, (codes[:q.shape[0]],),
+                                         (g, jnp.asarray(codes[q.shape[0]:]), tie_order),
+                                         chunk_size)
     valid = n_pos > 0
     if not valid.any():
         raise ValueError(
             "no query has a positive in the gallery (no gallery_ids value equals any "
             "query_ids value); check that both use the same identity labels.")
-    first, ap, inp = first[valid], ap[valid], inp[valid]
-    out = {f"R@{k}": float(100.0 * np.mean(first <= k)) for k in ks}
+    first = TiedRanks(*counts).select(valid)
+    ap, inp = ap[valid], inp[valid]
+    out = {f"R@{k}": float(100.0 * np.mean(first.hit_at(k))) for k in ks}
     out["mAP"] = float(100.0 * np.mean(ap))
     out["mINP"] = float(100.0 * np.mean(inp))
     out["num_queries"] = float(valid.sum())
@@ -135,19 +146,29 @@ def entity_linking_metrics(mention_emb, entity_emb, gold, ks: Sequence[int] = (1
         raise ValueError(
             f"gold must hold integer entity indices in [0, {e.shape[0]}) (rows of entity_emb); "
             f"got dtype {gold.dtype} and range [{gold.min()}, {gold.max()}].")
-    ranks = ranks_t2i(e, m, gold, chunk_size).astype(np.float64)
-    out = {f"H@{k}": float(100.0 * np.mean(ranks <= k)) for k in ks}
-    out["MRR"] = float(np.mean(1.0 / ranks))
+    ranks = ranks_t2i(e, m, gold, chunk_size)
+    out = {f"H@{k}": float(100.0 * np.mean(ranks.hit_at(k))) for k in ks}
+    out["MRR"] = float(np.mean(ranks.reciprocal_rank()))
     return out
 
 
-@functools.partial(jax.jit, static_argnames="k")
-def tagging_chunk(queries, labels, tags, k: int):
-    """Per item and per K' <= k: the number of positives among its top-K' tags."""
+@functools.partial(jax.jit, static_argnames="ks")
+def tagging_chunk(queries, labels, tags, ks: tuple):
+    """Per item and per K in ks: the expected number of positives among its top-K tags when
+    the tags tied at the K-th score are drawn at random: the positives strictly above that
+    score, plus the (K - number above) drawn from the tied ones times their positive share."""
     scores = queries @ tags.T
-    _, top = jax.lax.top_k(scores, k)
-    hit = jnp.take_along_axis(labels, top, axis=1).astype(jnp.int32)
-    return jnp.cumsum(hit, axis=1), jnp.sum(labels, axis=1)
+    top, _ = jax.lax.top_k(scores, max(ks))
+    out = []
+    for k in ks:
+        kth = top[:, k - 1:k]
+        above, at = scores > kth, scores == kth
+        n_above = jnp.sum(above, axis=1).astype(jnp.float32)
+        n_at = jnp.sum(at, axis=1).astype(jnp.float32)
+        pos_above = jnp.sum(above & labels, axis=1).astype(jnp.float32)
+        pos_at = jnp.sum(at & labels, axis=1).astype(jnp.float32)
+        out.append(pos_above + (k - n_above) * pos_at / n_at)
+    return jnp.stack(out, axis=1), jnp.sum(labels, axis=1)
 
 
 def tagging_metrics(item_emb, tag_emb, labels, ks: Sequence[int] = (1, 3, 5),
@@ -172,16 +193,16 @@ def tagging_metrics(item_emb, tag_emb, labels, ks: Sequence[int] = (1, 3, 5),
         raise ValueError(f"labels must be boolean (True = positive tag); got {labels.dtype}.")
     if max(ks) > t.shape[0]:
         raise ValueError(f"every k must be at most the number of tags {t.shape[0]}; got {ks}.")
-    hits, n_pos = chunk_rows(functools.partial(tagging_chunk, k=max(ks)), q, (labels,), (t,),
+    hits, n_pos = chunk_rows(functools.partial(tagging_chunk, ks=ks), q, (labels,), (t,),
                              chunk_size)
     valid = n_pos > 0
     if not valid.any():
         raise ValueError("no item has a positive tag (labels is all False); nothing to score.")
     hits, n_pos = hits[valid].astype(np.float64), n_pos[valid].astype(np.float64)
     out = {}
-    for k in ks:
-        p = float(np.mean(hits[:, k - 1] / k))
-        r = float(np.mean(hits[:, k - 1] / n_pos))
+    for i, k in enumerate(ks):
+        p = float(np.mean(hits[:, i] / k))
+        r = float(np.mean(hits[:, i] / n_pos))
         out[f"P@{k}"] = 100.0 * p
         out[f"R@{k}"] = 100.0 * r
         out[f"F1@{k}"] = 100.0 * (2 * p * r / (p + r) if p + r > 0 else 0.0)

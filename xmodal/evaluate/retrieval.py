@@ -5,10 +5,13 @@ similarity). Queries are scored against the whole gallery ``chunk_size`` at a ti
 kernel, so the [N_queries, N_gallery] score matrix never exists; the last chunk is padded so the
 kernel compiles once.
 
-Rank rule: rank = 1 + (number of NON-positive gallery items whose score is STRICTLY higher than
-the positive's score). Ties therefore go in the query's favour, and other positives never push a
-positive down. For image→text, an image's positive score is the best score over all its texts
-(COCO-style: an image has several captions, retrieving any one of them counts).
+Rank rule: rank = 1 + (number of NON-positive gallery items whose score is higher than the
+positive's score), with the non-positives that TIE with it placed at random: every metric is its
+exact expectation over that random order (``xmodal.evaluate.ties``), so a model that scores
+everything alike gets chance (R@K = K/N, median rank (N+1)/2), never a perfect score. Other
+positives never push a positive down. For image→text, an image's positive score is the best score
+over all its texts (COCO-style: an image has several captions, retrieving any one of them counts);
+its texts tied at that score share the random order with the tied non-positives.
 """
 from __future__ import annotations
 
@@ -17,6 +20,8 @@ from typing import Sequence
 import jax
 import jax.numpy as jnp
 import numpy as np
+
+from xmodal.evaluate.ties import TiedRanks, summary as tied_summary
 
 
 def check_query_gallery(queries, gallery, name_q: str, name_g: str) -> tuple[jax.Array, jax.Array]:
@@ -62,20 +67,27 @@ def check_chunk_size(chunk_size: int) -> None:
 
 @jax.jit
 def t2i_chunk(queries: jax.Array, positive: jax.Array, gallery: jax.Array) -> jax.Array:
-    """Ranks of gallery[positive[q]] for each query q; the one positive can't beat itself."""
+    """[B, 3]: per query, the gallery items strictly above gallery[positive[q]], those tied with
+    it (itself not counted) and 1 positive (see ``ties.TiedRanks``)."""
     scores = queries @ gallery.T
     pos = jnp.take_along_axis(scores, positive[:, None], axis=1)
-    return 1 + jnp.sum(scores > pos, axis=1)
+    greater = jnp.sum(scores > pos, axis=1)
+    tied = jnp.sum(scores == pos, axis=1) - 1
+    return jnp.stack([greater, tied, jnp.ones_like(greater)], axis=1)
 
 
 @jax.jit
 def i2t_chunk(queries: jax.Array, query_ids: jax.Array, gallery: jax.Array,
               gallery_owner: jax.Array) -> jax.Array:
-    """Ranks of each query's best positive; positives are the gallery items the query owns."""
+    """[B, 3] counts (greater, tied, positives at the best score) of each query's best positive;
+    positives are the gallery items the query owns."""
     scores = queries @ gallery.T
     is_pos = gallery_owner[None, :] == query_ids[:, None]
     best = jnp.max(jnp.where(is_pos, scores, -jnp.inf), axis=1, keepdims=True)
-    return 1 + jnp.sum((scores > best) & ~is_pos, axis=1)
+    greater = jnp.sum((scores > best) & ~is_pos, axis=1)
+    tied = jnp.sum((scores == best) & ~is_pos, axis=1)
+    positives = jnp.sum((scores == best) & is_pos, axis=1)
+    return jnp.stack([greater, tied, positives], axis=1)
 
 
 def chunked(kernel, queries: jax.Array, per_query: np.ndarray, fixed: tuple,
@@ -95,36 +107,38 @@ def chunked(kernel, queries: jax.Array, per_query: np.ndarray, fixed: tuple,
     return np.concatenate([np.asarray(r) for r in out]).astype(np.int64)
 
 
-def ranks_t2i(img_emb, txt_emb, txt_to_img, chunk_size: int = 256) -> np.ndarray:
-    """Rank (1 = best) of each text's image among all images, shape [Nt], int64."""
+def _tied(counts: np.ndarray) -> TiedRanks:
+    return TiedRanks(counts[:, 0], counts[:, 1], counts[:, 2])
+
+
+def ranks_t2i(img_emb, txt_emb, txt_to_img, chunk_size: int = 256) -> TiedRanks:
+    """Rank (1 = best) of each text's image among all images, [Nt] queries, ties at random."""
     img, txt, index = check_embeddings(img_emb, txt_emb, txt_to_img)
     check_chunk_size(chunk_size)
-    return chunked(t2i_chunk, txt, index, (img,), chunk_size)
+    return _tied(chunked(t2i_chunk, txt, index, (img,), chunk_size))
 
 
 def ranks_i2t(img_emb, txt_emb, txt_to_img,
-              chunk_size: int = 256) -> tuple[np.ndarray, np.ndarray]:
-    """Rank (1 = best) of the best of each image's texts among all texts.
+              chunk_size: int = 256) -> tuple[np.ndarray, TiedRanks]:
+    """Rank (1 = best) of the best of each image's texts among all texts, ties at random.
 
     Images without any text have no positive and are left out. Returns ``(image_ids, ranks)``:
-    the sorted indices of the images that have at least one text, and their int64 ranks.
+    the sorted indices of the images that have at least one text, and their ranks.
     """
     img, txt, index = check_embeddings(img_emb, txt_emb, txt_to_img)
     check_chunk_size(chunk_size)
     image_ids = np.unique(index)
     queries = img[jnp.asarray(image_ids)]
-    ranks = chunked(i2t_chunk, queries, image_ids, (txt, jnp.asarray(index)), chunk_size)
-    return image_ids, ranks
+    counts = chunked(i2t_chunk, queries, image_ids, (txt, jnp.asarray(index)), chunk_size)
+    return image_ids, _tied(counts)
 
 
-def rank_summary(ranks: np.ndarray, ks: Sequence[int], prefix: str) -> dict[str, float]:
-    """R@k in percent, median and mean rank, and mean reciprocal rank of a rank array."""
-    ranks = np.asarray(ranks, np.float64)
-    out = {f"{prefix}_R@{k}": float(100.0 * np.mean(ranks <= k)) for k in ks}
-    out[f"{prefix}_medr"] = float(np.median(ranks))
-    out[f"{prefix}_meanr"] = float(np.mean(ranks))
-    out[f"{prefix}_mrr"] = float(np.mean(1.0 / ranks))
-    return out
+def rank_summary(ranks, ks: Sequence[int], prefix: str) -> dict[str, float]:
+    """R@k in percent, median and mean rank, and mean reciprocal rank: of a ``TiedRanks``
+    (each at its expectation over a random order of the ties), or of exact int ranks."""
+    if not isinstance(ranks, TiedRanks):
+        ranks = TiedRanks.exact(ranks)
+    return tied_summary(ranks, ks, prefix)
 
 
 def check_ks(ks: Sequence[int]) -> tuple[int, ...]:

@@ -70,4 +70,4 @@ def zeroshot_accuracy(img_emb, classifier, labels, ks: Sequence[int] = (1, 5),
             f"[{labels.min()}, {labels.max()}].")
     # Images as queries against the class embeddings as gallery: the label's rank among classes.
     ranks = ranks_t2i(classifier, img_emb, labels, chunk_size)
-    return {f"top{k}": float(100.0 * np.mean(ranks <= k)) for k in ks}
+    return {f"top{k}": float(100.0 * np.mean(ranks.hit_at(k))) for k in ks}

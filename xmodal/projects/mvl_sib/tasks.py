@@ -17,6 +17,12 @@ direction, as a prototype classifier would use). The query's own item (the stamp
 sentence is asked about) is never among its references, so an image can not be matched to its
 own caption: only its topic helps. Options and references are drawn with a generator seeded
 from (seed, task, language), so every model is asked exactly the same questions.
+
+A question is worth 1 when the truth alone has the best score, 1/n when it shares the best score
+with n − 1 other options, 0 otherwise (``evaluate.ties.expected_hit``: a random tie-break on
+average). The truth is listed first, but the score depends on the option scores only, never on
+their order, so a model that cannot tell the options apart (identical embeddings, a language it
+cannot read) scores 1/n_options, chance.
 """
 from __future__ import annotations
 
@@ -24,6 +30,8 @@ import zlib
 from typing import Mapping, Sequence
 
 import numpy as np
+
+from xmodal.evaluate.ties import expected_hit
 
 N_OPTIONS = 4
 
@@ -70,13 +78,13 @@ def _references(pool: np.ndarray, items: np.ndarray, exclude_item: int, k: int,
 def one_to_sets(query: np.ndarray, query_topic: np.ndarray, query_item: np.ndarray,
                 refs: np.ndarray, ref_topic: np.ndarray, ref_item: np.ndarray, k: int,
                 rng: np.random.Generator, n_options: int = N_OPTIONS) -> np.ndarray:
-    """Sentence → topic. Returns 1/0 per answered query, −1 where it could not be asked (its
-    topic has fewer than k references besides its own item)."""
+    """Sentence → topic. Returns the score in [0, 1] of each answered query, −1 where it could
+    not be asked (its topic has fewer than k references besides its own item)."""
     _check(k, n_options)
     query, refs = unit(query), unit(refs)
     pools = _pool(ref_topic, ref_item)
     eligible = [t for t, rows in pools.items() if len(rows) >= k]
-    out = np.full(len(query), -1, np.int64)
+    out = np.full(len(query), -1.0)
     for i in range(len(query)):
         own = int(query_topic[i])
         others = [t for t in eligible if t != own]
@@ -90,7 +98,7 @@ def one_to_sets(query: np.ndarray, query_topic: np.ndarray, query_item: np.ndarr
         if any(o is None for o in options):
             continue
         scores = [float((refs[o] @ query[i]).mean()) for o in options]
-        out[i] = int(np.argmax(scores) == 0)
+        out[i] = expected_hit(scores, 0)
     return out
 
 
@@ -98,11 +106,12 @@ def set_to_one(answers: np.ndarray, answer_topic: np.ndarray, answer_item: np.nd
                refs: np.ndarray, ref_topic: np.ndarray, ref_item: np.ndarray, k: int,
                rng: np.random.Generator, n_options: int = N_OPTIONS) -> np.ndarray:
     """Topic → sentence: one question per answer row (its topic shown by k references, not
-    from its own item; the distractors one sentence each from other topics). 1/0, or −1."""
+    from its own item; the distractors one sentence each from other topics). Score in [0, 1],
+    or −1."""
     _check(k, n_options)
     answers, refs = unit(answers), unit(refs)
     ref_pools, answer_pools = _pool(ref_topic, ref_item), _pool(answer_topic, answer_item)
-    out = np.full(len(answers), -1, np.int64)
+    out = np.full(len(answers), -1.0)
     for i in range(len(answers)):
         own = int(answer_topic[i])
         others = [t for t in answer_pools if t != own]
@@ -115,7 +124,7 @@ def set_to_one(answers: np.ndarray, answer_topic: np.ndarray, answer_item: np.nd
                          for t in rng.choice(others, n_options - 1, replace=False)]
         prototype = refs[shown].mean(axis=0)
         scores = answers[options] @ prototype
-        out[i] = int(np.argmax(scores) == 0)
+        out[i] = expected_hit(scores, 0)
     return out
 
 

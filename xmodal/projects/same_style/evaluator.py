@@ -13,9 +13,10 @@ item in one style, card_pairs: the whole split is the gallery). Queries, one per
   text is never in the image gallery); Rank-K and mAP by ``person_retrieval_metrics``.
 
 Ranks follow ``xmodal.evaluate.retrieval``: rank = 1 + the number of non-relevant (and not
-removed) gallery items scoring strictly higher than the best relevant item; R@K in percent,
-median rank, mean rank and MRR by ``rank_summary``. Queries with no relevant item (an item
-present in one style only) are left out; ``<prefix>_queries`` says how many were scored.
+removed) gallery items scoring higher than the best relevant item, those tied with it in random
+order (every metric at its expectation, ``xmodal.evaluate.ties``); R@K in percent, median rank,
+mean rank and MRR by ``rank_summary``. Queries with no relevant item (an item present in one
+style only) are left out; ``<prefix>_queries`` says how many were scored.
 """
 from __future__ import annotations
 
@@ -25,12 +26,13 @@ from xmodal.core.registry import EVALUATORS
 from xmodal.core.eval_context import EvalContext
 from xmodal.evaluate.ranking import person_retrieval_metrics
 from xmodal.evaluate.retrieval import check_ks, check_query_gallery, rank_summary
+from xmodal.evaluate.ties import TiedRanks
 
 
 def cross_style_ranks(queries, query_ids, query_styles, gallery, gallery_ids, gallery_styles,
-                      chunk_size: int = 1024) -> np.ndarray:
-    """Rank of each query's best relevant gallery item (see module docstring), int64 [Nq];
-    0 for a query without any relevant item."""
+                      chunk_size: int = 1024) -> tuple[np.ndarray, TiedRanks]:
+    """Rank of each query's best relevant gallery item (see module docstring): which queries
+    have a relevant item (bool [Nq]), and the ranks of those queries."""
     q, g = check_query_gallery(queries, gallery, "queries", "gallery")
     q, g = np.asarray(q), np.asarray(g)
     args = [np.asarray(a) for a in (query_ids, query_styles, gallery_ids, gallery_styles)]
@@ -41,7 +43,8 @@ def cross_style_ranks(queries, query_ids, query_styles, gallery, gallery_ids, ga
     if gid.shape != (len(g),) or gst.shape != (len(g),):
         raise ValueError(f"gallery_ids and gallery_styles must have shape ({len(g)},); got "
                          f"{gid.shape} and {gst.shape}")
-    ranks = np.zeros(len(q), np.int64)
+    counts = np.zeros((3, len(q)), np.int64)
+    has_relevant = np.zeros(len(q), bool)
     for start in range(0, len(q), chunk_size):
         sl = slice(start, start + chunk_size)
         scores = q[sl] @ g.T
@@ -50,16 +53,19 @@ def cross_style_ranks(queries, query_ids, query_styles, gallery, gallery_ids, ga
         relevant = same_id & ~same_style
         removed = same_id & same_style
         best = np.max(np.where(relevant, scores, -np.inf), axis=1, keepdims=True)
-        higher = (scores > best) & ~relevant & ~removed
-        ranks[sl] = np.where(relevant.any(axis=1), 1 + higher.sum(axis=1), 0)
-    return ranks
+        other = ~relevant & ~removed
+        counts[0, sl] = ((scores > best) & other).sum(axis=1)
+        counts[1, sl] = ((scores == best) & other).sum(axis=1)
+        counts[2, sl] = ((scores == best) & relevant).sum(axis=1)
+        has_relevant[sl] = relevant.any(axis=1)
+    return has_relevant, TiedRanks(*counts).select(has_relevant)
 
 
-def summary(ranks: np.ndarray, ks, prefix: str) -> dict[str, float]:
-    scored = ranks[ranks > 0]
-    out = {f"{prefix}_queries": float(scored.size)}
-    if scored.size:
-        out.update(rank_summary(scored, ks, prefix))
+def summary(scored: tuple[np.ndarray, TiedRanks], ks, prefix: str) -> dict[str, float]:
+    _, ranks = scored
+    out = {f"{prefix}_queries": float(len(ranks))}
+    if len(ranks):
+        out.update(rank_summary(ranks, ks, prefix))
     return out
 
 

@@ -1,0 +1,87 @@
+"""The persistent XLA compilation cache: a program compiled once is read from disk next time.
+
+Most of a short run on a CPU (a first step, ``--mode=eval``, a resumed run, each stage of a
+multi-stage spec) is XLA compiling the same programs as the last run. jax keeps compiled
+executables in ``jax_compilation_cache_dir`` when it is set; by default it writes only programs
+that took a second or more to compile, which leaves out nearly every CPU program, so the
+thresholds are lowered to cache all of them.
+
+Where: ``--compilation_cache=DIR`` on the command line, else ``$XMODAL_COMPILATION_CACHE``, else
+jax's own ``$JAX_COMPILATION_CACHE_DIR``, else ``~/.cache/xmodal/jax``. ``off`` (flag or
+variable) turns it off. The cache is keyed by the program, the jax/jaxlib version, the backend
+and the devices, so a stale entry is never used for another setting; entries are written
+atomically, so concurrent runs may share the directory. Its size is bounded (least recently
+used entries are dropped past ``$XMODAL_COMPILATION_CACHE_MAX_BYTES``, default 4 GiB).
+"""
+from __future__ import annotations
+
+import collections
+import os
+
+DEFAULT_DIR = os.path.join("~", ".cache", "xmodal", "jax")
+DEFAULT_MAX_BYTES = 4 << 30
+OFF = ("off", "0", "false", "none", "no")
+
+
+def resolve(flag: str = "") -> str | None:
+    """The cache directory the flag and environment ask for, or None when it is turned off."""
+    choice = flag or os.environ.get("XMODAL_COMPILATION_CACHE", "") or os.environ.get(
+        "JAX_COMPILATION_CACHE_DIR", "") or DEFAULT_DIR
+    if choice.strip().lower() in OFF:
+        return None
+    return os.path.abspath(os.path.expanduser(choice))
+
+
+def enable(flag: str = "") -> str | None:
+    """Points jax's persistent compilation cache at ``resolve(flag)``; returns the directory
+    (None: off). Call before the first compilation: jax reads the setting once."""
+    import jax
+
+    directory = resolve(flag)
+    if directory is None:
+        jax.config.update("jax_enable_compilation_cache", False)
+        return None
+    os.makedirs(directory, exist_ok=True)
+    jax.config.update("jax_compilation_cache_dir", directory)
+    # Cache every program: CPU programs compile in well under jax's default 1 s threshold,
+    # yet a run compiles dozens of them. -1 also stops jax raising the size floor for the
+    # filesystem.
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+    jax.config.update("jax_persistent_cache_min_entry_size_bytes", -1)
+    max_bytes = int(os.environ.get("XMODAL_COMPILATION_CACHE_MAX_BYTES", DEFAULT_MAX_BYTES))
+    jax.config.update("jax_compilation_cache_max_size", max_bytes)
+    _listen()
+    return directory
+
+
+# What the cache did in this process: jax's monitoring events, counted.
+_COUNTS: collections.Counter = collections.Counter()
+_EVENTS = {"/jax/compilation_cache/cache_hits": "hits",
+           "/jax/compilation_cache/cache_misses": "compiled"}
+_SAVED = "/jax/compilation_cache/compile_time_saved_sec"
+_listening = False
+
+
+def _listen() -> None:
+    global _listening
+    if _listening:
+        return
+    import jax
+
+    def event(name: str, **_) -> None:
+        if name in _EVENTS:
+            _COUNTS[_EVENTS[name]] += 1
+
+    def duration(name: str, seconds: float, **_) -> None:
+        if name == _SAVED:
+            _COUNTS["saved_s"] += seconds
+
+    jax.monitoring.register_event_listener(event)
+    jax.monitoring.register_event_duration_secs_listener(duration)
+    _listening = True
+
+
+def summary() -> str:
+    """One line on what the cache did in this process, e.g. for the end of a run."""
+    return (f"compilation cache: {_COUNTS['hits']} programs read "
+            f"(~{_COUNTS['saved_s']:.0f} s of compiling saved), {_COUNTS['compiled']} compiled")
