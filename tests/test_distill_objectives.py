@@ -91,6 +91,29 @@ def test_generator_gradient_is_the_dm_gradient_pulled_back_through_the_generator
     assert max(float(jnp.abs(a).max()) for a in jax.tree.leaves(got)) > 0
 
 
+@pytest.fixture(scope="module")
+def icfm_teacher_dir(tmp_path_factory):
+    wd = str(tmp_path_factory.mktemp("eg_icfm"))
+    spec = spec_lib.validate(spec_lib.load(SPEC + ",path=icfm"))
+    trainer.run(spec, wd, only=("teacher",))
+    return os.path.join(wd, "teacher")
+
+
+@pytest.mark.parametrize("name", ["dmd", "sid"])
+def test_students_of_a_stochastic_path_teacher_train(icfm_teacher_dir, name):
+    # I-CFM with sigma > 0 noises with a key of its own: the student's noising must pass one.
+    obj, stage = _bind(icfm_teacher_dir, name)
+    assert stage.model is not None and obj.teacher.path.stochastic
+    batch = _batch()
+    params = _params(obj, batch)
+    for g in obj.groups:
+        loss, _ = obj.loss(params, batch, jax.random.key(4), g)
+        assert np.isfinite(float(loss)), g
+    x_a, _ = obj.noised(jax.random.key(0), batch["x"])
+    x_b, _ = obj.noised(jax.random.key(1), batch["x"])
+    assert not np.allclose(x_a, x_b)
+
+
 def test_sid_and_reflow_groups(teacher_dir):
     sid, _ = _bind(teacher_dir, "sid", alpha=1.2)
     assert sid.groups == ("fake_score", "generator") and not getattr(sid, "cadence", None)

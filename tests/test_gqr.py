@@ -41,9 +41,15 @@ def test_bm25_matches_the_formula():
 
 def test_ndcg_and_r1_by_hand():
     rel = np.array([[1.0, 0.0, 2.0]])
-    assert ndcg_at_k(np.array([[2, 0, 1]]), rel, 2)[0] == pytest.approx(1.0)
-    ideal = 3 + 1 / math.log2(3)
-    assert ndcg_at_k(np.array([[0, 1, 2]]), rel, 2)[0] == pytest.approx(1 / ideal)
+    for gain in ("linear", "exponential"):
+        assert ndcg_at_k(np.array([[2, 0, 1]]), rel, 2, gain)[0] == pytest.approx(1.0)
+    # Grades 1 then 0 against the ideal 2 then 1: linear gain (trec_eval) 1 / (2 + 1/log2 3),
+    # exponential 1 / (3 + 1/log2 3).
+    ranked = np.array([[0, 1, 2]])
+    assert ndcg_at_k(ranked, rel, 2)[0] == pytest.approx(1 / (2 + 1 / math.log2(3)))
+    assert ndcg_at_k(ranked, rel, 2, "exponential")[0] == pytest.approx(1 / (3 + 1 / math.log2(3)))
+    with pytest.raises(ValueError, match="gain must be one of linear, exponential"):
+        ndcg_at_k(ranked, rel, 2, "log")
     m = graded_metrics(np.array([[0, 2], [2, 0]]), np.array([[1.0, 0, 2], [1.0, 0, 2]]), (2,))
     assert m["R@1"] == pytest.approx(50.0)   # only the second list starts with the top grade
     with pytest.raises(ValueError, match="item indices"):

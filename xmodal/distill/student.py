@@ -27,6 +27,7 @@ import numpy as np
 from xmodal.core import objective as objective_lib
 from xmodal.core.registry import SpecError
 from xmodal.distill import teacher as teacher_lib
+from xmodal.losses.flow_paths import sample_any
 
 STUDENT_INITS = ("teacher", "scratch")
 
@@ -112,11 +113,11 @@ class Distillation:
     def noised(self, rng, x, t_min=None) -> tuple[jax.Array, jax.Array]:
         """(x_t, t): x noised along the teacher's path at t ~ U[t_min, t_max] (``t_min`` may
         be a traced scalar: DMD's dynamic control moves it)."""
-        k_t, k_eps = jax.random.split(rng)
+        k_t, k_eps, k_path = jax.random.split(rng, 3)
         lo = self.t_min if t_min is None else t_min
         t = jax.random.uniform(k_t, (x.shape[0],), jnp.float32, lo, self.t_max)
         eps = jax.random.normal(k_eps, x.shape, jnp.float32)
-        return self.teacher.path.sample(eps, x, t).x_t, t
+        return sample_any(self.teacher.path, eps, x, t, k_path).x_t, t
 
     def real_x1(self, params, x_t, t, cond):
         """The teacher's (guided) x1-prediction; ``params["teacher"]`` never trains."""
@@ -141,8 +142,9 @@ class Distillation:
 
     def renoise(self, rng, x1, t):
         """x1 noised along the path to per-example times t [B] with fresh noise."""
-        eps = jax.random.normal(rng, x1.shape, jnp.float32)
-        return self.teacher.path.sample(eps, x1, t).x_t
+        k_eps, k_path = jax.random.split(rng)
+        eps = jax.random.normal(k_eps, x1.shape, jnp.float32)
+        return sample_any(self.teacher.path, eps, x1, t, k_path).x_t
 
     def times(self) -> jax.Array:
         return jnp.arange(self.generator_steps, dtype=jnp.float32) / self.generator_steps

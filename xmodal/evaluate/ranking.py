@@ -225,34 +225,45 @@ def check_ranked(ranked, relevance) -> tuple[np.ndarray, np.ndarray]:
     return ranked.astype(np.int64), relevance
 
 
-def ndcg_at_k(ranked, relevance, k: int) -> np.ndarray:
-    """nDCG@k of each query's ranked list, float64 [Nq], with exponential gain and log2 discount
-    (Järvelin & Kekäläinen 2002; the gain of TREC and BEIR):
+# The gain of a grade: trec_eval's ``ndcg`` (and so BEIR) uses the grade itself (Järvelin &
+# Kekäläinen 2002); ``exponential`` is 2^rel - 1 (Burges et al. 2005, "Learning to rank using
+# gradient descent"), which weighs the top grade more. Numbers are comparable only with the
+# same gain, so every table says which it uses.
+GAINS = {"linear": lambda rel: rel, "exponential": lambda rel: 2.0 ** rel - 1.0}
 
-        DCG@k = sum_{j=1..k} (2^rel(d_j) - 1) / log2(j + 1),   nDCG@k = DCG@k / ideal DCG@k
 
-    ``ranked`` [Nq, >= k]: item indices, best first; ``relevance`` [Nq, N]: each item's grade
-    (0 = not relevant). The ideal list sorts every item of the corpus by grade. A query with no
-    relevant item has nDCG 0 (and its count should be reported beside it).
+def ndcg_at_k(ranked, relevance, k: int, gain: str = "linear") -> np.ndarray:
+    """nDCG@k of each query's ranked list, float64 [Nq], with log2 discount:
+
+        DCG@k = sum_{j=1..k} gain(rel(d_j)) / log2(j + 1),   nDCG@k = DCG@k / ideal DCG@k
+
+    ``gain``: ``linear`` (gain = rel, trec_eval's ``ndcg`` and BEIR) or ``exponential``
+    (2^rel - 1); see ``GAINS``. ``ranked`` [Nq, >= k]: item indices, best first;
+    ``relevance`` [Nq, N]: each item's grade (0 = not relevant). The ideal list sorts every item
+    of the corpus by grade. A query with no relevant item has nDCG 0 (and its count should be
+    reported beside it).
     """
     ranked, relevance = check_ranked(ranked, relevance)
     if not isinstance(k, (int, np.integer)) or not 1 <= k <= ranked.shape[1]:
         raise ValueError(f"k must be an int in [1, {ranked.shape[1]}] (the ranked lists' "
                          f"length); got {k!r}.")
+    if gain not in GAINS:
+        raise ValueError(f"gain must be one of {', '.join(GAINS)}; got {gain!r}.")
+    to_gain = GAINS[gain]
     discount = 1.0 / np.log2(np.arange(2, k + 2))
-    gains = 2.0 ** np.take_along_axis(relevance, ranked[:, :k], axis=1) - 1.0
-    best_grades = -np.sort(-relevance, axis=1)[:, :k]
-    ideal = 2.0 ** best_grades - 1.0
+    gains = to_gain(np.take_along_axis(relevance, ranked[:, :k], axis=1))
+    ideal = to_gain(-np.sort(-relevance, axis=1)[:, :k])
     idcg = ideal @ discount
     return np.where(idcg > 0, (gains @ discount) / np.maximum(idcg, 1e-12), 0.0)
 
 
-def graded_metrics(ranked, relevance, ks: Sequence[int] = (5,)) -> dict[str, float]:
-    """``nDCG@{k}`` (percent) and ``R@1``: percent of queries whose first item has the top grade
-    the query has in the corpus (with graded relevance, "the" answer is an item of the highest
-    grade; an item of a lower grade at rank 1 does not count)."""
+def graded_metrics(ranked, relevance, ks: Sequence[int] = (5,),
+                   gain: str = "linear") -> dict[str, float]:
+    """``nDCG@{k}`` (percent, with ``gain``) and ``R@1``: percent of queries whose first item
+    has the top grade the query has in the corpus (with graded relevance, "the" answer is an
+    item of the highest grade; an item of a lower grade at rank 1 does not count)."""
     ranked, relevance = check_ranked(ranked, relevance)
-    out = {f"nDCG@{k}": float(100.0 * ndcg_at_k(ranked, relevance, k).mean())
+    out = {f"nDCG@{k}": float(100.0 * ndcg_at_k(ranked, relevance, k, gain).mean())
            for k in check_ks(ks)}
     top = relevance.max(axis=1)
     first = np.take_along_axis(relevance, ranked[:, :1], axis=1)[:, 0]

@@ -29,7 +29,10 @@ turned into x1-predictions by ``flow_paths.AffinePath.velocity_to_x1``).
   L_D = softplus(-D(real_t)) + softplus(D(fake_t)), L_G = softplus(-D(fake_t)) (means).
 
 The normalisers are clamped below by ``eps`` (1e-5, SiD's value), so a generator sample that the
-teacher reproduces exactly gives a zero, not a non-finite, gradient.
+teacher reproduces exactly (x = x̂_real) gives a finite gradient, not a division by zero. It is
+not a small one: with x̂_fake ≠ x̂_real DMD's g is (x̂_fake − x̂_real) / eps, up to 1e5 times
+their difference (the paper's normaliser has no better answer for that case; DMD2 divides
+unclamped and zeroes the non-finite entries, which only catches an exact 0 / 0).
 """
 from __future__ import annotations
 

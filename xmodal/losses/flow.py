@@ -25,6 +25,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from xmodal.losses import flow_paths
 from xmodal.losses.flow_paths import AffinePath
 from xmodal.core.registry import Registry
 
@@ -215,10 +216,7 @@ def flow_matching_loss(
     if ot:
         x0 = ot_couple(k_ot, x0, x1, epsilon=ot_epsilon)
     t = time_sampler(k_time, b)
-    if path.stochastic:
-        sample = path.sample(x0, x1, t, rng=jax.random.fold_in(rng, 4))
-    else:
-        sample = path.sample(x0, x1, t)
+    sample = flow_paths.sample_any(path, x0, x1, t, jax.random.fold_in(rng, 4))
     if cond is not None and cfg_drop > 0:
         cond, dropped = drop_condition(k_drop, cond, null_cond, cfg_drop)
     else:

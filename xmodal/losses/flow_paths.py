@@ -279,3 +279,12 @@ class ICFMPath(AffinePath):
             raise ValueError("ICFMPath.sample with sigma > 0 needs rng= for its path noise")
         eps = jax.random.normal(rng, x1.shape, line.x_t.dtype)
         return PathSample(x_t=line.x_t + self.sigma * eps, dx_t=line.dx_t, t=line.t)
+
+
+def sample_any(path, x0: Array, x1: Array, t, rng: Array) -> PathSample:
+    """``path.sample`` for any registered path: a ``stochastic`` one (I-CFM with sigma > 0) gets
+    ``rng`` for its own noise, the others need none. Every caller that noises along a path it
+    did not choose (a distilled teacher's, a loss's) goes through here."""
+    if path.stochastic:
+        return path.sample(x0, x1, t, rng=rng)
+    return path.sample(x0, x1, t)

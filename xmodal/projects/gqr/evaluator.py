@@ -34,6 +34,9 @@ from xmodal.core.eval_context import EvalContext
 from xmodal.core.registry import EVALUATORS
 from xmodal.evaluate.lexical import BM25, words
 from xmodal.evaluate.ranking import graded_metrics, ndcg_at_k
+
+# The README's tables use the exponential gain (2^rel - 1), not trec_eval's linear one.
+GAIN = "exponential"
 from xmodal.projects.gqr import refine as gqr
 from xmodal.projects.gqr.transform import from_bytes
 
@@ -186,7 +189,7 @@ def gqr_evaluator(k: int = 10, ks: tuple = (5,), steps: int = 50, divergence: st
                     for name, rows in splits.items()}
 
             def ndcg(ranked, split="dev"):
-                return float(ndcg_at_k(ranked, case[split].rel, ks[0]).mean())
+                return float(ndcg_at_k(ranked, case[split].rel, ks[0], GAIN).mean())
 
             def full(scores):
                 return gqr.top_k_indices(scores, k)
@@ -213,15 +216,15 @@ def gqr_evaluator(k: int = 10, ks: tuple = (5,), steps: int = 50, divergence: st
                 start = time.perf_counter()
                 ranked = rank(case["test"], *point)
                 seconds = time.perf_counter() - start
-                rows[name] = {**graded_metrics(ranked, case["test"].rel, ks),
+                rows[name] = {**graded_metrics(ranked, case["test"].rel, ks, GAIN),
                               "dev_nDCG": 100.0 * dev_ndcg, "setting": point,
                               "ms_per_query": 1e3 * seconds / len(splits["test"])}
             test = case["test"]
-            per_query = [ndcg_at_k(full(s), test.rel, ks[0]) for s in (test.s1, test.s2)]
+            per_query = [ndcg_at_k(full(s), test.rel, ks[0], GAIN) for s in (test.s1, test.s2)]
             best_single = np.where(per_query[0] >= per_query[1], 0, 1)
             oracle = np.where(best_single[:, None] == 0, full(test.s1), full(test.s2))
-            rows["oracle_single"] = graded_metrics(oracle, test.rel, ks)
-            rows["oracle_U"] = graded_metrics(test.ideal_u(), test.rel, ks)
+            rows["oracle_single"] = graded_metrics(oracle, test.rel, ks, GAIN)
+            rows["oracle_U"] = graded_metrics(test.ideal_u(), test.rel, ks, GAIN)
             # The refinement's own effect: the KL it reaches at the dev-chosen setting.
             al, lr, t2 = rows["gqr"]["setting"]
             _, losses = test.refined(al, lr, t2, steps, divergence)
