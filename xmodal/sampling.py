@@ -154,17 +154,20 @@ def model_velocity(apply_fn: Callable[[Any, Array, Array, Any], Array], params: 
     return velocity_fn
 
 
-def cfg_velocity(apply_fn: Callable[[Any, Array, Array, Any], Array], params: Any, cond: Any,
-                 null_cond: Any, guidance: float) -> VelocityFn:
-    """Classifier-free guidance (Ho & Salimans 2021) on velocities:
+def guided(velocity: Callable[[Array, Array, Any], Array], x: Array, t: Array, cond: Any,
+           null_cond: Any, guidance: float) -> Array:
+    """Classifier-free guidance (Ho & Salimans 2021) on velocities, the one implementation:
 
         v = v(x, t, null) + w (v(x, t, cond) - v(x, t, null))
 
-    w = 1 is the conditional velocity, w = 0 the unconditional one, w > 1 extrapolates. Both
-    evaluations run as one ``apply_fn`` call on the batch [x; x] with conditions [cond; null].
-    ``cond`` is an array or pytree with leading axis [B]; each ``null_cond`` leaf is broadcast
-    to its cond leaf (one example's shape, or the whole batch).
+    w = 1 is the conditional velocity (one call, ``null_cond`` unused), w = 0 the unconditional
+    one, w > 1 extrapolates. Otherwise both evaluations run as one ``velocity(x, t, cond)`` call
+    on the batch [x; x] with times [t; t] and conditions [cond; null]. ``t`` is [B]; ``cond`` is
+    an array or pytree with leading axis [B]; each ``null_cond`` leaf is broadcast to its cond
+    leaf (one example's shape, or the whole batch).
     """
+    if guidance == 1.0:
+        return velocity(x, t, cond)
     if jax.tree.structure(null_cond) != jax.tree.structure(cond):
         raise ValueError(
             f"null_cond must have the same structure as cond; got {jax.tree.structure(null_cond)} "
@@ -172,10 +175,22 @@ def cfg_velocity(apply_fn: Callable[[Any, Array, Array, Any], Array], params: An
     both = jax.tree.map(
         lambda c, n: jnp.concatenate([c, jnp.broadcast_to(jnp.asarray(n, c.dtype), c.shape)]),
         cond, null_cond)
+    v = velocity(jnp.concatenate([x, x]), jnp.concatenate([t, t]), both)
+    v_cond, v_null = jnp.split(v, 2)
+    return v_null + guidance * (v_cond - v_null)
+
+
+def cfg_velocity(apply_fn: Callable[[Any, Array, Array, Any], Array], params: Any, cond: Any,
+                 null_cond: Any, guidance: float) -> VelocityFn:
+    """The ODE's ``velocity_fn(x, t)`` (scalar t) of ``guided`` guidance over
+    ``apply_fn(params, x, t [B], cond)``."""
+    if jax.tree.structure(null_cond) != jax.tree.structure(cond):
+        raise ValueError(
+            f"null_cond must have the same structure as cond; got {jax.tree.structure(null_cond)} "
+            f"and {jax.tree.structure(cond)}.")
 
     def velocity_fn(x, t):
-        b = x.shape[0]
-        v = apply_fn(params, jnp.concatenate([x, x]), jnp.full((2 * b,), t, jnp.float32), both)
-        v_cond, v_null = v[:b], v[b:]
-        return v_null + guidance * (v_cond - v_null)
+        tb = jnp.full((x.shape[0],), t, jnp.float32)
+        return guided(lambda x_, t_, c_: apply_fn(params, x_, t_, c_), x, tb, cond, null_cond,
+                      guidance)
     return velocity_fn

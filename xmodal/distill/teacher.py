@@ -87,19 +87,11 @@ def load_teacher(teacher_from: str, mesh, what: str = "teacher_from") -> Teacher
                    teacher_from)
 
 
-def _stack(a, b):
-    return jax.tree.map(lambda u, v: jnp.concatenate([u, v]), a, b)
-
-
 def guided_velocity(flow: FlowTeacher, net_params, x_t, t, cond, null, scale: float) -> Array:
     """v(x_t, t, c) or, for ``scale != 1``, classifier-free guidance v_null + w (v_c - v_null)
-    (one network call on the doubled batch)."""
-    if scale == 1.0:
-        return flow.velocity(net_params, x_t, t, cond)
-    v = flow.velocity(net_params, jnp.concatenate([x_t, x_t]), jnp.concatenate([t, t]),
-                      _stack(cond, null))
-    v_c, v_n = jnp.split(v, 2)
-    return v_n + scale * (v_c - v_n)
+    (``sampling.guided``: one network call on the doubled batch)."""
+    return sampling.guided(lambda x, tt, c: flow.velocity(net_params, x, tt, c), x_t, t, cond,
+                           null, scale)
 
 
 def x1_prediction(flow: FlowTeacher, net_params, x_t, t, cond, null=None,

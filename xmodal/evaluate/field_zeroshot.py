@@ -45,4 +45,10 @@ def field_zeroshot(field: str = "subgroup", templates: tuple = PROMPT_TEMPLATES,
         out = {f"{name}_zeroshot_{k}": v for k, v in acc.items()}
         out[f"{name}_classes"] = float(len(names))
         return out
+
+    def chance(ctx: EvalContext) -> dict:
+        # A uniform guess among the C distinct values is top-k right with probability k / C.
+        c = len(field_classes(np.asarray(ctx.arrays[field]))[0])
+        return {f"{name}_zeroshot_top{k}": 100.0 * min(k, c) / c for k in ks}
+    run.chance = chance
     return run

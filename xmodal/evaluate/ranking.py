@@ -132,6 +132,39 @@ def person_retrieval_metrics(query_emb, query_ids, gallery_emb, gallery_ids,
     return out
 
 
+def person_retrieval_chance(query_ids, gallery_ids, ks: Sequence[int] = (1, 5, 10)) -> dict:
+    """What a random order of the gallery scores, per query with R positives among N items,
+    averaged over the queries that have a positive:
+
+        Rank-K = 1 - C(N-R, K) / C(N, K)
+        AP     = H_N / N + (R-1)(N - H_N) / (N(N-1))          (H_N the N-th harmonic number)
+        INP    = sum_{j=R..N} (R/j) C(j-1, R-1) / C(N, R)     (j: where the last positive falls)
+    """
+    from scipy.special import gammaln
+
+    gid = np.asarray(gallery_ids)
+    n = len(gid)
+    counts = [int(np.sum(gid == q)) for q in np.asarray(query_ids)]
+    counts = np.array([c for c in counts if c > 0])
+    harmonic = float(np.sum(1.0 / np.arange(1, n + 1)))
+    out = {}
+    for k in check_ks(ks):
+        kk = min(k, n)
+        miss = np.exp(gammaln(n - counts + 1) + gammaln(n - kk + 1)
+                      - gammaln(n - counts - kk + 1) - gammaln(n + 1))
+        out[f"R@{k}"] = float(100.0 * np.mean(1.0 - np.where(n - counts >= kk, miss, 0.0)))
+    ap = harmonic / n + (counts - 1) * (n - harmonic) / (n * max(n - 1, 1))
+    out["mAP"] = float(100.0 * np.mean(ap))
+    inp = []
+    for r in counts:
+        j = np.arange(r, n + 1)
+        log_p = gammaln(j) - gammaln(r) - gammaln(j - r + 1) - (gammaln(n + 1) - gammaln(r + 1)
+                                                                - gammaln(n - r + 1))
+        inp.append(float(np.sum(r / j * np.exp(log_p))))
+    out["mINP"] = float(100.0 * np.mean(inp))
+    return out
+
+
 def entity_linking_metrics(mention_emb, entity_emb, gold, ks: Sequence[int] = (1, 3, 5),
                            chunk_size: int = 256) -> dict[str, float]:
     """Hits@K (percent) and MRR of each mention's gold entity among all entities.

@@ -196,19 +196,17 @@ class FlowSepObjective:
         if solver == "one_step":
             cond = {"mixture": mix, "query": query}
             return one_step(self, params["model"], x0, cond), 1
-        if cfg_scale == 1.0:
-            def f(x, t):
-                return self.network_velocity(params["model"], x, jnp.full((x.shape[0],), t, jnp.float32),
-                                     mix, query)
-        else:
-            null = jnp.broadcast_to(self.null_query(params), query.shape).astype(query.dtype)
+        # Guidance drops only the query; the mixture is the condition of both halves.
+        cond = {"mixture": mix, "query": query}
+        null = ({"mixture": mix, "query": self.null_query(params)} if cfg_scale != 1.0
+                else cond)
 
-            def f(x, t):
-                v = self.network_velocity(params["model"], jnp.concatenate([x, x]),
-                                  jnp.full((2 * x.shape[0],), t, jnp.float32),
-                                  jnp.concatenate([mix, mix]), jnp.concatenate([query, null]))
-                v_c, v_n = jnp.split(v, 2)
-                return v_n + cfg_scale * (v_c - v_n)
+        def velocity(x, t, c):
+            return self.network_velocity(params["model"], x, t, c["mixture"], c["query"])
+
+        def f(x, t):
+            tb = jnp.full((x.shape[0],), t, jnp.float32)
+            return sampling.guided(velocity, x, tb, cond, null, cfg_scale)
         if solver == "adaptive":
             return sampling.solve_adaptive(f, x0)
         return sampling.solve(f, x0, method=solver, steps=steps)

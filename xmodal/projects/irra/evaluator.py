@@ -15,7 +15,7 @@ import numpy as np
 
 from xmodal.core.registry import EVALUATORS
 from xmodal.core.eval_context import EvalContext
-from xmodal.evaluate.ranking import person_retrieval_metrics
+from xmodal.evaluate.ranking import person_retrieval_chance, person_retrieval_metrics
 
 
 def select_group(ctx: EvalContext, group: str) -> np.ndarray:
@@ -64,4 +64,13 @@ def person_retrieval(group: str = "", ks: tuple = (1, 5, 10), chunk_size: int = 
                                        gallery_ids, ks=tuple(ks), chunk_size=chunk_size)
         out["gallery_size"] = float(len(gallery))
         return {prefix + k: v for k, v in out.items()}
+
+    def chance(ctx: EvalContext) -> dict:
+        keep = select_group(ctx, group)
+        ids = ctx.arrays["identity"][keep]
+        views = ctx.arrays["style_images"].shape[1] if "style_images" in ctx.arrays else 1
+        _, q_ids = unique_queries(ctx.arrays["text"][keep], ids)
+        out = person_retrieval_chance(q_ids, np.repeat(ids, views), ks)
+        return {prefix + k: v for k, v in out.items()}
+    run.chance = chance
     return run

@@ -101,6 +101,10 @@ def mvl_sib_evaluator(ks: tuple = (1, 3), languages: tuple = (), seed: int = 0,
         if ctx.out_dir:
             write_report(ctx.out_dir, out, table, codes, coverage, ks, ctx.step)
         return out
+    # Every question has 4 options: a guess (or a model that scores them alike) is right 1/4.
+    run.chance = lambda ctx: {f"{task}/k{k}/{part}": 100.0 / tasks.N_OPTIONS for k in ks
+                              for task in CROSS_MODAL + TEXT_ONLY
+                              for part in ("mean", "high_coverage", "low_coverage")}
     return run
 
 

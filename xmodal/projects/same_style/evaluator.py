@@ -24,7 +24,7 @@ import numpy as np
 
 from xmodal.core.registry import EVALUATORS
 from xmodal.core.eval_context import EvalContext
-from xmodal.evaluate.ranking import person_retrieval_metrics
+from xmodal.evaluate.ranking import person_retrieval_chance, person_retrieval_metrics
 from xmodal.evaluate.retrieval import check_ks, check_query_gallery, rank_summary
 from xmodal.evaluate.ties import TiedRanks
 
@@ -96,4 +96,28 @@ def same_style(ks: tuple = (1, 5, 10)):
         t2i = person_retrieval_metrics(ztxt, ids, gallery, g_ids, ks=ks)
         out.update({f"t2i_{k}": v for k, v in t2i.items()})
         return out
+
+    def chance(ctx: EvalContext) -> dict:
+        """A random order of each query's candidates: its relevant items are equally likely
+        anywhere among them (``ties.TiedRanks`` with everything tied)."""
+        a = ctx.arrays
+        ids, styles = a["label"].astype(np.int64), a["style"].astype(np.int64)
+        if "views" in a:
+            n, v = a["views"].shape[:2]
+            g_ids, g_styles = np.repeat(ids, v), np.tile(np.arange(v), n)
+        else:
+            g_ids, g_styles = ids, styles
+        same_id = ids[:, None] == g_ids[None, :]
+        relevant = (same_id & (styles[:, None] != g_styles[None, :])).sum(axis=1)
+        candidates = len(g_ids) - (same_id & (styles[:, None] == g_styles[None, :])).sum(axis=1)
+        scored = relevant > 0
+        ranks = TiedRanks(np.zeros(int(scored.sum())), (candidates - relevant)[scored],
+                          relevant[scored])
+        out = {}
+        for prefix in ("i2i", "it2i"):
+            out.update(rank_summary(ranks, ks, prefix))
+        t2i = person_retrieval_chance(ids, g_ids, ks)
+        out.update({f"t2i_{k}": v for k, v in t2i.items()})
+        return out
+    run.chance = chance
     return run
