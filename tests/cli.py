@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 
@@ -53,3 +54,10 @@ def run(spec: str, workdir, *args: str, devices: int = 8, timeout: int = 600,
         raise AssertionError(f"exit {r.returncode}\nstdout:\n{r.stdout[-3000:]}\n"
                              f"stderr:\n{r.stderr[-5000:]}")
     return r
+
+
+def copy_workdir(src, dst):
+    """A private copy of a shared trained workdir (conftest's ``trained_clip``), without its
+    ``TRAINED`` marker and locks."""
+    shutil.copytree(src, dst, ignore=shutil.ignore_patterns("TRAINED", ".lock*"))
+    return dst

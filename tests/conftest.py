@@ -1,5 +1,8 @@
 """Test setup: 8 fake CPU devices, set before JAX touches a backend."""
 import os
+import shutil
+
+import pytest
 
 os.environ["XLA_FLAGS"] = (
     os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=8").strip()
@@ -26,3 +29,26 @@ def pytest_runtest_setup(item):
     from tests.data_helpers import check_data
     for mark in item.iter_markers(name="needs_data"):
         check_data(mark.args[0])
+
+
+@pytest.fixture(scope="session")
+def trained_clip(tmp_path_factory):
+    """A workdir of ``specs/clip.py:runlocal`` at the tests' tiny size trained for 2 steps
+    through the CLI (8 devices), made once per test run and shared by the xdist workers (a file
+    lock: the first worker to need it trains it). Tests never change it: they copy it with
+    ``cli.copy_workdir``. Train once, assert many: eval-only, re-evaluation, resume and failed-start
+    tests all start from a trained run."""
+    from filelock import FileLock
+
+    from tests import cli
+    # Under xdist every worker has its own base temp inside the run's; outside it, the run's.
+    root = tmp_path_factory.getbasetemp()
+    root = root.parent if os.environ.get("PYTEST_XDIST_WORKER") else root
+    wd = root / "shared_trained_clip"
+    with FileLock(str(root / "shared_trained_clip.lock")):
+        if not (wd / "TRAINED").exists():
+            shutil.rmtree(wd, ignore_errors=True)
+            cli.run("specs/clip.py:runlocal", wd, "--spec.train.steps=2")
+            (wd / "TRAINED").write_text("")
+    return wd
+

@@ -90,9 +90,9 @@ def test_missing_data_source_names_the_install_command_and_writes_nothing(tmp_pa
 
 
 @pytest.mark.slow
-def test_reevaluation_replaces_its_rows(tmp_path):
-    wd = tmp_path / "run"
-    cli.run("specs/clip.py:runlocal", wd, "--spec.train.steps=2")
+def test_reevaluation_replaces_its_rows(tmp_path, trained_clip):
+    # Also what --mode=eval reads: the workdir's newest checkpoint (step 2).
+    wd = cli.copy_workdir(trained_clip, tmp_path / "run")
     for _ in range(2):
         r = cli.run("specs/clip.py:runlocal", wd, "--spec.train.steps=2", "--mode=eval")
         assert "eval at step 2" in r.stdout

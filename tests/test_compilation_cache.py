@@ -19,7 +19,8 @@ print(c.summary())
 
 def run(**env):
     e = cli.env(devices=1)
-    for key in ("XMODAL_COMPILATION_CACHE", "JAX_COMPILATION_CACHE_DIR"):
+    for key in ("XMODAL_COMPILATION_CACHE", "JAX_COMPILATION_CACHE_DIR",
+                "XMODAL_COMPILATION_CACHE_MIN_SECS"):
         e.pop(key, None)
     e.update(env)
     r = subprocess.run([sys.executable, "-c", SCRIPT], cwd=cli.ROOT, env=e, capture_output=True,
@@ -30,17 +31,19 @@ def run(**env):
 
 def test_second_process_reads_what_the_first_compiled(tmp_path):
     cache = str(tmp_path / "cache")
-    first = run(XMODAL_COMPILATION_CACHE=cache)
+    # The test program compiles in milliseconds: below the default threshold, so lower it.
+    first = run(XMODAL_COMPILATION_CACHE=cache, XMODAL_COMPILATION_CACHE_MIN_SECS="0")
     assert first[0] == cache and "0 programs read" in first[1] and " 0 compiled" not in first[1]
     written = sorted(os.listdir(cache))
     assert any(name.endswith("-cache") for name in written)
-    second = run(XMODAL_COMPILATION_CACHE=cache)
+    second = run(XMODAL_COMPILATION_CACHE=cache, XMODAL_COMPILATION_CACHE_MIN_SECS="0")
     assert "0 programs read" not in second[1] and second[1].endswith(" 0 compiled")
 
 
 def test_off_writes_nothing_even_where_jax_has_a_folder(tmp_path):
     jax_dir = tmp_path / "jax"
-    out = run(XMODAL_COMPILATION_CACHE="off", JAX_COMPILATION_CACHE_DIR=str(jax_dir))
+    out = run(XMODAL_COMPILATION_CACHE="off", JAX_COMPILATION_CACHE_DIR=str(jax_dir),
+              XMODAL_COMPILATION_CACHE_MIN_SECS="0")
     assert out[0] == "None"
     assert not jax_dir.exists() or not os.listdir(jax_dir)
 

@@ -22,17 +22,19 @@ def test_gold_entities_keep_first_occurrences_in_order():
 
 
 def brute_force(scores, gold, ks):
-    # Rank of the gold entity; ties go in the mention's favour (strictly greater scores only).
-    ranks = np.array([1 + np.sum(s > s[g]) for s, g in zip(scores, gold)], np.float64)
-    out = {f"H@{k}": 100.0 * np.mean(ranks <= k) for k in ks}
-    out["MRR"] = np.mean(1.0 / ranks)
+    # Rank of the gold entity, with the entities tied with it in random order: every rank from
+    # 1 + (strictly greater) to 1 + (greater or equal, itself excluded) equally likely.
+    ranks = [np.arange(1 + np.sum(s > s[g]), np.sum(s >= s[g]) + 1, dtype=np.float64)
+             for s, g in zip(scores, gold)]
+    out = {f"H@{k}": 100.0 * np.mean([np.mean(r <= k) for r in ranks]) for k in ks}
+    out["MRR"] = np.mean([np.mean(1.0 / r) for r in ranks])
     return out
 
 
 def test_metrics_from_scores_match_brute_force():
     rng = np.random.default_rng(0)
     scores = rng.normal(size=(9, 6)).astype(np.float32)
-    scores[2, :] = 0.5                                  # all tied: rank 1 by the tie rule
+    scores[2, :] = 0.5                                  # all tied: every rank equally likely
     gold = rng.integers(0, 6, 9)
     got = metrics_from_scores(scores, gold, (1, 3, 5), chunk_size=4)
     for k, v in brute_force(scores, gold, (1, 3, 5)).items():

@@ -77,9 +77,8 @@ def test_sigterm_saves_and_exits_zero(tmp_path):
     assert len(steps) == 1 and 1 <= steps[0] < 1000
 
 
-def test_resume_order_workdir_then_resume_then_init_from(tmp_path):
-    src = str(tmp_path / "src")
-    cli.run("specs/clip.py:runlocal", src, "--spec.train.steps=2")
+def test_resume_order_workdir_then_resume_then_init_from(tmp_path, trained_clip):
+    src = str(cli.copy_workdir(trained_clip, tmp_path / "src"))   # 2 steps trained
 
     # spec.resume: the whole state (step, optimizer, data position) continues from src.
     res = str(tmp_path / "res")

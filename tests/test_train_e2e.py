@@ -47,13 +47,6 @@ def test_spec_runs_through_cli(name, tmp_path):
     assert sorted(os.listdir(wd / "checkpoints")) == ["2", "3"]
 
 
-def test_eval_mode_reads_checkpoint(tmp_path):
-    wd = tmp_path / "run"
-    cli.run("specs/clip.py:runlocal", wd, "--spec.train.steps=2")
-    r = cli.run("specs/clip.py:runlocal", wd, "--spec.train.steps=2", "--mode=eval")
-    assert "eval at step 2" in r.stdout
-
-
 def test_nonfinite_loss_stops_with_step_and_metric(tmp_path):
     r = cli.run("specs/clip.py:runlocal", tmp_path / "nan", "--spec.train.steps=6",
                 "--spec.optim.lr=1e30", "--spec.optim.grad_clip_norm=0.0", check=False)
@@ -68,9 +61,8 @@ def test_unwritable_workdir_fails_early(tmp_path):
     assert r.returncode != 0 and "not writable" in r.stderr
 
 
-def test_failed_start_keeps_existing_outputs(tmp_path):
-    wd = tmp_path / "run"
-    cli.run("specs/clip.py:runlocal", wd, "--spec.train.steps=2")
+def test_failed_start_keeps_existing_outputs(tmp_path, trained_clip):
+    wd = cli.copy_workdir(trained_clip, tmp_path / "run")
     before = {p: os.path.getmtime(p) for p in glob.glob(str(wd / "**"), recursive=True)}
     r = cli.run("specs/clip.py:runlocal", wd, "--spec.objective.name=nope", check=False)
     assert r.returncode != 0

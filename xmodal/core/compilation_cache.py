@@ -4,7 +4,8 @@ Most of a short run on a CPU (a first step, ``--mode=eval``, a resumed run, each
 multi-stage spec) is XLA compiling the same programs as the last run. jax keeps compiled
 executables in ``jax_compilation_cache_dir`` when it is set; by default it writes only programs
 that took a second or more to compile, which leaves out nearly every CPU program, so the
-thresholds are lowered to cache all of them.
+threshold is lowered to 0.1 s (``$XMODAL_COMPILATION_CACHE_MIN_SECS``): every jitted step,
+evaluation and sampler, not the thousands of millisecond programs op-by-op code compiles.
 
 Where: ``--compilation_cache=DIR`` on the command line, else ``$XMODAL_COMPILATION_CACHE``, else
 jax's own ``$JAX_COMPILATION_CACHE_DIR``, else ``~/.cache/xmodal/jax``. ``off`` (flag or
@@ -20,6 +21,7 @@ import os
 
 DEFAULT_DIR = os.path.join("~", ".cache", "xmodal", "jax")
 DEFAULT_MAX_BYTES = 4 << 30
+DEFAULT_MIN_SECS = 0.1
 OFF = ("off", "0", "false", "none", "no")
 
 
@@ -43,10 +45,13 @@ def enable(flag: str = "") -> str | None:
         return None
     os.makedirs(directory, exist_ok=True)
     jax.config.update("jax_compilation_cache_dir", directory)
-    # Cache every program: CPU programs compile in well under jax's default 1 s threshold,
-    # yet a run compiles dozens of them. -1 also stops jax raising the size floor for the
-    # filesystem.
-    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+    # jax's default keeps only programs that took 1 s or more to compile, which leaves out most
+    # CPU programs, yet a run compiles dozens of them. Not every program, though: op-by-op
+    # (un-jitted) code compiles thousands of millisecond programs, and each write scans the
+    # whole folder to evict (jax's LRU cache), which made a test run slower, not faster.
+    min_secs = float(os.environ.get("XMODAL_COMPILATION_CACHE_MIN_SECS", DEFAULT_MIN_SECS))
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", min_secs)
+    # -1 also stops jax raising the size floor for the filesystem.
     jax.config.update("jax_persistent_cache_min_entry_size_bytes", -1)
     max_bytes = int(os.environ.get("XMODAL_COMPILATION_CACHE_MAX_BYTES", DEFAULT_MAX_BYTES))
     jax.config.update("jax_compilation_cache_max_size", max_bytes)
