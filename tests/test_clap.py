@@ -67,6 +67,7 @@ def _encoder():
     return enc, params
 
 
+@pytest.mark.slow
 def test_audio_encoder_waveform_and_logmel_agree_any_length():
     enc, params = _encoder()
     wav = np.stack([_tone(440), _tone(880)])

@@ -13,6 +13,7 @@ def images(batch=2, size=16, seed=0):
                        jnp.uint8)
 
 
+@pytest.mark.slow
 def test_shape_and_uint8_equals_normalised_float():
     model = CNN(channels=(8, 16), width=12)
     x = images()
@@ -42,6 +43,7 @@ def test_errors():
         CNN(channels=(4,)).init(jax.random.key(0), jnp.zeros((1, 8, 8, 3), jnp.int32))
 
 
+@pytest.mark.slow
 def test_registered_and_in_two_tower():
     assert MODELS.get("cnn") is CNN
     model = MODELS.get("two_tower")(towers=dict(image=dict(name="cnn", channels=(4, 8), width=8),

@@ -46,6 +46,7 @@ def test_compile_reports_the_replicated_state_per_chip_and_refuses_a_step_too_bi
     assert not rep["fits"] and rep["peak_bytes"] > rep["hbm_bytes"]
 
 
+@pytest.mark.slow
 def test_bad_targets_are_one_line(tmp_path):
     for args, message in (((), "needs --target"), (("--target=v9x:2x2",), "generations"),
                           (("--target=v5e:3x7",), "no such topology")):

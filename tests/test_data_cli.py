@@ -51,6 +51,7 @@ def prepared_dir(tmp_path_factory):
     return path
 
 
+@pytest.mark.slow
 def test_list_before_and_after_prepare(tmp_path):
     before = list_blocks(tmp_path)[TINY]
     assert "not prepared" in before[0] and "CC BY-SA 4.0" in before[0]

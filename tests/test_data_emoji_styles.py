@@ -103,6 +103,7 @@ def test_cldr_json_matches_the_annotation_files(records):
     assert checked > 10
 
 
+@pytest.mark.slow
 def test_style_shift_holds_out_fluent_for_every_emoji(shift_records):
     train, test = shift_records["train"], shift_records["test"]
     fluent = es.STYLES.index("fluent")

@@ -15,6 +15,10 @@ from xmodal.core.registry import MODELS, OBJECTIVES, SpecError
 from xmodal.core.stages import load_stage
 from xmodal.losses import distillation as dl
 
+# Each test here trains a stage through the trainer (a module-scoped teacher, sampler or
+# workdir): part of the whole suite, not of the quick `-m "not slow"` loop.
+pytestmark = pytest.mark.slow
+
 SPEC = os.path.join(cli.ROOT, "specs/eight_gaussians.py") + ":tiny"
 
 

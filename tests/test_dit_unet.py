@@ -30,6 +30,7 @@ def _perturbed(params, seed=1):
                                      for p, k in zip(leaves, keys)])
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", sorted(NETS))
 def test_shapes_and_every_condition_matters(name):
     net = MODELS.build(name, **NETS[name])

@@ -23,6 +23,7 @@ def _last(workdir, key):
     return [r[key] for r in rows if key in r][-1]
 
 
+@pytest.mark.slow
 def test_tiny_spec_runs_every_stage_through_the_cli(tmp_path):
     wd = tmp_path / "eg"
     r = subprocess.run([sys.executable, "-m", "xmodal.main", "--spec=specs/eight_gaussians.py:tiny",

@@ -64,6 +64,7 @@ def context(objective, arrays, transform=None):
                        objective=objective, transform=transform, applier=Applier(mesh, 8))
 
 
+@pytest.mark.slow
 def test_entity_linking_evaluator_matches_direct_scores():
     obj = test_m3el.objective(intra_weight=1.0)
     arrays = test_m3el.batch(b=11)                      # 11 rows: the Applier pads to 16
@@ -79,6 +80,7 @@ def test_entity_linking_evaluator_matches_direct_scores():
         assert out[k] == pytest.approx(v, rel=1e-5, abs=1e-6), k
 
 
+@pytest.mark.slow
 def test_entity_linking_evaluator_needs_its_arrays():
     obj = test_m3el.objective()
     ctx = context(obj, test_m3el.batch())

@@ -52,6 +52,7 @@ def _forbid_training_parts(monkeypatch):
     monkeypatch.setattr(pipeline, "mixture_loader", refuse)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("ema", [0.0, 0.5])
 def test_eval_mode_gives_the_training_eval_without_an_optimizer(tmp_path, monkeypatch, ema):
     spec = _spec(ema=ema)

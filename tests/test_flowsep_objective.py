@@ -37,6 +37,7 @@ def _batch(b=4, seed=0):
     return {"target": jnp.asarray(tgt), "mixture": jnp.asarray(mix), "query": jnp.asarray(q)}
 
 
+@pytest.mark.slow
 def test_loss_is_finite_and_the_flow_learns_a_fixed_batch():
     import optax
     obj = _objective()
@@ -95,6 +96,7 @@ def test_cfg_drop_one_uses_only_the_empty_query():
     assert float(a1["cond_dropped"]) == 1.0 and float(l1) == pytest.approx(float(l2))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("solver,steps,nfe", [("euler", 10, 10), ("heun", 3, 6)])
 def test_separate_latent_counts_evaluations_and_cfg(solver, steps, nfe):
     obj = _objective()
@@ -112,6 +114,7 @@ def test_separate_latent_counts_evaluations_and_cfg(solver, steps, nfe):
     assert obj.decode_mel(params, z).shape == (2, 32, 16)
 
 
+@pytest.mark.slow
 def test_x1_prediction_is_converted_to_the_path_velocity():
     """With prediction="x1" the network's output is the clean latent: a perfect x1 prediction
     gives exactly the CondOT velocity x1 - (1 - sigma_min) x0 (away from t = 1, where the
@@ -157,6 +160,7 @@ def _with_query_encoder(obj):
     return dataclasses.replace(obj, query_encoder=clap, query_params=qp["params"])
 
 
+@pytest.mark.slow
 def test_frozen_query_encoder_conditions_the_flow_by_its_text_embedding():
     obj = _with_query_encoder(_objective())
     batch = _batch()
@@ -240,6 +244,7 @@ def test_mixture_phase_renderers_pass_the_mixture_through_for_its_own_mel():
     assert float(jnp.max(jnp.abs(quiet))) < 1e-2 * float(jnp.max(jnp.abs(mix)))
 
 
+@pytest.mark.slow
 def test_flowsep_is_a_flow_teacher_and_samples_in_one_step():
     """What score distillation reads of FlowSep: the condition (mixture latent + encoded
     query), guidance that drops only the query, the network's velocity; and the one-step

@@ -87,6 +87,7 @@ def test_word_mask_is_bytes_only():
                                   [[False, True, True, False], [False, False, False, False]])
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("fusion", ["encoder", "inject"])
 def test_model_outputs_match_the_inference_encoders(fusion):
     model = tiny_model(fusion)
@@ -108,6 +109,7 @@ def test_model_outputs_match_the_inference_encoders(fusion):
                                out["zimg"], atol=1e-5)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("fusion", ["encoder", "inject"])
 def test_mlm_logits_depend_on_the_image_and_gradients_reach_the_fusion(fusion):
     model = tiny_model(fusion)

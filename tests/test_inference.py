@@ -16,7 +16,7 @@ from xmodal.data.transforms.audio_text import audio_text
 from xmodal.inference import Embedder
 from xmodal.inference.two_tower import read_waveform
 
-pytestmark = pytest.mark.needs_data("emoji")
+pytestmark = [pytest.mark.needs_data("emoji"), pytest.mark.slow]
 SPEC = "specs/clip.py:runlocal"
 
 

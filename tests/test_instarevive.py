@@ -68,6 +68,7 @@ def test_restoration_transform_pairs_the_clean_image_with_its_fixed_degradation(
         TRANSFORMS.build("restoration", image_size=32, scale=3)
 
 
+@pytest.mark.slow
 def test_control_branch_starts_at_zero_and_student_starts_from_the_teacher():
     kw = dict(widths=(8, 16), num_heads=2, text_width=16, text_depth=1, text_max_len=8)
     plain, ctl = MODELS.build("unet", **kw), MODELS.build("unet", control=True, **kw)

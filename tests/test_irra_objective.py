@@ -67,6 +67,7 @@ def test_sdm_counts_same_identity_pairs_as_positives_infonce_does_not():
     assert float(sdm) < 1e-3 and float(nce) > 0.4
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind", ["sdm", "infonce"])
 def test_degenerate_batches_are_finite(kind):
     obj = bound(loss_kind=kind, mask_rate=1.0)

@@ -112,6 +112,7 @@ def test_full_loss_is_the_weighted_sum_and_smoothing_follows_the_step():
     np.testing.assert_allclose(late["smoothing"], 0.2, rtol=1e-6)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("captions", [("", "", "", ""), ("same", "same", "same", "same")])
 def test_degenerate_captions_give_finite_loss_and_grads(captions):
     obj = bound(sinkhorn_iters=5, mask_rate=1.0)

@@ -179,6 +179,7 @@ def test_loss_is_the_weighted_sum_of_its_levels():
     assert {"intra_loss", "g2g_loss", "g2l_loss", "cross_loss", "t2v_acc"} <= set(aux)
 
 
+@pytest.mark.slow
 def test_zero_weight_turns_a_level_off():
     b = batch()
     obj = objective(intra_weight=0.0, cross_weight=0.0)
@@ -204,6 +205,7 @@ def test_bad_objective_arguments(kw, match):
         OBJECTIVES.build("m3el", **kw)
 
 
+@pytest.mark.slow
 def test_degenerate_batches_give_finite_loss_and_grads():
     obj = objective()
     loss_and_grad = jax.jit(jax.value_and_grad(lambda p, b: obj.loss(p, b, jax.random.key(1))[0]))

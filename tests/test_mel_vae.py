@@ -44,6 +44,7 @@ def test_vae_rejects_indivisible_mel():
         vae.init(jax.random.key(0), jnp.zeros((1, 10, 16)), jax.random.key(1))
 
 
+@pytest.mark.slow
 def test_vae_objective_learns_on_a_fixed_batch():
     import optax
     obj = OBJECTIVES.build("mel_vae", kl_weight=1e-3, mel=CFG.__dict__)(

@@ -78,6 +78,7 @@ def test_text_padding_does_not_change_output(pool, causal):
     assert not np.allclose(model.apply({"params": params}, changed), long, atol=1e-3)
 
 
+@pytest.mark.slow
 def test_text_eos_pool_reads_the_last_real_token():
     model = TextTransformer(max_len=16, pool="eos", causal=True, width=32, depth=1, num_heads=2)
     ids = texts(length=16)
@@ -123,6 +124,7 @@ def test_parameter_names_for_sharding_rules():
         assert name in names, sorted(names)
 
 
+@pytest.mark.slow
 def test_bf16_policy_keeps_params_f32_and_runs_activations_bf16():
     model = two_tower("bf16")
     variables = model.init(jax.random.key(0), images(), texts())
@@ -220,6 +222,7 @@ def test_logical_constraints_are_a_noop_without_rules_and_shard_with_them():
         variables, images(8), texts(8)).as_text()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("policy", ["f32", "bf16"])
 def test_train_step_overfits_a_fixed_batch(policy):
     model = two_tower(policy, depth=1)

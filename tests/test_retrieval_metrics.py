@@ -133,6 +133,7 @@ def test_a_collapsed_model_scores_chance():
     assert got["t2i_R@1"] == pytest.approx(100 / n)
 
 
+@pytest.mark.slow
 def test_twenty_thousand_squared_in_chunks():
     rng = np.random.default_rng(1)
     n, d = 20_000, 32

@@ -119,6 +119,7 @@ def test_objective_is_sum_of_sdm_terms():
 
 @pytest.mark.parametrize("kw", [dict(one_id=True), dict(same=True), dict(empty=True),
                                 dict(same=True, empty=True, one_id=True)])
+@pytest.mark.slow
 def test_objective_degenerate_batches_finite(kw):
     obj = OBJECTIVES.build("same_style")(unified(), None)
     b = batch(**kw)

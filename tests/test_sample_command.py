@@ -13,6 +13,10 @@ from xmodal.core import spec as spec_lib
 from xmodal.core import trainer
 from xmodal.data.sets.eight_gaussians import CENTRES
 
+# Each test here trains a stage through the trainer (a module-scoped teacher, sampler or
+# workdir): part of the whole suite, not of the quick `-m "not slow"` loop.
+pytestmark = pytest.mark.slow
+
 SPEC = "specs/eight_gaussians.py:tiny"
 
 

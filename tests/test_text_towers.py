@@ -61,6 +61,7 @@ def test_ngram_counts():
     assert int(b1[0, 1]) != int(b2[0, 1])
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", sorted(TOWERS))
 def test_shape_padding_and_empty(name):
     module = TOWERS[name]()
@@ -92,6 +93,7 @@ def test_bad_input():
         NgramText(buckets=0).init(jax.random.key(0), ids("x"))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("text", ["bow_text", "ngram_text", "seq_text"])
 def test_two_tower_text_tower_gradients_finite_on_empty(text):
     model = MODELS.get("two_tower")(
