@@ -24,7 +24,8 @@ NOTES = os.path.join(ROOT, "WORKSPACE_NOTES.md")
 BEGIN = "<!-- suite_durations: begin (written by bench/suite_durations.py) -->"
 END = "<!-- suite_durations: end -->"
 ROW = re.compile(r"^\s*([0-9.]+)s (call|setup|teardown)\s+(\S.*)$")
-FINAL = re.compile(r"^=+ (.*(passed|failed|error).*) in ([0-9.]+)s")
+# pytest's closing line, with or without -q's lack of '=' rules around it.
+FINAL = re.compile(r"^(?:=+ )?((?:\d+ \w+(?:, )?)+.*) in ([0-9.]+)s")
 
 
 def parse(log: str) -> tuple[list[tuple[float, str, str]], str, float]:
@@ -35,8 +36,8 @@ def parse(log: str) -> tuple[list[tuple[float, str, str]], str, float]:
         if m:
             rows.append((float(m.group(1)), m.group(2), m.group(3).strip()))
         m = FINAL.match(line.strip())
-        if m:
-            final, seconds = m.group(1), float(m.group(3))
+        if m and re.search(r"\b(passed|failed|error|errors)\b", m.group(1)):
+            final, seconds = m.group(1), float(m.group(2))
     return rows, final, seconds
 
 
@@ -73,24 +74,28 @@ def main(argv=None) -> int:
     parser.add_argument("--log", help="a pytest log with --durations output to summarise")
     parser.add_argument("--top", type=int, default=30)
     parser.add_argument("--notes", default=NOTES)
+    parser.add_argument("--save", default=os.path.join(ROOT, "pytest_durations.log"),
+                        help="where the pytest run's whole output goes")
     args, extra = parser.parse_known_args(argv)
     extra = [a for a in extra if a != "--"]
+    code = 0
     if args.log:
         log, command = open(args.log).read(), f"pytest (log {os.path.basename(args.log)})"
     else:
-        cmd = [sys.executable, "-m", "pytest", "-n", "2", f"--durations={args.top}", "-q", *extra]
+        cmd = [sys.executable, "-m", "pytest", "-n", "2", f"--durations={args.top}", *extra]
         command = "pytest -n 2 " + " ".join(extra) if extra else "pytest -n 2"
         t0 = time.time()
-        r = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
-        log = r.stdout + r.stderr
-        print(log[-3000:])
-        print(f"wall {time.time() - t0:.0f} s")
+        with open(args.save, "w") as out:
+            code = subprocess.run(cmd, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT,
+                                  stdin=subprocess.DEVNULL).returncode
+        log = open(args.save).read()
+        print(f"pytest exit {code}, wall {time.time() - t0:.0f} s; its output: {args.save}")
     rows, final, seconds = parse(log)
     if not rows:
         sys.exit("suite_durations: no --durations rows in the pytest output")
     write(summary(rows, final, seconds, command, args.top), args.notes)
-    print(f"wrote the durations summary into {args.notes}")
-    return 0
+    print(f"{final} in {seconds:.0f} s; wrote the durations summary into {args.notes}")
+    return code
 
 
 if __name__ == "__main__":

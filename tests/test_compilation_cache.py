@@ -17,8 +17,8 @@ print(c.summary())
 """
 
 
-def run(**env):
-    e = cli.env(devices=1)
+def run(devices=1, **env):
+    e = cli.env(devices=devices)
     for key in ("XMODAL_COMPILATION_CACHE", "JAX_COMPILATION_CACHE_DIR",
                 "XMODAL_COMPILATION_CACHE_MIN_SECS"):
         e.pop(key, None)
@@ -60,3 +60,11 @@ def test_where_the_cache_goes(monkeypatch, tmp_path):
     assert compilation_cache.resolve("OFF") is None
     monkeypatch.setenv("XMODAL_COMPILATION_CACHE", "off")
     assert compilation_cache.resolve() is None
+
+
+def test_off_on_a_cpu_split_into_several_devices(tmp_path):
+    # Multi-device CPU programs read back from the cache deadlocked in XLA's collectives.
+    cache = tmp_path / "cache"
+    out = run(devices=8, XMODAL_COMPILATION_CACHE=str(cache),
+              XMODAL_COMPILATION_CACHE_MIN_SECS="0")
+    assert out[0] == "None" and (not cache.exists() or not os.listdir(cache))

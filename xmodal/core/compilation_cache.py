@@ -7,6 +7,9 @@ that took a second or more to compile, which leaves out nearly every CPU program
 threshold is lowered to 0.1 s (``$XMODAL_COMPILATION_CACHE_MIN_SECS``): every jitted step,
 evaluation and sampler, not the thousands of millisecond programs op-by-op code compiles.
 
+Off on a CPU split into several devices (``several_cpu_devices``): multi-device CPU programs
+read back from the cache deadlocked in XLA's collectives. One CPU device, GPUs and TPUs use it.
+
 Where: ``--compilation_cache=DIR`` on the command line, else ``$XMODAL_COMPILATION_CACHE``, else
 jax's own ``$JAX_COMPILATION_CACHE_DIR``, else ``~/.cache/xmodal/jax``. ``off`` (flag or
 variable) turns it off. The cache is keyed by the program, the jax/jaxlib version, the backend
@@ -34,13 +37,34 @@ def resolve(flag: str = "") -> str | None:
     return os.path.abspath(os.path.expanduser(choice))
 
 
+def several_cpu_devices() -> bool:
+    """True when the CPU backend is split into several devices (``XLA_FLAGS=
+    --xla_force_host_platform_device_count=N`` or ``jax_num_cpu_devices``, N > 1), read from
+    the settings so no backend starts (multi-process runs must initialise jax.distributed
+    first). There the cache stays off: multi-device CPU programs read back from it deadlocked
+    in XLA's CPU collectives (an all-gather rendezvous timed out after 40 s with devices
+    waiting at different ops; three CLI runs aborted in one test run, none when compiled
+    afresh)."""
+    import re
+
+    import jax
+
+    m = re.search(r"--xla_force_host_platform_device_count=(\d+)", os.environ.get("XLA_FLAGS", ""))
+    forced = int(m.group(1)) if m else 1
+    try:
+        configured = int(jax.config.jax_num_cpu_devices)
+    except (AttributeError, TypeError, ValueError):
+        configured = -1
+    return forced > 1 or configured > 1
+
+
 def enable(flag: str = "") -> str | None:
     """Points jax's persistent compilation cache at ``resolve(flag)``; returns the directory
     (None: off). Call before the first compilation: jax reads the setting once."""
     import jax
 
     directory = resolve(flag)
-    if directory is None:
+    if directory is None or several_cpu_devices():
         jax.config.update("jax_enable_compilation_cache", False)
         return None
     os.makedirs(directory, exist_ok=True)
