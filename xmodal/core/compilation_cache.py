@@ -13,14 +13,15 @@ read back from the cache deadlocked in XLA's collectives. One CPU device, GPUs a
 Where: ``--compilation_cache=DIR`` on the command line, else ``$XMODAL_COMPILATION_CACHE``, else
 jax's own ``$JAX_COMPILATION_CACHE_DIR``, else ``~/.cache/xmodal/jax``. ``off`` (flag or
 variable) turns it off. The cache is keyed by the program, the jax/jaxlib version, the backend
-and the devices, so a stale entry is never used for another setting; entries are written
-atomically, so concurrent runs may share the directory. Its size is bounded (least recently
+and the devices, so a stale entry is never used for another setting; reads and writes hold
+jax's file lock on the folder (why ``filelock`` is a dependency), so concurrent runs may share it. Its size is bounded (least recently
 used entries are dropped past ``$XMODAL_COMPILATION_CACHE_MAX_BYTES``, default 4 GiB).
 """
 from __future__ import annotations
 
 import collections
 import os
+import re
 
 DEFAULT_DIR = os.path.join("~", ".cache", "xmodal", "jax")
 DEFAULT_MAX_BYTES = 4 << 30
@@ -45,8 +46,6 @@ def several_cpu_devices() -> bool:
     in XLA's CPU collectives (an all-gather rendezvous timed out after 40 s with devices
     waiting at different ops; three CLI runs aborted in one test run, none when compiled
     afresh)."""
-    import re
-
     import jax
 
     m = re.search(r"--xla_force_host_platform_device_count=(\d+)", os.environ.get("XLA_FLAGS", ""))
