@@ -154,6 +154,14 @@ def model_velocity(apply_fn: Callable[[Any, Array, Array, Any], Array], params: 
     return velocity_fn
 
 
+def check_null(cond: Any, null_cond: Any) -> None:
+    """Guidance's null condition must be shaped as a tree like the condition."""
+    if jax.tree.structure(null_cond) != jax.tree.structure(cond):
+        raise ValueError(
+            f"null_cond must have the same structure as cond; got {jax.tree.structure(null_cond)} "
+            f"and {jax.tree.structure(cond)}.")
+
+
 def guided(velocity: Callable[[Array, Array, Any], Array], x: Array, t: Array, cond: Any,
            null_cond: Any, guidance: float) -> Array:
     """Classifier-free guidance (Ho & Salimans 2021) on velocities, the one implementation:
@@ -168,10 +176,7 @@ def guided(velocity: Callable[[Array, Array, Any], Array], x: Array, t: Array, c
     """
     if guidance == 1.0:
         return velocity(x, t, cond)
-    if jax.tree.structure(null_cond) != jax.tree.structure(cond):
-        raise ValueError(
-            f"null_cond must have the same structure as cond; got {jax.tree.structure(null_cond)} "
-            f"and {jax.tree.structure(cond)}.")
+    check_null(cond, null_cond)
     both = jax.tree.map(
         lambda c, n: jnp.concatenate([c, jnp.broadcast_to(jnp.asarray(n, c.dtype), c.shape)]),
         cond, null_cond)
@@ -184,10 +189,7 @@ def cfg_velocity(apply_fn: Callable[[Any, Array, Array, Any], Array], params: An
                  null_cond: Any, guidance: float) -> VelocityFn:
     """The ODE's ``velocity_fn(x, t)`` (scalar t) of ``guided`` guidance over
     ``apply_fn(params, x, t [B], cond)``."""
-    if jax.tree.structure(null_cond) != jax.tree.structure(cond):
-        raise ValueError(
-            f"null_cond must have the same structure as cond; got {jax.tree.structure(null_cond)} "
-            f"and {jax.tree.structure(cond)}.")
+    check_null(cond, null_cond)
 
     def velocity_fn(x, t):
         tb = jnp.full((x.shape[0],), t, jnp.float32)
