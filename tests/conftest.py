@@ -10,9 +10,10 @@ os.environ.setdefault("JAX_PLATFORMS", "cpu")
 # Keep each xdist worker to one intra-op thread pool that fits two cores.
 os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
 # The persistent compilation cache, as a user's run has it (~/.cache/xmodal/jax unless
-# XMODAL_COMPILATION_CACHE says otherwise): every CLI subprocess a test starts on one CPU device
-# (they inherit this environment) reads the programs an earlier test or run compiled. With 8
-# fake devices (this process, most tests) it stays off: see compilation_cache.several_cpu_devices.
+# XMODAL_COMPILATION_CACHE says otherwise), in every worker and every CLI subprocess a test
+# starts (they inherit this environment): a program an earlier test or run compiled is read
+# back. With 8 fake devices (this process, most tests) only one-device programs are cached:
+# see compilation_cache.several_cpu_devices.
 os.environ.setdefault("XMODAL_COMPILATION_CACHE",
                       os.path.expanduser(os.path.join("~", ".cache", "xmodal", "jax")))
 

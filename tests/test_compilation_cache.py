@@ -2,6 +2,7 @@
 writes nothing, and the flag, XMODAL_COMPILATION_CACHE and jax's own variable are honoured in
 that order."""
 import os
+import re
 import subprocess
 import sys
 
@@ -62,9 +63,45 @@ def test_where_the_cache_goes(monkeypatch, tmp_path):
     assert compilation_cache.resolve() is None
 
 
-def test_off_on_a_cpu_split_into_several_devices(tmp_path):
-    # Multi-device CPU programs read back from the cache deadlocked in XLA's collectives.
-    cache = tmp_path / "cache"
-    out = run(devices=8, XMODAL_COMPILATION_CACHE=str(cache),
-              XMODAL_COMPILATION_CACHE_MIN_SECS="0")
-    assert out[0] == "None" and (not cache.exists() or not os.listdir(cache))
+SPLIT = """
+import jax, jax.numpy as jnp, numpy as np
+from jax.sharding import NamedSharding, PartitionSpec as P
+from xmodal.core import compilation_cache as c
+c.enable()
+mesh = jax.make_mesh((8,), ("data",))
+x = jax.device_put(jnp.arange(16.0), NamedSharding(mesh, P("data")))
+y = jnp.arange(4.0)
+print(c.summary())
+print(float(jax.jit(lambda v: jnp.sum(v * 3))(x)))                  # 8 devices: an all-reduce
+print(c.summary())
+print(float(jax.jit(lambda v: jnp.sum(jnp.cos(v)))(y)))             # one device
+print(c.summary())
+"""
+
+
+def _read_and_compiled(line):
+    m = re.match(r"compilation cache: (\d+) programs read .*, (\d+) compiled$", line)
+    return int(m.group(1)), int(m.group(2))
+
+
+def test_only_one_device_programs_on_a_cpu_split_into_several_devices(tmp_path):
+    # Multi-device CPU programs read back from the cache deadlocked in XLA's collectives;
+    # one-device programs (most of the test suite's) have none and are cached.
+    e = cli.env(devices=8, XMODAL_COMPILATION_CACHE=str(tmp_path / "cache"),
+                XMODAL_COMPILATION_CACHE_MIN_SECS="0")
+
+    def steps():
+        """(programs read, programs compiled through the cache) by the sharded and then by
+        the one-device jit."""
+        r = subprocess.run([sys.executable, "-c", SPLIT], cwd=cli.ROOT, env=e,
+                           capture_output=True, text=True, timeout=120)
+        assert r.returncode == 0, r.stderr[-2000:]
+        out = r.stdout.splitlines()
+        assert out[1] == "360.0"
+        counts = [_read_and_compiled(out[i]) for i in (0, 2, 4)]
+        return [tuple(b - a for a, b in zip(counts[i], counts[i + 1])) for i in (0, 1)]
+
+    sharded, single = steps()
+    assert sharded == (0, 0) and single == (0, 1)   # the sharded one never reaches the cache
+    sharded, single = steps()
+    assert sharded == (0, 0) and single == (1, 0)   # the one-device one is read back

@@ -113,3 +113,28 @@ def test_a_record_with_inf_names_its_index():
     assert str(e.value) == ("dataset eight_gaussians split train: record 3 field 'point' holds "
                             "NaN or Inf (a-00001); rebuild it: python -m xmodal.data prepare "
                             "eight_gaussians --force")
+    with pytest.raises(sources.DataDamaged) as batched:   # a batched read checks each record
+        source._getitems([2, 3, 4])
+    assert str(batched.value) == str(e.value)
+
+
+class FailingReader(list):
+    """An ArrayRecord reader whose batched read fails, as it does on a damaged chunk; read one
+    by one, record 3 is the damaged one."""
+
+    def __getitems__(self, indices):
+        raise RuntimeError("DATA_LOSS: Corrupted Riegeli/records file at byte 512")
+
+    def __getitem__(self, index):
+        if index == 3:
+            raise RuntimeError("DATA_LOSS: Corrupted Riegeli/records file at byte 512")
+        return super().__getitem__(index)
+
+
+def test_a_failed_batched_read_names_the_damaged_record():
+    records = FailingReader({"point": np.full(2, i, np.float32), "label": i} for i in range(5))
+    source = sources.CheckedSource(records, "eight_gaussians", "train", ["a-00000", "a-00001"],
+                                   [3, 2])
+    assert [r["label"] for r in source._getitems([0, 4, 2])] == [0, 4, 2]
+    with pytest.raises(sources.DataDamaged, match=r"record 3 of a-00001 cannot be read"):
+        source._getitems([1, 3])

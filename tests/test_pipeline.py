@@ -139,3 +139,33 @@ def test_eval_arrays_in_source_order(source):
     head = eval_arrays(source, transform, max_examples=5)
     assert head["text"].shape == (5, 32)
     np.testing.assert_array_equal(head["image"], arrays["image"][:5])
+
+
+class CountingSource:
+    """The real source, counting how its records are asked for."""
+
+    def __init__(self, source):
+        self.source, self.single, self.batched = source, 0, 0
+
+    def __len__(self):
+        return len(self.source)
+
+    def __getitem__(self, index):
+        self.single += 1
+        return self.source[index]
+
+    def _getitems(self, indices):
+        self.batched += 1
+        return self.source._getitems(indices)
+
+
+def test_a_batch_is_one_batched_read_and_the_same_batch_as_grains(source):
+    import grain
+    counting = CountingSource(source)
+    ours = first(iter(train_loader(counting, ID_TRANSFORM, global_batch_size=8, seed=5,
+                                   shard_index=1, shard_count=2, worker_count=0)), 3)
+    # Three batches (plus what the prefetch reads ahead), each one call, no single reads.
+    assert counting.single == 0 and counting.batched >= 3
+    records = grain.MapDataset.source(source).shuffle(seed=5).repeat(None)[1::2]
+    theirs = records.map(ID_TRANSFORM).batch(4, drop_remainder=True)
+    assert_same_batches(ours, [theirs[i] for i in range(3)])

@@ -7,8 +7,10 @@ that took a second or more to compile, which leaves out nearly every CPU program
 threshold is lowered to 0.1 s (``$XMODAL_COMPILATION_CACHE_MIN_SECS``): every jitted step,
 evaluation and sampler, not the thousands of millisecond programs op-by-op code compiles.
 
-Off on a CPU split into several devices (``several_cpu_devices``): multi-device CPU programs
-read back from the cache deadlocked in XLA's collectives. One CPU device, GPUs and TPUs use it.
+On a CPU split into several devices (``several_cpu_devices``: the tests' 8 fake devices, a
+sharded dry run) only one-device programs are cached (``_one_device_programs_only``):
+multi-device CPU programs read back from the cache deadlocked in XLA's collectives, and
+one-device programs have no collectives. One CPU device, GPUs and TPUs cache every program.
 
 Where: ``--compilation_cache=DIR`` on the command line, else ``$XMODAL_COMPILATION_CACHE``, else
 jax's own ``$JAX_COMPILATION_CACHE_DIR``, else ``~/.cache/xmodal/jax``. ``off`` (flag or
@@ -42,10 +44,10 @@ def several_cpu_devices() -> bool:
     """True when the CPU backend is split into several devices (``XLA_FLAGS=
     --xla_force_host_platform_device_count=N`` or ``jax_num_cpu_devices``, N > 1), read from
     the settings so no backend starts (multi-process runs must initialise jax.distributed
-    first). There the cache stays off: multi-device CPU programs read back from it deadlocked
-    in XLA's CPU collectives (an all-gather rendezvous timed out after 40 s with devices
-    waiting at different ops; three CLI runs aborted in one test run, none when compiled
-    afresh)."""
+    first). There only one-device programs are cached: multi-device CPU programs read back
+    from it deadlocked in XLA's CPU collectives (an all-gather rendezvous timed out after 40 s
+    with devices waiting at different ops; three CLI runs aborted in one test run, none when
+    compiled afresh)."""
     import jax
 
     m = re.search(r"--xla_force_host_platform_device_count=(\d+)", os.environ.get("XLA_FLAGS", ""))
@@ -63,7 +65,7 @@ def enable(flag: str = "") -> str | None:
     import jax
 
     directory = resolve(flag)
-    if directory is None or several_cpu_devices():
+    if directory is None or (several_cpu_devices() and not _one_device_programs_only()):
         jax.config.update("jax_enable_compilation_cache", False)
         return None
     os.makedirs(directory, exist_ok=True)
@@ -80,6 +82,36 @@ def enable(flag: str = "") -> str | None:
     jax.config.update("jax_compilation_cache_max_size", max_bytes)
     _listen()
     return directory
+
+
+def _one_device_programs_only() -> bool:
+    """Keeps multi-device programs out of the cache, for a CPU split into several devices.
+
+    jax has no setting for this (whether the cache is used is decided once per process), so
+    its one compile entry point, ``compiler.compile_or_get_cached`` (which ``pxla`` looks up on
+    the module at every compile), is wrapped: a program placed on more than one device goes
+    straight to ``backend_compile_and_load``, as jax itself does when it has no cache key.
+    Returns False, and the caller turns the whole cache off, when this jax lacks either."""
+    from jax._src import compiler
+
+    original = getattr(compiler, "compile_or_get_cached", None)
+    compile_and_load = getattr(compiler, "backend_compile_and_load", None)
+    if original is None or compile_and_load is None:
+        return False
+    if getattr(original, "one_device_only", False):
+        return True
+
+    def compile_or_get_cached(backend, computation, devices, compile_options, host_callbacks,
+                              executable_devices, *args, **kwargs):
+        if getattr(devices, "size", 1) > 1:
+            return compile_and_load(backend, computation, executable_devices, compile_options,
+                                    host_callbacks)
+        return original(backend, computation, devices, compile_options, host_callbacks,
+                        executable_devices, *args, **kwargs)
+
+    compile_or_get_cached.one_device_only = True
+    compiler.compile_or_get_cached = compile_or_get_cached
+    return True
 
 
 # What the cache did in this process: jax's monitoring events, counted.

@@ -267,6 +267,23 @@ class CheckedSource:
             raise DataDamaged(f"dataset {self.name} split {self.split}: record {index} of "
                               f"{self.shard_of(index)} cannot be read ({_first_line(e)}); "
                               f"rebuild it: {rebuild_command(self.name)}") from None
+        return self._checked(index, record)
+
+    def _getitems(self, indices) -> list:
+        """Many records in one batched ArrayRecord read (grain's batched-read protocol, which
+        ``input.ReadBatches`` uses): 2-4x faster per record than one read each, since the
+        reader seeks and decompresses once per chunk. A failed batch is read again one record
+        at a time, so the error still names the record and its shard."""
+        indices = [int(i) for i in indices]
+        if not hasattr(self.source, "__getitems__"):
+            return [self[i] for i in indices]
+        try:
+            records = self.source.__getitems__(indices)
+        except (RuntimeError, OSError, ValueError, IndexError):
+            return [self[i] for i in indices]
+        return [self._checked(i, r) for i, r in zip(indices, records)]
+
+    def _checked(self, index, record):
         # A NaN/Inf in a stored float field (a corrupt record, or a bug in a builder) would
         # surface as a NaN loss steps later; here it names its record. isfinite over one
         # record's floats costs microseconds next to decoding it.
