@@ -57,7 +57,7 @@ def run(spec: str, workdir, *args: str, devices: int = 8, timeout: int = 600,
 
 
 def copy_workdir(src, dst):
-    """A private copy of a shared trained workdir (conftest's ``trained_clip``), without its
+    """A private copy of a shared trained workdir (conftest's ``shared_workdir``), without its
     ``TRAINED`` marker and locks."""
     shutil.copytree(src, dst, ignore=shutil.ignore_patterns("TRAINED", ".lock*"))
     return dst

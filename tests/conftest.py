@@ -32,24 +32,45 @@ def pytest_runtest_setup(item):
         check_data(mark.args[0])
 
 
-@pytest.fixture(scope="session")
-def trained_clip(tmp_path_factory):
-    """A workdir of ``specs/clip.py:runlocal`` at the tests' tiny size trained for 2 steps
-    through the CLI (8 devices), made once per test run and shared by the xdist workers (a file
-    lock: the first worker to need it trains it). Tests never change it: they copy it with
-    ``cli.copy_workdir``. Train once, assert many: eval-only, re-evaluation, resume and failed-start
-    tests all start from a trained run."""
+def shared_workdir(tmp_path_factory, name: str, build) -> "os.PathLike":
+    """``root/name``, made once per test run by ``build(workdir)`` and shared by the xdist
+    workers (a file lock: the first worker to need it builds it, the others wait and reuse it).
+    Tests never change it: they copy it (``cli.copy_workdir``) or read it."""
     from filelock import FileLock
 
-    from tests import cli
     # Under xdist every worker has its own base temp inside the run's; outside it, the run's.
     root = tmp_path_factory.getbasetemp()
     root = root.parent if os.environ.get("PYTEST_XDIST_WORKER") else root
-    wd = root / "shared_trained_clip"
-    with FileLock(str(root / "shared_trained_clip.lock")):
+    wd = root / name
+    with FileLock(str(root / f"{name}.lock")):
         if not (wd / "TRAINED").exists():
             shutil.rmtree(wd, ignore_errors=True)
-            cli.run("specs/clip.py:runlocal", wd, "--spec.train.steps=2")
+            build(wd)
             (wd / "TRAINED").write_text("")
     return wd
 
+
+@pytest.fixture(scope="session")
+def trained_clip(tmp_path_factory):
+    """A workdir of ``specs/clip.py:runlocal`` at the tests' tiny size trained for 2 steps
+    through the CLI (8 devices). Train once, assert many: eval-only, re-evaluation, resume and
+    failed-start tests all start from a trained run."""
+    from tests import cli
+    return shared_workdir(tmp_path_factory, "shared_trained_clip", lambda wd: cli.run(
+        "specs/clip.py:runlocal", wd, "--spec.train.steps=2"))
+
+
+@pytest.fixture(scope="session")
+def eight_gaussians_teacher(tmp_path_factory):
+    """The teacher stage of ``specs/eight_gaussians.py`` at the tests' size
+    (``toy_runs.eight_gaussians_spec``: a 64-wide MLP trained 2000 steps), the stage folder
+    itself. Shared by the distillation quality test and the sample command's tests, which
+    each put a copy in a workdir of their own as its ``teacher`` stage."""
+    from tests import toy_runs
+    from xmodal.core import spec as spec_lib
+    from xmodal.core import trainer
+
+    def build(wd):
+        trainer.run(spec_lib.validate(toy_runs.eight_gaussians_spec()), str(wd),
+                    only=("teacher",))
+    return shared_workdir(tmp_path_factory, "shared_eight_gaussians", build) / "teacher"

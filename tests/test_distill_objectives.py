@@ -13,6 +13,7 @@ from xmodal.core import spec as spec_lib
 from xmodal.core import trainer
 from xmodal.core.registry import MODELS, OBJECTIVES, SpecError
 from xmodal.core.stages import load_stage
+from xmodal.distill.teacher import x1_prediction
 from xmodal.losses import distillation as dl
 
 # Each test here trains a stage through the trainer (a module-scoped teacher, sampler or
@@ -121,11 +122,39 @@ def test_students_of_a_stochastic_path_teacher_train(icfm_teacher_dir, name):
 def test_sid_and_reflow_groups(teacher_dir):
     sid, _ = _bind(teacher_dir, "sid", alpha=1.2)
     assert sid.groups == ("fake_score", "generator") and not getattr(sid, "cadence", None)
-    batch = _batch()
+    batch, rng = _batch(), jax.random.key(4)
     params = _params(sid, batch)
-    for g in sid.groups:
-        loss, _ = sid.loss(params, batch, jax.random.key(4), g)
-        assert np.isfinite(float(loss))
+
+    def generator_loss(gen, params=params, obj=sid):
+        return obj.loss(dict(params, generator=gen), batch, rng, "generator")[0]
+
+    def largest_gradient(params):
+        grads = jax.grad(generator_loss)(params["generator"], params)
+        return max(float(jnp.abs(g).max()) for g in jax.tree.leaves(grads))
+
+    # The fake score starts as the teacher: d = x_real - x_fake = 0, so the loss is exactly 0
+    # and its gradient 0 up to rounding (nothing to match yet).
+    assert float(generator_loss(params["generator"])) == 0.0
+    at_start = largest_gradient(params)
+    # Once it differs, the loss is SiD's, written out from the same draws...
+    params = dict(params, fake_score=jax.tree.map(lambda p: p * 0.9, params["fake_score"]))
+    k_z, k_noise, _ = jax.random.split(rng, 3)
+    x = sid.generate(params["generator"], sid.noise(k_z, params, batch), batch["label"])
+    x_t, t = sid.noised(k_noise, x)
+    x_real = sid.real_x1(params, x_t, t, batch["label"])
+    x_fake = x1_prediction(sid.teacher, params["fake_score"], x_t, t, batch["label"])
+    got = float(generator_loss(params["generator"], params))
+    assert got == pytest.approx(float(dl.sid_loss(x, x_real, x_fake, 1.2)), rel=1e-5)
+    # ...alpha weighs -d^2 (SiDA's alpha = 1 is higher by 0.2 mean(d^2 / scale) > 0), and the
+    # generator gets a gradient.
+    sida, _ = _bind(teacher_dir, "sid", alpha=1.0)
+    scale = jnp.mean(jnp.abs(x - x_real), axis=1, keepdims=True)
+    np.testing.assert_allclose(float(generator_loss(params["generator"], params, sida)) - got,
+                               0.2 * float(jnp.mean(jnp.square(x_real - x_fake) / scale)),
+                               rtol=1e-4)
+    assert at_start < 1e-4 * largest_gradient(params), at_start
+    fake_loss, _ = sid.loss(params, batch, rng, "fake_score")
+    assert float(fake_loss) > 0
     reflow, _ = _bind(teacher_dir, "reflow", target="flow", teacher_steps=2)
     params = _params(reflow, batch)
     assert set(params) == {"teacher", "model"}
@@ -170,12 +199,6 @@ def test_a_cadence_that_never_updates_a_group_fails_at_start(teacher_dir, tmp_pa
     with pytest.raises(SpecError, match="generator"):
         trainer.run(spec_lib.validate(spec), str(tmp_path / "wd"), only=("dmd",))
     assert not os.path.exists(tmp_path / "wd")
-
-
-def test_dmd_loss_helper_matches_objective_normaliser():
-    # dl.per_example_mean over a [B, 2] batch is the mean over the 2 coordinates.
-    x = jnp.asarray([[1.0, 3.0], [2.0, -2.0]])
-    np.testing.assert_allclose(dl.per_example_mean(jnp.abs(x)), [[2.0], [2.0]])
 
 
 def test_dynamic_control_narrows_the_noise_levels_as_the_gap_shrinks(teacher_dir):
@@ -277,10 +300,17 @@ def test_multi_step_dmd_and_sid_train_through_the_trainer(teacher_dir, tmp_path)
         c.stages[name].objective.generator_steps = 3
         c.stages[name].objective.teacher_from = teacher_dir
     out = trainer.run(spec_lib.validate(c), str(tmp_path), only=("dmd", "sid"))
+    teacher = load_stage(teacher_dir).params["model"]
     for name in ("dmd", "sid"):
         assert np.isfinite(out[name]["eval/sw@1"]), out[name]
         rows = [json.loads(line) for line in open(tmp_path / name / "metrics.jsonl")]
-        assert any("train/generator/loss" in r for r in rows)
+        assert any(r.get("train/generator/loss", 0.0) != 0.0 for r in rows)
+        # The 3-step student was trained: it starts as the teacher and has moved from it.
+        stage = load_stage(str(tmp_path / name))
+        assert stage.spec["objective"]["generator_steps"] == 3
+        moved = [float(jnp.abs(a - b).max()) for a, b in zip(
+            jax.tree.leaves(stage.params["generator"]), jax.tree.leaves(teacher))]
+        assert max(moved) > 0, name
 
 
 def test_gan_losses_follow_their_formulas():
@@ -341,3 +371,11 @@ def test_dmd_with_gan_head_trains_through_the_trainer(teacher_dir, tmp_path):
     rows = [json.loads(line) for line in open(tmp_path / "dmd" / "metrics.jsonl")]
     d = [r["train/fake_score/gan_d_loss"] for r in rows if "train/fake_score/gan_d_loss" in r]
     assert d and all(np.isfinite(d)) and 0 < d[0] < 5
+    # What the trainer logged is DMD's loss plus 0.01 x the GAN generator loss, on every
+    # generator update.
+    gen = [r for r in rows if r.get("train/generator/loss", 0.0) != 0.0]
+    assert gen
+    for r in gen:
+        assert r["train/generator/gan_g_loss"] > 0
+        assert r["train/generator/loss"] == pytest.approx(
+            r["train/generator/dm_loss"] + 0.01 * r["train/generator/gan_g_loss"], rel=1e-5)

@@ -11,7 +11,7 @@ import sys
 import numpy as np
 import pytest
 
-from tests import cli
+from tests import cli, toy_runs
 from xmodal.core import spec as spec_lib
 from xmodal.core import trainer
 
@@ -39,22 +39,12 @@ def test_tiny_spec_runs_every_stage_through_the_cli(tmp_path):
     assert gen[1] == 0.0 and gen[2] != 0.0 and gen[3] == 0.0 and gen[4] != 0.0
 
 
-def _spec(**dmd):
-    c = spec_lib.load(SPEC + ":runlocal,steps=2000,student_steps=600")
-    for stage in c.stages.values():
-        stage.model.width, stage.model.depth = 64, 2
-        stage.data.batch_size = 256
-        stage.data.eval_max_examples = 1024
-    c.stages.teacher.evals.sw.steps = (1, 50)
-    for k, v in dmd.items():
-        c.stages.dmd.objective[k] = v
-    return c
-
-
 @pytest.mark.slow
-def test_dmd_student_in_one_step_beats_the_teachers_one_step_sample(tmp_path):
+def test_dmd_student_in_one_step_beats_the_teachers_one_step_sample(tmp_path,
+                                                                   eight_gaussians_teacher):
     wd = str(tmp_path / "eg")
-    trainer.run(spec_lib.validate(_spec()), wd, only=("teacher", "dmd"))
+    cli.copy_workdir(eight_gaussians_teacher, os.path.join(wd, "teacher"))
+    trainer.run(spec_lib.validate(toy_runs.eight_gaussians_spec()), wd, only=("dmd",))
     teacher50 = _last(os.path.join(wd, "teacher"), "eval/sw@50")
     teacher1 = _last(os.path.join(wd, "teacher"), "eval/sw@1")
     student = _last(os.path.join(wd, "dmd"), "eval/sw@1")
@@ -67,7 +57,8 @@ def test_dmd_student_in_one_step_beats_the_teachers_one_step_sample(tmp_path):
 
 def _untrained_sw(wd):
     """The same one-step generator freshly initialised, evaluated without training."""
-    c = _spec(student_init="scratch", teacher_from=os.path.join(wd, "teacher"))
+    c = toy_runs.eight_gaussians_spec(student_init="scratch",
+                                      teacher_from=os.path.join(wd, "teacher"))
     c.stages.dmd.train.steps = 0
     out = trainer.run(spec_lib.validate(c), wd + "_untrained", only=("dmd",))
     return out["dmd"]["eval/sw@1"]

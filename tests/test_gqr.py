@@ -143,8 +143,12 @@ def test_gqr_spec_through_the_cli(tmp_path):
                        "oracle_single", "oracle_U"):
             value = final[f"eval/{comp}/{method}/nDCG@5"]
             assert 0.0 <= value <= 100.0, (comp, method, value)
-        # the oracle over U is a ceiling for every re-ranking of U
-        assert final[f"eval/{comp}/oracle_U/nDCG@5"] >= final[f"eval/{comp}/gqr/nDCG@5"] - 1e-6
+        # the oracle over U is a ceiling for every re-ranking of U, the per-query better
+        # retriever for each retriever alone
+        ndcg = {m: final[f"eval/{comp}/{m}/nDCG@5"] for m in (
+            "primary", "complementary", "mixture", "gqr", "oracle_single", "oracle_U")}
+        assert ndcg["oracle_U"] >= max(ndcg["mixture"], ndcg["gqr"]) - 1e-6, ndcg
+        assert ndcg["oracle_single"] >= max(ndcg["primary"], ndcg["complementary"]) - 1e-6, ndcg
         assert final[f"eval/{comp}/gqr/alpha"] in (0.3, 0.7)
     assert final["eval/queries_dev"] > 0 and final["eval/queries_test"] > 0
     table = (wd / "gqr_table.md").read_text()

@@ -21,20 +21,16 @@ SPEC = "specs/eight_gaussians.py:tiny"
 
 
 @pytest.fixture(scope="module")
-def workdir(tmp_path_factory):
-    """A teacher trained long enough to find the modes (600 steps of a 64-wide MLP) and a
-    few steps of a DMD student."""
+def workdir(tmp_path_factory, eight_gaussians_teacher):
+    """The shared trained teacher (a 64-wide MLP that finds the modes) and a few steps of a
+    DMD student."""
     wd = str(tmp_path_factory.mktemp("eg"))
+    cli.copy_workdir(eight_gaussians_teacher, os.path.join(wd, "teacher"))
     c = spec_lib.load(os.path.join(cli.ROOT, SPEC))
-    c.stages.teacher.train.steps = 600
-    c.stages.teacher.train.ckpt_every = 600
-    c.stages.teacher.train.log_every = 100
-    c.stages.teacher.optim.warmup_steps = 50
-    c.stages.teacher.data.batch_size = 256
     for stage in c.stages.values():
         stage.model.width, stage.model.depth = 64, 2
         stage.evals = {}
-    trainer.run(spec_lib.validate(c), wd, only=("teacher", "dmd"))
+    trainer.run(spec_lib.validate(c), wd, only=("dmd",))
     return wd
 
 

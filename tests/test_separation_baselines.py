@@ -33,6 +33,15 @@ def test_irm_of_the_mixture_itself_returns_it(power):
                                atol=1e-4)
 
 
+@pytest.mark.parametrize("power, mask", [(1.0, 0.25), (2.0, 0.1)])
+def test_irm_of_a_scaled_mixture_is_the_formulas_constant_mask(power, mask):
+    _, mix = _sources()
+    # S = a X and N = (1 - a) X in every bin: M = a^p / (a^p + (1 - a)^p), the same everywhere,
+    # so the estimate is M x: 0.25 for p = 1 and 0.0625 / (0.0625 + 0.5625) = 0.1 for p = 2.
+    np.testing.assert_allclose(oracle_irm(mix, 0.25 * mix, n_fft=256, hop=64, power=power),
+                               mask * mix, atol=1e-4)
+
+
 def test_irm_of_silence_target_is_silent_and_irm_separates():
     target, mix = _sources()
     zeros = np.zeros_like(mix)
