@@ -171,9 +171,12 @@ class ReadBatches(grain.MapDataset):
     ``i*size .. (i+1)*size - 1``, exactly as grain's ``batch`` over a repeated stream, so the
     batches and the iterator state (a position) are the same as with it."""
 
-    def __init__(self, parent: grain.MapDataset, size: int):
+    def __init__(self, parent: grain.MapDataset, size: int, batch_fn=None):
         super().__init__(parent)
         self._size = size
+        # Stacks the elements leaf by leaf by default; ``list`` keeps them apart (bench/data.py).
+        self._batch_fn = batch_fn or (lambda elements: jax.tree.map(
+            lambda *leaves: np.stack(leaves), *elements))
 
     def __len__(self) -> int:
         return len(self._parent) // self._size
@@ -186,7 +189,7 @@ class ReadBatches(grain.MapDataset):
             return self.slice(index)
         start = index * self._size
         elements = self._parent._getitems(list(range(start, start + self._size)))  # noqa: SLF001
-        return jax.tree.map(lambda *leaves: np.stack(leaves), *elements)
+        return self._batch_fn(elements)
 
 
 def _batched_stream(examples: grain.MapDataset, per_process_batch: int, worker_count: int,
