@@ -105,3 +105,19 @@ def test_only_one_device_programs_on_a_cpu_split_into_several_devices(tmp_path):
     assert sharded == (0, 0) and single == (0, 1)   # the sharded one never reaches the cache
     sharded, single = steps()
     assert sharded == (0, 0) and single == (1, 0)   # the one-device one is read back
+
+
+def test_prune_drops_the_least_recently_used_entries_down_to_eighty_percent(tmp_path):
+    # Five 100-byte entries used at times 1..5 (k0 oldest), one with a bounded jax cache's
+    # atime file beside it.
+    for i in range(5):
+        path = tmp_path / f"k{i}-cache"
+        path.write_bytes(b"x" * 100)
+        os.utime(path, (1000 + i, 1000 + i))
+    (tmp_path / "k0-atime").write_bytes(b"\0" * 8)
+    assert compilation_cache.prune(str(tmp_path), 500) == 0          # within the bound
+    assert len(list(tmp_path.glob("*-cache"))) == 5
+    # Over 350 bytes: the oldest go until at most 280 (80 %) remain.
+    assert compilation_cache.prune(str(tmp_path), 350) == 300
+    assert sorted(p.name for p in tmp_path.iterdir() if not p.name.startswith(".")) == \
+        ["k3-cache", "k4-cache"]

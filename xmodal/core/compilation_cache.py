@@ -15,9 +15,10 @@ one-device programs have no collectives. One CPU device, GPUs and TPUs cache eve
 Where: ``--compilation_cache=DIR`` on the command line, else ``$XMODAL_COMPILATION_CACHE``, else
 jax's own ``$JAX_COMPILATION_CACHE_DIR``, else ``~/.cache/xmodal/jax``. ``off`` (flag or
 variable) turns it off. The cache is keyed by the program, the jax/jaxlib version, the backend
-and the devices, so a stale entry is never used for another setting; reads and writes hold
-jax's file lock on the folder (why ``filelock`` is a dependency), so concurrent runs may share it. Its size is bounded (least recently
-used entries are dropped past ``$XMODAL_COMPILATION_CACHE_MAX_BYTES``, default 4 GiB).
+and the devices, so a stale entry is never used for another setting. Writes are jax's default
+(unbounded) ones; a process that reads an entry while another is writing it gets a warning and
+compiles the program itself. The size is bounded by ``prune`` when a process turns the cache on:
+past ``$XMODAL_COMPILATION_CACHE_MAX_BYTES`` (default 4 GiB) the least recently used entries go.
 """
 from __future__ import annotations
 
@@ -26,7 +27,7 @@ import os
 import re
 
 DEFAULT_DIR = os.path.join("~", ".cache", "xmodal", "jax")
-DEFAULT_MAX_BYTES = 4 << 30
+DEFAULT_MAX_BYTES = 4 << 30   # pruned down to 80 % of it past this (``prune``)
 DEFAULT_MIN_SECS = 0.1
 OFF = ("off", "0", "false", "none", "no")
 
@@ -78,10 +79,47 @@ def enable(flag: str = "") -> str | None:
     jax.config.update("jax_persistent_cache_min_compile_time_secs", min_secs)
     # -1 also stops jax raising the size floor for the filesystem.
     jax.config.update("jax_persistent_cache_min_entry_size_bytes", -1)
-    max_bytes = int(os.environ.get("XMODAL_COMPILATION_CACHE_MAX_BYTES", DEFAULT_MAX_BYTES))
-    jax.config.update("jax_compilation_cache_max_size", max_bytes)
+    # jax's default write path (no size bound): with a bound jax scans the whole folder, under
+    # a lock every other process waits on, at every write (0.2-0.4 s at 1,800 entries; a cold
+    # test run writes over a thousand). The bound is kept here instead, once per process.
+    jax.config.update("jax_compilation_cache_max_size", -1)
+    prune(directory, int(os.environ.get("XMODAL_COMPILATION_CACHE_MAX_BYTES", DEFAULT_MAX_BYTES)))
     _listen()
     return directory
+
+
+def prune(directory: str, max_bytes: int) -> int:
+    """Deletes the least recently used entries while the folder's entries exceed
+    ``max_bytes``, down to 80 % of it (so not every start prunes); returns the bytes freed.
+    "Used" is the later of the file's access and modification times, as the filesystem keeps
+    them (with Linux's default ``relatime``, a read is recorded at least once a day). Entries
+    are ``<key>-cache`` files; an ``<key>-atime`` file a bounded jax cache left goes with its
+    entry. A lock keeps two starting processes from pruning at once."""
+    from filelock import FileLock
+
+    with FileLock(os.path.join(directory, ".xmodal-prune.lock")):
+        entries = []
+        for name in os.listdir(directory):
+            if name.endswith("-cache"):
+                try:
+                    st = os.stat(os.path.join(directory, name))
+                except FileNotFoundError:      # removed by another process meanwhile
+                    continue
+                entries.append((max(st.st_atime, st.st_mtime), name, st.st_size))
+        total = sum(size for _, _, size in entries)
+        if total <= max_bytes:
+            return 0
+        freed, target = 0, int(0.8 * max_bytes)
+        for _, name, size in sorted(entries):
+            if total - freed <= target:
+                break
+            for path in (name, name[: -len("-cache")] + "-atime"):
+                try:
+                    os.remove(os.path.join(directory, path))
+                except FileNotFoundError:
+                    pass
+            freed += size
+        return freed
 
 
 def _one_device_programs_only() -> bool:
