@@ -219,6 +219,16 @@ def test_out_of_range_values_name_the_key_and_the_range(key, value, valid):
         spec_lib.validate(multi)
 
 
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), float("-inf")])
+def test_non_finite_numbers_are_out_of_every_range(value):
+    # NaN compares false with every bound and inf passes a bound that is open at the top.
+    c = _minimal()
+    c.optim.lr = value
+    with pytest.raises(SpecError, match=re.escape(
+            f"'optim.lr' = {value!r} is out of range: it must be a finite number >= 0")):
+        spec_lib.validate(c)
+
+
 def test_in_range_edges_are_accepted():
     c = _minimal()
     c.train.steps, c.train.eval_every, c.optim.lr, c.train.ema_decay = 0, 0, 0.0, 0.999

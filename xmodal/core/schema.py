@@ -157,6 +157,8 @@ class Range:
     def holds(self, value) -> bool:
         if self.choices:
             return value in self.choices
+        if value != value or value in (float("inf"), float("-inf")):
+            return False   # NaN compares false with every bound; inf passes an open top
         if self.low is not None and (value <= self.low if self.low_open else value < self.low):
             return False
         return self.high is None or (value < self.high if self.high_open else value <= self.high)

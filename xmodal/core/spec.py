@@ -10,6 +10,7 @@ from __future__ import annotations
 import ast
 import importlib.util
 import json
+import math
 import os
 from typing import Any, Mapping
 
@@ -249,8 +250,9 @@ def _check_ranges(stage: mlc.ConfigDict, prefix: str) -> None:
         node, key = path.rsplit(".", 1)
         value = stage[node][key]
         if not valid.holds(value):
+            finite = "" if valid.choices or math.isfinite(value) else "a finite number "
             raise SpecError(f"spec key '{prefix}{path}' = {value!r} is out of range: it must be "
-                            f"{valid.describe()}")
+                            f"{finite}{valid.describe()}")
 
 
 def _check_mix(stage: mlc.ConfigDict, prefix: str) -> None:
