@@ -9,6 +9,7 @@ extra training sources of ``data.mix``).
 from __future__ import annotations
 
 import dataclasses
+import math
 from typing import Callable
 
 
@@ -157,7 +158,7 @@ class Range:
     def holds(self, value) -> bool:
         if self.choices:
             return value in self.choices
-        if value != value or value in (float("inf"), float("-inf")):
+        if not math.isfinite(value):
             return False   # NaN compares false with every bound; inf passes an open top
         if self.low is not None and (value <= self.low if self.low_open else value < self.low):
             return False
