@@ -32,7 +32,12 @@ def tiny_towers(spec: str) -> list[str]:
             for key, value in (("width", 16), ("depth", 1), ("num_heads", 2))]
 
 
-def env(devices: int = 8, **extra: str) -> dict:
+def env(devices: int = 1, **extra: str) -> dict:
+    """The environment of a CLI run on ``devices`` fake CPU devices. One by default: a
+    one-device program is read back from the persistent compilation cache, a multi-device one
+    is compiled again in every process (compilation_cache.several_cpu_devices), so a CLI run
+    of the tests' tiny size takes ~10 s on one device and ~26 s on eight (2-core CPU). Tests
+    of sharding, multi-device restore and multi-process runs name their devices."""
     e = dict(os.environ)
     e["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={devices}"
     e["JAX_PLATFORMS"] = "cpu"
@@ -46,7 +51,7 @@ def command(spec: str, workdir, *args: str) -> list[str]:
             *TINY, *tiny_towers(spec), *args]
 
 
-def run(spec: str, workdir, *args: str, devices: int = 8, timeout: int = 600,
+def run(spec: str, workdir, *args: str, devices: int = 1, timeout: int = 600,
         check: bool = True) -> subprocess.CompletedProcess:
     r = subprocess.run(command(spec, workdir, *args), cwd=ROOT, env=env(devices),
                        capture_output=True, text=True, timeout=timeout)

@@ -53,7 +53,7 @@ def shared_workdir(tmp_path_factory, name: str, build) -> "os.PathLike":
 @pytest.fixture(scope="session")
 def trained_clip(tmp_path_factory):
     """A workdir of ``specs/clip.py:runlocal`` at the tests' tiny size trained for 2 steps
-    through the CLI (8 devices). Train once, assert many: eval-only, re-evaluation, resume and
+    through the CLI (one device). Train once, assert many: eval-only, re-evaluation, resume and
     failed-start tests all start from a trained run."""
     from tests import cli
     return shared_workdir(tmp_path_factory, "shared_trained_clip", lambda wd: cli.run(

@@ -38,14 +38,19 @@ def _wait_for_checkpoint(workdir, step, proc, timeout=300):
     raise AssertionError("no checkpoint in time")
 
 
+# On a 2-device mesh that shards the kernels (fsdp=2): the resumed run restores sharded
+# state, the restore a pod run does. The other resume tests run on one device.
+MESH = ("--spec.mesh.data=1", "--spec.mesh.fsdp=2")
+
+
 def test_kill9_then_resume_is_bitwise_exact(tmp_path):
     ref, cut = str(tmp_path / "ref"), str(tmp_path / "cut")
-    cli.run("specs/clip.py:runlocal", ref, TOTAL, f"--until_step={2 * N}",
-            f"--spec.train.ckpt_every={N}")
+    cli.run("specs/clip.py:runlocal", ref, TOTAL, *MESH, f"--until_step={2 * N}",
+            f"--spec.train.ckpt_every={N}", devices=2)
 
-    proc = subprocess.Popen(cli.command("specs/clip.py:runlocal", cut, TOTAL,
+    proc = subprocess.Popen(cli.command("specs/clip.py:runlocal", cut, TOTAL, *MESH,
                                         f"--spec.train.ckpt_every={N}"),
-                            cwd=cli.ROOT, env=cli.env(), stdout=subprocess.DEVNULL,
+                            cwd=cli.ROOT, env=cli.env(devices=2), stdout=subprocess.DEVNULL,
                             stderr=subprocess.PIPE, text=True)
     _wait_for_checkpoint(cut, N, proc)
     os.kill(proc.pid, signal.SIGKILL)
@@ -54,8 +59,8 @@ def test_kill9_then_resume_is_bitwise_exact(tmp_path):
     committed = ocp.utils.checkpoint_steps(os.path.join(cut, "checkpoints"))
     assert max(committed) < 2 * N, "the killed run got too far for the test to mean anything"
 
-    cli.run("specs/clip.py:runlocal", cut, TOTAL, f"--until_step={2 * N}",
-            f"--spec.train.ckpt_every={N}")
+    cli.run("specs/clip.py:runlocal", cut, TOTAL, *MESH, f"--until_step={2 * N}",
+            f"--spec.train.ckpt_every={N}", devices=2)
     p_ref, o_ref = _params(ref, 2 * N)
     p_cut, o_cut = _params(cut, 2 * N)
     for a, b in zip(p_ref + o_ref, p_cut + o_cut):
