@@ -17,9 +17,9 @@ Stages, in this order, each in ``<workdir>/<stage>``:
   dmd          the student: the teacher's U-Net plus a zero-initialised ControlNet-style branch
                on the degraded image, started from the teacher; DMD2 (5 fake-score updates per
                generator update) + regression to the clean image (weight 0.25)
-  dmd_dynamic  the same with dynamic control (``xmodal.distill.dmd``: the noise levels of the
-               distribution-matching gradient narrow as the student's gap to the clean images
-               shrinks)
+  dmd_dynamic  the same with dynamic control (``xmodal/projects/instarevive/dynamic_control.py``:
+               the noise levels of the distribution-matching gradient narrow as the student's
+               gap to the clean images shrinks from its peak)
   sid          SiD (alpha 1.2), the same student
   reflow       2-rectified flow on (noise, teacher ODE(noise)) couplings (25 steps; runlocal 10)
   one_step     regression distillation of the reflowed flow (InstaFlow's second stage)
@@ -100,8 +100,8 @@ def get_config(arg=None):
     stages = dict(
         teacher=teacher, regressor=regressor,
         dmd=student(dmd, lr),
-        dmd_dynamic=student(dict(dmd, dynamic_control=True, dynamic_decay=0.9 if tiny else 0.98,
-                                 dynamic_floor=0.25), lr),
+        dmd_dynamic=student(dict(dmd, noise_control=dict(
+            name="instarevive_dynamic", decay=0.9 if tiny else 0.98, floor=0.25)), lr),
         sid=student(dict(name="sid", alpha=1.2), lr),
         # Reflow keeps the teacher's architecture: its couplings retrain the teacher's network.
         reflow=student(dict(name="reflow", target="flow",

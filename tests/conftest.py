@@ -1,4 +1,5 @@
 """Test setup: 8 fake CPU devices, set before JAX touches a backend."""
+import contextlib
 import os
 import shutil
 
@@ -23,6 +24,32 @@ from xmodal.core import compilation_cache  # noqa: E402
 
 jax.config.update("jax_threefry_partitionable", True)
 compilation_cache.enable()
+
+
+@contextlib.contextmanager
+def one_device():
+    """In-process training on the first of the 8 fake devices only: ``jax.devices()`` (what
+    ``parallel.make_mesh`` lays the spec's mesh over) lists one device. For tests of what a
+    run learns or logs, not of how it is sharded: a one-device program skips the 8-way split
+    on 2 cores and is read back from the compilation cache, which a multi-device CPU program
+    is not (``compilation_cache.several_cpu_devices``). Sharding has its own tests."""
+    everything = jax.devices
+
+    def first(*args, **kwargs):
+        return everything(*args, **kwargs) if args or kwargs else everything()[:1]
+    jax.devices = first
+    try:
+        yield
+    finally:
+        jax.devices = everything
+
+
+@pytest.fixture(scope="module")
+def on_one_device():
+    """``one_device`` for a whole module: ``pytestmark = pytest.mark.usefixtures(...)`` runs
+    it before the module's other module-scoped fixtures (a trained teacher)."""
+    with one_device():
+        yield
 
 
 def pytest_runtest_setup(item):
@@ -71,6 +98,7 @@ def eight_gaussians_teacher(tmp_path_factory):
     from xmodal.core import trainer
 
     def build(wd):
-        trainer.run(spec_lib.validate(toy_runs.eight_gaussians_spec()), str(wd),
-                    only=("teacher",))
+        with one_device():
+            trainer.run(spec_lib.validate(toy_runs.eight_gaussians_spec()), str(wd),
+                        only=("teacher",))
     return shared_workdir(tmp_path_factory, "shared_eight_gaussians", build) / "teacher"

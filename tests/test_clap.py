@@ -120,7 +120,7 @@ def test_clap_spec_cli_and_scorer(tmp_path):
     r = subprocess.run(
         [sys.executable, "-m", "xmodal.main", "--spec=specs/clap.py:tiny",
          f"--workdir={workdir}"],
-        cwd=cli.ROOT, env=cli.env(devices=2), capture_output=True, text=True, timeout=600)
+        cwd=cli.ROOT, env=cli.env(), capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stderr[-4000:]
     spec = json.loads((workdir / "spec.json").read_text())
     assert spec["data"]["mix"]["effects"]["name"] == "tuxpaint/effects_tiny"

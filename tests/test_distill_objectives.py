@@ -18,7 +18,7 @@ from xmodal.losses import distillation as dl
 
 # Each test here trains a stage through the trainer (a module-scoped teacher, sampler or
 # workdir): part of the whole suite, not of the quick `-m "not slow"` loop.
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("on_one_device")]
 
 SPEC = os.path.join(cli.ROOT, "specs/eight_gaussians.py") + ":tiny"
 
@@ -201,19 +201,28 @@ def test_a_cadence_that_never_updates_a_group_fails_at_start(teacher_dir, tmp_pa
     assert not os.path.exists(tmp_path / "wd")
 
 
-def test_dynamic_control_narrows_the_noise_levels_as_the_gap_shrinks(teacher_dir):
-    obj, _ = _bind(teacher_dir, dynamic_control=True, dynamic_decay=0.5, dynamic_floor=0.25,
-                   t_min=0.1, t_max=0.9)
+def test_a_noise_control_moves_the_generators_noise_levels(teacher_dir):
+    """The hook with InstaRevive's rule (xmodal/projects/instarevive/dynamic_control.py): the
+    range narrows as the smoothed gap falls below its peak, and only then."""
+    control = {"name": "instarevive_dynamic", "decay": 0.5, "floor": 0.25}
+    obj, _ = _bind(teacher_dir, noise_control=control, t_min=0.1, t_max=0.9)
     state = obj.init_state()
     assert float(obj.t_low(state)) == pytest.approx(0.1)      # no gap seen yet: the full range
-    state = obj.update_state(state, {"train/fake_score/clean_gap": jnp.float32(2.0)})
-    assert (float(state["gap_ref"]), float(state["gap_ema"])) == (2.0, 2.0)
+
+    def step(gap):
+        return obj.update_state(state, {"train/fake_score/clean_gap": jnp.float32(gap),
+                                         "train/fake_score/loss": jnp.float32(9.0)})
+    state = step(2.0)
+    assert (float(state["gap_ema"]), float(state["gap_peak"])) == (2.0, 2.0)
     assert float(obj.t_low(state)) == pytest.approx(0.1)
-    state = obj.update_state(state, {"train/fake_score/clean_gap": jnp.float32(0.0)})
-    assert float(state["gap_ema"]) == pytest.approx(1.0) and float(state["gap_ref"]) == 2.0
-    assert float(obj.t_low(state)) == pytest.approx(0.9 - 0.5 * 0.8)   # half the gap: half range
-    state = obj.update_state(state, {"train/fake_score/clean_gap": jnp.float32(0.0)})
-    state = obj.update_state(state, {"train/fake_score/clean_gap": jnp.float32(0.0)})
+    state = step(4.0)                       # the gap grows first (as DMD's gradient moves it)
+    assert (float(state["gap_ema"]), float(state["gap_peak"])) == (3.0, 3.0)
+    assert float(obj.t_low(state)) == pytest.approx(0.1)      # at its peak: still the full range
+    state = step(0.0)
+    assert (float(state["gap_ema"]), float(state["gap_peak"])) == (1.5, 3.0)
+    assert float(obj.t_low(state)) == pytest.approx(0.9 - 0.5 * 0.8)   # half the peak: half range
+    state = step(0.0)
+    state = step(0.0)
     assert float(obj.t_low(state)) == pytest.approx(0.9 - 0.25 * 0.8)  # held at the floor
     # The generator's noise levels are drawn from [t_low, t_max] and say so.
     batch = _batch(64)
@@ -225,33 +234,60 @@ def test_dynamic_control_narrows_the_noise_levels_as_the_gap_shrinks(teacher_dir
                                                                                        batch))
     _, t = obj.noised(k_noise, x, aux["t_low"])
     assert float(t.min()) >= 0.7 and float(t.max()) <= 0.9
+    # The fake-score group measures the control's signal: mean |G(z) - data|.
     _, aux = obj.loss(params, batch, jax.random.key(6), "fake_score", objective_state=state)
-    assert float(aux["clean_gap"]) > 0
-    with pytest.raises(SpecError, match="dynamic_decay"):
-        OBJECTIVES.build("dmd", teacher_from=teacher_dir, dynamic_decay=1.0)
+    x = obj.generate(params["generator"], obj.noise(jax.random.split(jax.random.key(6), 3)[0],
+                                                    params, batch), obj.condition(params, batch))
+    want = float(jnp.mean(jnp.abs(x - obj.teacher.flow_data(params, batch))))
+    assert float(aux["clean_gap"]) == pytest.approx(want, rel=1e-5) and want > 0
+    # Without a control: no state, the fixed range.
+    plain, _ = _bind(teacher_dir, t_min=0.1, t_max=0.9)
+    assert plain.init_state() == {} and float(plain.t_low({})) == pytest.approx(0.1)
+    with pytest.raises(SpecError, match="decay"):
+        OBJECTIVES.build("dmd", teacher_from=teacher_dir,
+                         noise_control=dict(control, decay=1.0))
+    with pytest.raises(SpecError, match="valid noise control names: instarevive_dynamic"):
+        OBJECTIVES.build("dmd", teacher_from=teacher_dir, noise_control={"name": "nope"})
+    with pytest.raises(SpecError, match="valid keys: decay, floor"):
+        OBJECTIVES.build("dmd", teacher_from=teacher_dir, noise_control=dict(control, flor=0.5))
 
 
-def test_objective_state_trains_and_resumes_exactly(teacher_dir, tmp_path):
+def test_objective_state_trains_and_resumes_exactly_and_steers_the_noise_levels(teacher_dir,
+                                                                                tmp_path):
     def spec():
         s = spec_lib.load(SPEC)
         s.stages.dmd.objective.teacher_from = teacher_dir
-        s.stages.dmd.objective.dynamic_control = True
-        s.stages.dmd.objective.dynamic_decay = 0.5
-        s.stages.dmd.train.ckpt_every = 2
+        s.stages.dmd.objective.noise_control = {"name": "instarevive_dynamic", "decay": 0.5}
+        s.stages.dmd.objective.fake_updates = 1            # the generator at every step
+        s.stages.dmd.objective.t_min, s.stages.dmd.objective.t_max = 0.1, 0.9
+        s.stages.dmd.train.steps = 8
+        s.stages.dmd.train.ckpt_every = 4
         return spec_lib.validate(s)
 
-    def last_state(wd):
+    def rows(wd):
         rows = [json.loads(line) for line in open(os.path.join(wd, "dmd", "metrics.jsonl"))]
-        rows = [r for r in rows if "train/state/gap_ema" in r]
-        return rows[-1]["step"], rows[-1]["train/state/gap_ema"], rows[0]
+        return [r for r in rows if "train/state/gap_ema" in r]
 
     whole, parts = str(tmp_path / "whole"), str(tmp_path / "parts")
     trainer.run(spec(), whole, only=("dmd",))
-    trainer.run(spec(), parts, only=("dmd",), until_step=2)
+    trainer.run(spec(), parts, only=("dmd",), until_step=4)
     trainer.run(spec(), parts, only=("dmd",))
-    step, ema, first = last_state(whole)
-    assert step == 4 and first["train/state/gap_ref"] > 0
-    assert last_state(parts)[:2] == (step, ema)
+    run = rows(whole)
+    assert [r["step"] for r in run] == list(range(1, 9))
+    assert run[0]["train/state/gap_peak"] > 0
+    assert [(r["step"], r["train/state/gap_ema"]) for r in rows(parts)] == \
+        [(r["step"], r["train/state/gap_ema"]) for r in run]
+    # Each step's noise levels follow the state the step before left (log_every = 1), and the
+    # range narrows at each step after one whose smoothed gap fell below its peak.
+    t_min, t_max = 0.1, 0.9
+    assert run[0]["train/generator/t_low"] == pytest.approx(t_min)
+    narrowed = 0
+    for before, r in zip(run, run[1:]):
+        ratio = before["train/state/gap_ema"] / before["train/state/gap_peak"]
+        want = t_max - min(max(ratio, 0.25), 1.0) * (t_max - t_min)
+        assert r["train/generator/t_low"] == pytest.approx(want, rel=1e-5, abs=1e-6), r["step"]
+        narrowed += ratio < 1
+    assert narrowed, "the gap never fell below its peak: the test shows nothing"
 
 
 def test_multi_step_student_trains_by_backward_simulation(teacher_dir):

@@ -40,6 +40,7 @@ def test_tiny_spec_runs_every_stage_through_the_cli(tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.usefixtures("on_one_device")
 def test_dmd_student_in_one_step_beats_the_teachers_one_step_sample(tmp_path,
                                                                    eight_gaussians_teacher):
     wd = str(tmp_path / "eg")

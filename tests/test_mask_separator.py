@@ -106,7 +106,7 @@ def test_text_mask_sep_spec_cli_and_mask_estimates(tmp_path):
     r = subprocess.run(
         [sys.executable, "-m", "xmodal.main", "--spec=specs/text_mask_sep.py:tiny,data=lass_mix/tiny",
          f"--workdir={workdir}"],
-        cwd=cli.ROOT, env=cli.env(devices=2), capture_output=True, text=True, timeout=600)
+        cwd=cli.ROOT, env=cli.env(), capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stderr[-4000:]
     assert "eval/mask_sdri" in r.stdout and "eval/oracle_irm_sdri" in r.stdout
     rng = np.random.default_rng(0)

@@ -15,7 +15,7 @@ from xmodal.data.sets.eight_gaussians import CENTRES
 
 # Each test here trains a stage through the trainer (a module-scoped teacher, sampler or
 # workdir): part of the whole suite, not of the quick `-m "not slow"` loop.
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("on_one_device")]
 
 SPEC = "specs/eight_gaussians.py:tiny"
 

@@ -18,18 +18,10 @@ Groups, in update order (``xmodal.core.step``): ``fake_score`` then ``generator`
   ``regression_target="data"`` regresses on the batch's own data instead (x1 = the teacher's
   ``flow_data``): for paired conditional tasks (restoration: the clean image of the degraded
   one), at no teacher cost.
-- ``dynamic_control`` (InstaRevive's dynamic control; the rule is ours, the paper's text here
-  being its abstract): the noise levels of the distribution-matching gradient narrow towards
-  the data end as the student's outputs approach the clean data. The fake-score group, which
-  samples x = G(z) every step, logs gap = mean |x - x1| against the batch's data; the state keeps
-  gap_ref (the first step's gap: the teacher-initialised student) and gap_ema (decay
-  ``dynamic_decay``). The generator then draws t ~ U[t_lo, t_max] with
-
-      r = clip(gap_ema / gap_ref, dynamic_floor, 1),   t_lo = t_max - r (t_max - t_min)
-
-  so the full range [t_min, t_max] at the start (large noise: global structure) and, once the
-  gap has shrunk to ``dynamic_floor`` of its start, only the lowest-noise fraction
-  ``dynamic_floor`` of it (fine detail). t = 1 is data, so high noise is small t.
+- ``noise_control``: a registered rule (``xmodal.distill.noise_control``) that moves the lower
+  end of the generator's noise levels from running statistics of the student's samples
+  (InstaRevive's dynamic control is one, in ``xmodal/projects/instarevive``); none: the fixed
+  range [t_min, t_max].
 
 - ``generator_steps`` K > 1: DMD2's multi-step student, trained by backward simulation
   (``xmodal.distill.student``); both groups see the generator's outputs at every step k.
@@ -44,12 +36,14 @@ Groups, in update order (``xmodal.core.step``): ``fake_score`` then ``generator`
 from __future__ import annotations
 
 import dataclasses
+from typing import Any
 
 import jax
 import jax.numpy as jnp
 
 from xmodal.core.registry import OBJECTIVES, SpecError
 from xmodal.distill import gan as gan_lib
+from xmodal.distill import noise_control as noise_control_lib
 from xmodal.distill import student as student_lib
 from xmodal.distill.teacher import x1_prediction
 from xmodal.losses import distillation as dl
@@ -63,9 +57,7 @@ class DMDObjective(student_lib.Distillation):
     regression_rows: int = 0
     regression_steps: int = 25
     regression_target: str = "teacher"
-    dynamic_control: bool = False
-    dynamic_decay: float = 0.99
-    dynamic_floor: float = 0.25
+    noise_control: Any = None      # xmodal.distill.noise_control.NoiseControl or None
     gan_weight: float = 0.0
     gan_fake_weight: float = 0.01
     gan_layer: str = ""
@@ -112,28 +104,22 @@ class DMDObjective(student_lib.Distillation):
         h = self._features(self.fake_net(params), x_t, t, cond)
         return self.head.apply({"params": params["fake_score"]["head"]}, h)
 
-    # ------------------------------------------------------------------ dynamic control
+    # ------------------------------------------------------------------ noise control
     def init_state(self) -> dict:
-        if not self.dynamic_control:
-            return {}
-        return {"gap_ref": jnp.zeros((), jnp.float32), "gap_ema": jnp.zeros((), jnp.float32)}
+        return {} if self.noise_control is None else self.noise_control.init_state()
 
     def update_state(self, state, metrics):
-        if not self.dynamic_control:
+        if self.noise_control is None:
             return state
-        gap = metrics["train/fake_score/clean_gap"]
-        first = state["gap_ref"] <= 0
-        return {"gap_ref": jnp.where(first, gap, state["gap_ref"]),
-                "gap_ema": jnp.where(first, gap, self.dynamic_decay * state["gap_ema"]
-                                     + (1 - self.dynamic_decay) * gap)}
+        prefix = "train/fake_score/"
+        return self.noise_control.update(
+            state, {k[len(prefix):]: v for k, v in metrics.items() if k.startswith(prefix)})
 
     def t_low(self, state) -> jax.Array:
-        """The lower end of the generator's noise levels (the module docstring's t_lo)."""
-        if not self.dynamic_control or not state:   # no state: a loss evaluated outside training
+        """The lower end of the generator's noise levels this step."""
+        if self.noise_control is None or not state:   # no state: a loss outside training
             return jnp.float32(self.t_min)
-        ratio = jnp.where(state["gap_ref"] > 0, state["gap_ema"] / state["gap_ref"], 1.0)
-        r = jnp.clip(ratio, self.dynamic_floor, 1.0)
-        return self.t_max - r * (self.t_max - self.t_min)
+        return jnp.asarray(self.noise_control.t_low(state, self.t_min, self.t_max), jnp.float32)
 
     def loss(self, params, batch, rng, group, objective_state=None):
         k_z, k_noise, k_fake = jax.random.split(rng, 3)
@@ -158,9 +144,9 @@ class DMDObjective(student_lib.Distillation):
                 loss = loss + self.gan_fake_weight * d_loss
                 aux = dict(aux, gan_d_loss=d_loss,
                            gan_accuracy=0.5 * (jnp.mean(real_logit > 0) + jnp.mean(fake_logit < 0)))
-            if self.dynamic_control:
-                data = self.teacher.flow_data(params, batch)
-                aux = dict(aux, clean_gap=jnp.mean(jnp.abs(jax.lax.stop_gradient(x) - data)))
+            if self.noise_control is not None:
+                aux = dict(aux, **self.noise_control.observe(
+                    jax.lax.stop_gradient(x), self.teacher.flow_data(params, batch)))
             return loss, aux
         t_lo = self.t_low(objective_state)
         x_t, t = self.noised(k_noise, x, t_lo)
@@ -195,15 +181,15 @@ class DMDObjective(student_lib.Distillation):
 def dmd(teacher_from: str = "", guidance: float = 1.0, fake_updates: int = 5,
         t_min: float = 0.02, t_max: float = 0.98, regression_weight: float = 0.0,
         regression_rows: int = 0, regression_steps: int = 25, regression_target: str = "teacher",
-        dynamic_control: bool = False, dynamic_decay: float = 0.99, dynamic_floor: float = 0.25,
-        student_init: str = "teacher", generator_steps: int = 1, gan_weight: float = 0.0,
+        noise_control: dict | None = None, student_init: str = "teacher", generator_steps: int = 1, gan_weight: float = 0.0,
         gan_fake_weight: float = 0.01, gan_layer: str = "", gan_width: int = 256):
     """``teacher_from``: the flow stage ("stage:teacher"); ``guidance``: the teacher's CFG scale;
     ``fake_updates``: fake-score updates per generator update (DMD2: 5; 1 = DMD); ``t_min``,
     ``t_max``: the noise levels of the distribution-matching gradient (DMD2's 0.02-0.98 of its
     timesteps); ``regression_*``: DMD1's paired regression loss (weight 0.25 in the paper), on
     the teacher's ODE solution or (``regression_target="data"``) the batch's data;
-    ``dynamic_*``: InstaRevive's dynamic control of the noise levels (module docstring);
+    ``noise_control``: ``{"name": <a registered noise control>, **its arguments}`` (module
+    docstring), or empty for the fixed range;
     ``generator_steps``: the student's steps (1 = one step; DMD2 uses 4 for its multi-step
     students, trained by backward simulation); ``gan_*``: DMD2's GAN head (module docstring;
     ``gan_layer`` as ``xmodal.distill.gan.features``)."""
@@ -225,9 +211,7 @@ def dmd(teacher_from: str = "", guidance: float = 1.0, fake_updates: int = 5,
                         "regression_steps >= 1")
     if regression_target not in ("teacher", "data"):
         raise SpecError(f"dmd regression_target={regression_target!r}: one of teacher, data")
-    if not (0.0 < dynamic_decay < 1.0 and 0.0 < dynamic_floor <= 1.0):
-        raise SpecError("dmd needs 0 < dynamic_decay < 1 and 0 < dynamic_floor <= 1; got "
-                        f"{dynamic_decay}, {dynamic_floor}")
+    control = noise_control_lib.build(noise_control)   # a bad name or key fails here, at start
 
     def bind(model, mesh):
         teacher, student = student_lib.bind_parts(teacher_from, student_init, model, mesh)
@@ -237,9 +221,7 @@ def dmd(teacher_from: str = "", guidance: float = 1.0, fake_updates: int = 5,
                             regression_weight=float(regression_weight),
                             regression_rows=regression_rows, regression_steps=regression_steps,
                             regression_target=regression_target,
-                            dynamic_control=bool(dynamic_control),
-                            dynamic_decay=float(dynamic_decay),
-                            dynamic_floor=float(dynamic_floor), gan_weight=float(gan_weight),
+                            noise_control=control, gan_weight=float(gan_weight),
                             gan_fake_weight=float(gan_fake_weight), gan_layer=gan_layer,
                             gan_width=int(gan_width))
     return bind

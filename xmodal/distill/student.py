@@ -112,7 +112,7 @@ class Distillation:
 
     def noised(self, rng, x, t_min=None) -> tuple[jax.Array, jax.Array]:
         """(x_t, t): x noised along the teacher's path at t ~ U[t_min, t_max] (``t_min`` may
-        be a traced scalar: DMD's dynamic control moves it)."""
+        be a traced scalar: DMD's noise control moves it)."""
         k_t, k_eps, k_path = jax.random.split(rng, 3)
         lo = self.t_min if t_min is None else t_min
         t = jax.random.uniform(k_t, (x.shape[0],), jnp.float32, lo, self.t_max)

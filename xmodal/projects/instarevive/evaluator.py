@@ -1,6 +1,8 @@
 """InstaRevive's evaluation: restore every held-out degraded image with every system, score all of
 them on the same images, write ONE table (``restoration_table.json`` / ``.md`` in the stage
-workdir) and contact sheets (``contact_sheet_<k>.png``: degraded | ours | teacher | clean).
+workdir), contact sheets (``contact_sheet_<k>.png``: degraded | ours | teacher | clean) and, for a
+student trained with dynamic control, its gap and noise range over training
+(``dynamic_control_<stage>.png``, ``dynamic_control.plot``).
 
 Rows: the degraded input (nearest-neighbour upscaling: its pixels as they are); bicubic
 upscaling (what the networks read); the supervised one-step regressor of the same network
@@ -34,6 +36,7 @@ from xmodal.core.registry import EVALUATORS, OBJECTIVES, SpecError
 from xmodal.core.stages import is_trained, load_stage
 from xmodal.distill.teacher import FlowTeacher
 from xmodal.evaluate.separation import frechet_distance
+from xmodal.projects.instarevive import dynamic_control
 from xmodal.projects.instarevive.degrade import upsample
 from xmodal.projects.instarevive.objective import to_uint8
 
@@ -199,6 +202,10 @@ def restoration(teacher_steps: tuple = (1, 2, 4, 10, 25), regressor_from: str = 
         result = {"rows": rows, "notes": notes, "step": ctx.step, "examples": int(len(clean))}
         if ctx.out_dir:
             os.makedirs(ctx.out_dir, exist_ok=True)
+            for label in trained:   # the dynamic-control student's gap and noise range
+                png = f"dynamic_control_{os.path.basename(os.path.normpath(students[label]))}.png"
+                if dynamic_control.plot(students[label], os.path.join(ctx.out_dir, png)):
+                    notes.append(f"{label}: its gap and noise range over training in {png}")
             with open(os.path.join(ctx.out_dir, "restoration_table.json"), "w") as f:
                 json.dump(result, f, indent=2)
             with open(os.path.join(ctx.out_dir, "restoration_table.md"), "w") as f:
@@ -218,9 +225,9 @@ def restoration(teacher_steps: tuple = (1, 2, 4, 10, 25), regressor_from: str = 
                               [outputs[n][idx] for n in names], titles)
         flat = {}
         for name, r in rows.items():
-            key = "".join(c if c.isalnum() else "_" for c in name.lower()).strip("_")
             for k, v in r.items():
                 if v is not None and k != "nfe":
+                    key = "".join(c if c.isalnum() else "_" for c in name.lower()).strip("_")
                     flat[f"{key}/{k}"] = v
         return flat
     return run
