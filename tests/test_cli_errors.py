@@ -43,7 +43,7 @@ def test_misspelt_override_is_one_line_naming_the_valid_keys(tmp_path):
 def test_out_of_range_value_is_one_line_naming_key_value_and_range(tmp_path, flag, message):
     wd = tmp_path / "run"
     r = _run("--spec=specs/clip.py:runlocal", f"--workdir={wd}", flag)
-    assert r.returncode == 1
+    assert r.returncode == 2                # a spec error, as a misspelt key
     assert _lines(r.stderr) == [f"spec error: spec key {message}"]
     assert not wd.exists()
 
@@ -60,15 +60,25 @@ def test_wrong_type_is_one_line_naming_the_flag_and_value(tmp_path):
 def test_unknown_mode_and_stray_flag_are_refused(tmp_path):
     wd = tmp_path / "run"
     r = _run("--spec=specs/clip.py:runlocal", f"--workdir={wd}", "--mode=smaple")
-    assert r.returncode != 0 and ("valid: train, eval, compile, embed, sample, separate, "
-                                  "zeroshot") in r.stderr
+    assert r.returncode == 2 and _lines(r.stderr) == [
+        "unknown --mode='smaple'; valid: train, eval, compile, embed, sample, separate, zeroshot"]
     # Every family's verb exists; on a workdir with nothing trained it says so in one line.
     r = _run("--spec=specs/clip.py:runlocal", f"--workdir={wd}", "--mode=sample")
-    assert r.returncode != 0 and "train it first" in r.stderr and "Traceback" not in r.stderr
+    assert r.returncode == 2 and "train it first" in r.stderr and "Traceback" not in r.stderr
     # A command's flag given to a generic mode is an error, not silently ignored.
     r = _run("--spec=specs/clip.py:runlocal", f"--workdir={wd}", "--query=the violin")
-    assert r.returncode != 0 and "--query" in r.stderr
+    assert r.returncode == 2 and _lines(r.stderr) == [
+        "unknown flag(s) for --mode=train: --query=the violin"]
     assert not wd.exists()
+
+
+def test_help_names_every_mode_and_the_exit_codes():
+    from xmodal.core.registry import COMMANDS
+    r = _run("--help")
+    assert r.returncode == 0
+    for mode in ("train", "eval", "compile", *COMMANDS.names()):
+        assert f"--mode={mode}" in r.stdout, mode
+    assert "Exit status: 0 done" in r.stdout and "; 2 the command line" in r.stdout
 
 
 @pytest.mark.slow

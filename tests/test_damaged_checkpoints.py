@@ -81,7 +81,7 @@ def test_no_restorable_checkpoint_is_one_line_and_starts_nothing(tmp_path, train
     r = _train(wd, 3)
     assert r.returncode == 1
     last = [l for l in r.stderr.splitlines() if l.strip()][-1]
-    assert last.startswith("spec error: no checkpoint in ") and "move " in last, r.stderr[-2000:]
+    assert last.startswith("error: no checkpoint in ") and "move " in last, r.stderr[-2000:]
     assert "training " not in r.stdout          # nothing started from scratch
     assert sorted(os.listdir(wd / "checkpoints")) == [f"{s}.unrestorable" for s in steps]
 

@@ -7,7 +7,10 @@ import pytest
 
 from tests import cli
 
-NOTEBOOKS = {"quickstart.ipynb": 20, "distillation.ipynb": 60}
+# Training steps per notebook: enough that every cell has a trained workdir to read (the
+# distillation notebook's DMD stage, half of them, updates its generator on step 5); what the
+# cells show at these sizes is not checked for quality.
+NOTEBOOKS = {"quickstart.ipynb": 5, "distillation.ipynb": 10}
 
 
 @pytest.mark.slow

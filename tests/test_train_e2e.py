@@ -58,14 +58,14 @@ def test_unwritable_workdir_fails_early(tmp_path):
     blocker = tmp_path / "file"
     blocker.write_text("x")
     r = cli.run("specs/clip.py:runlocal", blocker / "run", check=False)
-    assert r.returncode != 0 and "not writable" in r.stderr
+    assert r.returncode == 1 and "not writable" in r.stderr
 
 
 def test_failed_start_keeps_existing_outputs(tmp_path, trained_clip):
     wd = cli.copy_workdir(trained_clip, tmp_path / "run")
     before = {p: os.path.getmtime(p) for p in glob.glob(str(wd / "**"), recursive=True)}
     r = cli.run("specs/clip.py:runlocal", wd, "--spec.objective.name=nope", check=False)
-    assert r.returncode != 0
+    assert r.returncode == 2 and "unknown objective 'nope'" in r.stderr
     after = {p: os.path.getmtime(p) for p in glob.glob(str(wd / "**"), recursive=True)}
     assert before == after
 

@@ -4,9 +4,21 @@
 ``--spec.train.steps=10``. ``--mode=train`` trains (resuming if the workdir has a checkpoint);
 ``--mode=eval`` evaluates the workdir's newest checkpoint; ``--mode=compile --target=v5e:4x4``
 compiles the train step for a TPU slice ahead of time and reports its memory per chip
-(``xmodal.core.compile``). Other modes are commands a project
-registers (``xmodal.core.registry.COMMANDS``, e.g. FlowSep's ``--mode=separate``); each parses
-its own flags, which follow the generic ones (``--input=... --query=... --out=...``).
+(``xmodal.core.compile``). Other modes are commands a library or project
+registers (``xmodal.core.registry.COMMANDS``); each parses its own flags, which follow the
+generic ones (``--input=... --query=... --out=...``):
+
+  --mode=embed      embed files or strings with a trained two-tower workdir (.npy)
+  --mode=zeroshot   classify images or clips against class names
+  --mode=sample     samples from a trained flow or distilled student (``--stage``,
+                    ``--prompt``, ``--out``)
+  --mode=separate   FlowSep: separate a WAV by a text query (``--input``, ``--query``,
+                    ``--out``)
+
+Exit status: 0 done (a SIGTERM that saved a checkpoint included); 2 the command line or the
+spec is wrong (an unknown key or mode, a value out of range or of the wrong type, a bad flag
+of a mode, a stage it needs not trained); 1 the run failed (data missing or damaged, a
+non-finite loss, a workdir in use by another run, no checkpoint in it that restores).
 """
 from __future__ import annotations
 
@@ -40,6 +52,12 @@ flags.mark_flags_as_required(["spec", "workdir"])
 GENERIC_MODES = ("train", "eval", "compile")
 
 
+def usage_error(message: str) -> None:
+    """Exit 2 with one line: the command line or the spec is wrong (module docstring)."""
+    sys.stderr.write(message + "\n")
+    sys.exit(2)
+
+
 def main(argv):
     # The console shows what runs, progress, evals and the final table; libraries' INFO lines
     # (orbax per checkpoint, backend probing, TFDS) only with an explicit --verbosity=0.
@@ -48,23 +66,23 @@ def main(argv):
     # argv[1:] are the flags absl did not know: they belong to the mode's command.
     command_args = argv[1:]
     if _MODE.value in GENERIC_MODES and command_args:
-        raise app.UsageError(f"unknown flag(s) for --mode={_MODE.value}: {command_args}")
+        usage_error(f"unknown flag(s) for --mode={_MODE.value}: {' '.join(command_args)}")
     if _MODE.value not in GENERIC_MODES:
         from xmodal.core.registry import COMMANDS
         if _MODE.value not in COMMANDS.names():
-            sys.exit(f"unknown --mode={_MODE.value!r}; valid: {', '.join(GENERIC_MODES)}, "
-                     f"{', '.join(COMMANDS.names())}")
+            usage_error(f"unknown --mode={_MODE.value!r}; valid: {', '.join(GENERIC_MODES)}, "
+                        f"{', '.join(COMMANDS.names())}")
     try:
         spec = spec_lib.validate(_SPEC.value)
     except SpecError as e:
-        sys.exit(f"spec error: {e}")
+        usage_error(f"spec error: {e}")
     import jax
     jax.config.update("jax_threefry_partitionable", True)
     from xmodal.core import compilation_cache
     cache_dir = compilation_cache.enable(_CACHE.value)
     from xmodal.core import run_io, trainer  # after flags: grain workers need parsed absl flags
     from xmodal.core.datasets import DataDamaged, DataSourceMissing
-    from xmodal.core.registry import COMMANDS, CommandError
+    from xmodal.core.registry import COMMANDS, CommandError, RunStateError
     try:
         if _MODE.value == "compile":
             from xmodal.core import compile as compile_lib
@@ -80,10 +98,12 @@ def main(argv):
                         only=tuple(_STAGES.value))
         else:
             COMMANDS.get(_MODE.value)(spec, _WORKDIR.value, command_args)
-    except SpecError as e:
-        sys.exit(f"spec error: {e}")
-    except CommandError as e:
+    except RunStateError as e:
         sys.exit(f"error: {e}")
+    except SpecError as e:
+        usage_error(f"spec error: {e}")
+    except CommandError as e:
+        usage_error(f"error: {e}")
     except DataSourceMissing as e:
         sys.exit(f"data source missing: {e}")
     except DataDamaged as e:
@@ -102,6 +122,12 @@ def parse_flags(argv: list[str]) -> list[str]:
     override (unknown key, wrong type) is one line naming it, exit 2, nothing written."""
     try:
         return flags.FLAGS(argv, known_only=True)
+    except SystemExit:
+        # absl prints --help / --helpfull and exits 1; asking for help is not a failure.
+        if any(a.split("=")[0] in ("--help", "-?", "--helpshort", "--helpfull")
+               for a in argv[1:]):
+            sys.exit(0)
+        raise
     except flags.IllegalFlagValueError as e:
         # absl's text already names the flag, the value and why ("invalid literal for int()").
         sys.stderr.write(f"spec error: {str(e).splitlines()[0]}\n")

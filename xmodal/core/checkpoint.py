@@ -27,7 +27,7 @@ from absl import logging
 
 from xmodal.core.input import iterator_checkpoint_args
 from xmodal.core.parallel import path_str
-from xmodal.core.registry import SpecError
+from xmodal.core.registry import RunStateError, SpecError
 
 
 def manager(workdir: str, keep: int, async_save: bool = True) -> ocp.CheckpointManager:
@@ -85,7 +85,7 @@ def restore_newest(mngr: ocp.CheckpointManager, restore_step) -> tuple[Any, int]
                            os.path.join(root, f"{step}.unrestorable"))
             mngr.reload()
     if problems:
-        raise SpecError(f"no checkpoint in {root} restores ({'; '.join(problems)}); to start "
+        raise RunStateError(f"no checkpoint in {root} restores ({'; '.join(problems)}); to start "
                         f"from scratch, move {os.path.dirname(root)} away")
     return None, -1
 

@@ -23,6 +23,12 @@ class SpecError(ValueError):
     """A spec names something that does not exist or has the wrong type."""
 
 
+class RunStateError(SpecError):
+    """The spec is fine but the workdir's state stops the run: it is not writable, another run
+    holds it, no checkpoint in it restores. The command line exits 1 (a failed run), not 2 (a
+    wrong spec)."""
+
+
 class CommandError(ValueError):
     """The user's input to a command cannot be used; the message says why and what to do."""
 

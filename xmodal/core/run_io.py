@@ -13,7 +13,7 @@ from typing import Mapping
 import jax
 import numpy as np
 
-from xmodal.core.registry import SpecError
+from xmodal.core.registry import RunStateError, SpecError
 
 FINITE = "all_finite"  # metrics key of the step's NaN/Inf flag (set by step.py); not logged
 
@@ -31,8 +31,8 @@ def check_writable(workdir: str) -> None:
             f.write("ok")
         os.remove(probe)
     except OSError as e:
-        raise SpecError(f"workdir {workdir!r} is not writable ({e.strerror}); choose another "
-                        f"--workdir or fix its permissions") from e
+        raise RunStateError(f"workdir {workdir!r} is not writable ({e.strerror}); choose another "
+                            f"--workdir or fix its permissions") from e
 
 
 class WorkdirLock:
@@ -58,7 +58,7 @@ class WorkdirLock:
                 who = f"pid {o['pid']} on host {o['host']} since {o['started']}"
             except (ValueError, KeyError, TypeError):
                 who = "another run"
-            raise SpecError(f"workdir {os.path.dirname(self.path)} is in use by {who}: one run "
+            raise RunStateError(f"workdir {os.path.dirname(self.path)} is in use by {who}: one run "
                             "per workdir (a second would overwrite its checkpoints); wait for "
                             "it to end or choose another --workdir") from None
         os.ftruncate(fd, 0)
