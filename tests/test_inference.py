@@ -1,5 +1,6 @@
 """Using a trained two-tower workdir: Embedder, --mode=embed, --mode=zeroshot, the retrieval
 sheet the retrieval evaluator writes."""
+import json
 import os
 import subprocess
 
@@ -139,7 +140,26 @@ def test_zeroshot_through_the_cli(workdir, records, tmp_path):
     assert r.returncode == 0, r.stderr[-2000:]
     line = [l for l in r.stdout.splitlines() if l.startswith(str(img))][0]
     assert "smiley face" in line and "flag" in line and "%" in line
+    # What the prediction is worth: chance over the 2 classes given, and that the model was
+    # measured on its own classes only (its training eval logged eval/zeroshot_top1).
+    worth = [l for l in r.stdout.splitlines() if l.startswith("measured zero-shot top-1")]
+    assert len(worth) == 1 and "chance is 50.0 %" in worth[0], r.stdout
+    assert "eval/zeroshot_top1, step 2" in worth[0] and "not measured on them" in worth[0]
     bad = subprocess.run([cli.sys.executable, "-m", "xmodal.main", f"--spec={SPEC}",
                           f"--workdir={workdir}", "--mode=zeroshot", "--image=/nope.png"],
                          cwd=cli.ROOT, env=cli.env(), capture_output=True, text=True, timeout=300)
     assert bad.returncode != 0 and bad.stderr.strip().splitlines()[-1].startswith("error: ")
+
+
+def test_zeroshot_says_what_its_predictions_are_worth(tmp_path):
+    from xmodal.inference.commands import how_good
+    assert "never measured" in how_good(str(tmp_path), 9, own_classes=True)
+    rows = [{"step": 10, "eval/zeroshot_top1": 30.0},
+            {"step": 20, "eval/effects/zeroshot_top1": 90.0, "eval/zeroshot_top1": 6.7}]
+    (tmp_path / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    line = how_good(str(tmp_path), 9, own_classes=True)       # the last eval, the main set
+    assert line == ("measured zero-shot top-1 on its test split: 6.7 % against chance 11.1 % "
+                    "(BELOW CHANCE: its predictions are not to be trusted; eval/zeroshot_top1, "
+                    "step 20)")
+    (tmp_path / "metrics.jsonl").write_text(json.dumps(rows[0]) + "\n")
+    assert "(2.7x chance; eval/zeroshot_top1, step 10)" in how_good(str(tmp_path), 9, True)

@@ -9,8 +9,9 @@
 image/audio files, sorted) and repeats. ``embed`` prints the items × texts cosine similarities
 and, with ``--out``, writes an ``.npz`` (``items``, ``item_embeddings``, ``texts``,
 ``text_embeddings``; strings as unicode arrays, readable without pickle). ``zeroshot`` prints
-each item's top classes with probabilities (``Embedder.zeroshot``); the classes default to the
-training data set's label names. ``--stage`` picks the encoder stage of a multi-stage spec
+each item's top classes with probabilities (``Embedder.zeroshot``), after one line of what
+they are worth: the model's zero-shot accuracy as its training run measured it, beside chance
+(flagged when below it); the classes default to the training data set's label names. ``--stage`` picks the encoder stage of a multi-stage spec
 (FlowSep's ``clap``). See ``xmodal.inference.two_tower`` for how files are prepared.
 """
 from __future__ import annotations
@@ -111,6 +112,7 @@ def zeroshot_command(spec, workdir: str, argv: list[str]) -> dict:
     probs, names = emb.zeroshot(items, classes)
     print(f"zero-shot over {len(names)} classes, {len(emb.templates)} prompt template(s) "
           f"({emb.stage.path}, step {emb.step})", flush=True)
+    print(how_good(emb.stage.path, len(names), own_classes=not classes), flush=True)
     results = []
     for path, p in zip(items, probs):
         order = np.argsort(-p, kind="stable")[: args.top]
@@ -118,3 +120,38 @@ def zeroshot_command(spec, workdir: str, argv: list[str]) -> dict:
         results.append({"item": path, "top": top})
         print(f"{path}: " + ", ".join(f"{n} {v:.1%}" for n, v in top), flush=True)
     return {"classes": list(names), "probabilities": probs, "results": results}
+
+
+def measured_zeroshot(stage_dir: str) -> tuple[int, str, float] | None:
+    """(step, key, value %) of the stage's last logged zero-shot top-1 accuracy, or None."""
+    from xmodal.core.writers import read_metrics
+    try:
+        rows = read_metrics(stage_dir)
+    except OSError:
+        return None
+    for row in reversed(rows):
+        keys = [k for k in row if k.endswith("zeroshot_top1")]
+        if keys:   # the main eval set's (eval/zeroshot_top1) before a named set's or field's
+            key = min(keys, key=lambda k: (len(k), k))
+            return int(row["step"]), key, float(row[key])
+    return None
+
+
+def how_good(stage_dir: str, num_classes: int, own_classes: bool) -> str:
+    """One line: what a prediction of this model is worth, beside chance (100 / classes), so a
+    confident-looking probability is never read without it."""
+    chance = 100.0 / max(num_classes, 1)
+    measured = measured_zeroshot(stage_dir)
+    if measured is None:
+        return (f"this model's zero-shot accuracy was never measured (no eval logged it); "
+                f"chance over these {num_classes} classes is {chance:.1f} %")
+    step, key, value = measured
+    if not own_classes:
+        return (f"measured zero-shot top-1 on its own test classes: {value:.1f} % ({key}, step "
+                f"{step}); over the {num_classes} classes given here chance is {chance:.1f} % "
+                "and the model was not measured on them")
+    verdict = ("BELOW CHANCE: its predictions are not to be trusted" if value < chance
+               else f"{value / chance:.1f}x chance")
+    return (f"measured zero-shot top-1 on its test split: {value:.1f} % against chance "
+            f"{chance:.1f} % ({verdict}; {key}, step {step})")
+
