@@ -44,6 +44,24 @@ def _spec(steps: int = 3, ema: float = 0.0, width: int = 16):
     return spec_lib.validate(c)
 
 
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """Train once, assert many: ``{ema: (workdir, the training run's final eval)}`` for the
+    default model, 3 steps on the 8-device mesh, with and without EMA. Tests that write into a
+    workdir (an eval appends its row) copy it first."""
+    out = {}
+    for ema in (0.0, 0.5):
+        wd = tmp_path_factory.mktemp(f"trained_ema{ema}")
+        out[ema] = (wd, trainer.run_stage(_spec(ema=ema), str(wd)))
+    return out
+
+
+def _copy(trained, ema, dst):
+    import shutil
+    shutil.copytree(trained[ema][0], dst)
+    return dst, trained[ema][1]
+
+
 def _forbid_training_parts(monkeypatch):
     def refuse(*a, **k):
         raise AssertionError("the eval path built a training part")
@@ -54,29 +72,28 @@ def _forbid_training_parts(monkeypatch):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("ema", [0.0, 0.5])
-def test_eval_mode_gives_the_training_eval_without_an_optimizer(tmp_path, monkeypatch, ema):
-    spec = _spec(ema=ema)
-    trained = trainer.run_stage(spec, str(tmp_path))
-    assert trained["eval/t2i_R@1"] >= 0 and "eval/i2t_medr" in trained
+def test_eval_mode_gives_the_training_eval_without_an_optimizer(tmp_path, monkeypatch, ema,
+                                                                trained):
+    wd, final = _copy(trained, ema, tmp_path / "run")
+    assert final["eval/t2i_R@1"] >= 0 and "eval/i2t_medr" in final
     _forbid_training_parts(monkeypatch)
-    again = trainer.run_stage(spec, str(tmp_path), mode="eval")
+    again = trainer.run_stage(_spec(ema=ema), str(wd), mode="eval")
     # The same parameters (the EMA copy when EMA is on) give the same numbers.
-    assert again == pytest.approx(trained, rel=1e-6, abs=1e-6)
-    rows = [json.loads(l) for l in open(tmp_path / "metrics.jsonl")]
+    assert again == pytest.approx(final, rel=1e-6, abs=1e-6)
+    rows = [json.loads(l) for l in open(wd / "metrics.jsonl")]
     assert rows[-1]["step"] == 3 and rows[-1]["eval/t2i_R@1"] == pytest.approx(
-        trained["eval/t2i_R@1"])
+        final["eval/t2i_R@1"])
 
 
-def test_eval_state_reads_only_parameters_sharded_by_the_rules(tmp_path):
-    spec = _spec(ema=0.5)
-    trainer.run_stage(spec, str(tmp_path))
+def test_eval_state_reads_only_parameters_sharded_by_the_rules(trained):
+    spec, wd = _spec(ema=0.5), trained[0.5][0]     # read only
     mesh = parallel.make_mesh(spec.mesh)
     _, objective = objective_lib.build(spec, mesh)
     data = evaluation.load_data(spec)
-    state, source = evaluation.restore_eval_state(spec, str(tmp_path), mesh, objective,
+    state, source = evaluation.restore_eval_state(spec, str(wd), mesh, objective,
                                                   data.example())
     assert source.endswith("checkpoints/3") and int(state.step) == 3
-    saved = ckpt_lib.read_numpy(str(tmp_path / "checkpoints" / "3" / "state"))
+    saved = ckpt_lib.read_numpy(str(wd / "checkpoints" / "3" / "state"))
     for part in ("params", "ema"):
         got = jax.tree.leaves(jax.tree.map(np.asarray, getattr(state, part)))
         want = jax.tree.leaves(saved[part])
@@ -91,10 +108,10 @@ def test_eval_state_reads_only_parameters_sharded_by_the_rules(tmp_path):
     assert all(x.sharding.spec == P("fsdp") for _, x in kernels), kernels
 
 
-def test_a_checkpoint_of_another_model_is_one_line(tmp_path):
-    trainer.run_stage(_spec(width=16), str(tmp_path))
+def test_a_checkpoint_of_another_model_is_one_line(tmp_path, trained):
+    wd, _ = _copy(trained, 0.0, tmp_path / "run")           # trained at width 16
     with pytest.raises(SpecError, match="does not hold this spec's parameters"):
-        trainer.run_stage(_spec(width=32), str(tmp_path), mode="eval")
+        trainer.run_stage(_spec(width=32), str(wd), mode="eval")
 
 
 def test_an_eval_only_stage_initialises_without_a_checkpoint(tmp_path, monkeypatch):
@@ -104,10 +121,9 @@ def test_an_eval_only_stage_initialises_without_a_checkpoint(tmp_path, monkeypat
     assert (tmp_path / "spec.json").exists()
 
 
-def test_eval_reads_resume_when_the_workdir_has_no_checkpoint_yet(tmp_path):
-    spec = _spec()
-    trained = trainer.run_stage(spec, str(tmp_path / "src"))
+def test_eval_reads_resume_when_the_workdir_has_no_checkpoint_yet(tmp_path, trained):
+    src, final = trained[0.0]                                # read only
     (tmp_path / "ev" / "checkpoints").mkdir(parents=True)   # an empty checkpoints folder
-    spec = spec_lib.validate(dict(spec.to_dict(), resume=str(tmp_path / "src")))
+    spec = spec_lib.validate(dict(_spec().to_dict(), resume=str(src)))
     again = trainer.run_stage(spec, str(tmp_path / "ev"), mode="eval")
-    assert again == pytest.approx(trained, rel=1e-6, abs=1e-6)
+    assert again == pytest.approx(final, rel=1e-6, abs=1e-6)
