@@ -44,16 +44,26 @@ def _spec(steps: int = 3, ema: float = 0.0, width: int = 16):
     return spec_lib.validate(c)
 
 
+class _Trained(dict):
+    """``trained[ema]`` -> (workdir, the training run's final eval), trained on first use."""
+
+    def __init__(self, factory):
+        super().__init__()
+        self.factory = factory
+
+    def __missing__(self, ema):
+        wd = self.factory.mktemp(f"trained_ema{ema}")
+        self[ema] = (wd, trainer.run_stage(_spec(ema=ema), str(wd)))
+        return self[ema]
+
+
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
-    """Train once, assert many: ``{ema: (workdir, the training run's final eval)}`` for the
-    default model, 3 steps on the 8-device mesh, with and without EMA. Tests that write into a
-    workdir (an eval appends its row) copy it first."""
-    out = {}
-    for ema in (0.0, 0.5):
-        wd = tmp_path_factory.mktemp(f"trained_ema{ema}")
-        out[ema] = (wd, trainer.run_stage(_spec(ema=ema), str(wd)))
-    return out
+    """Train once, assert many: the default model, 3 steps on the 8-device mesh, with or
+    without EMA, each trained once per worker on first use (under xdist a module's tests may
+    be split between the workers). Tests that write into a workdir (an eval appends its row)
+    copy it first."""
+    return _Trained(tmp_path_factory)
 
 
 def _copy(trained, ema, dst):
