@@ -3,6 +3,7 @@ data only: no optimizer, no training loader, and only the parameters read from a
 from __future__ import annotations
 
 import json
+import shutil
 
 import jax
 import numpy as np
@@ -67,7 +68,6 @@ def trained(tmp_path_factory):
 
 
 def _copy(trained, ema, dst):
-    import shutil
     shutil.copytree(trained[ema][0], dst)
     return dst, trained[ema][1]
 

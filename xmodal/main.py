@@ -8,7 +8,7 @@ compiles the train step for a TPU slice ahead of time and reports its memory per
 registers (``xmodal.core.registry.COMMANDS``); each parses its own flags, which follow the
 generic ones (``--input=... --query=... --out=...``):
 
-  --mode=embed      embed files or strings with a trained two-tower workdir (.npy)
+  --mode=embed      embed files or strings with a trained two-tower workdir (``--out``: .npz)
   --mode=zeroshot   classify images or clips against class names
   --mode=sample     samples from a trained flow or distilled student (``--stage``,
                     ``--prompt``, ``--out``)

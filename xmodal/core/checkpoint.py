@@ -85,8 +85,8 @@ def restore_newest(mngr: ocp.CheckpointManager, restore_step) -> tuple[Any, int]
                            os.path.join(root, f"{step}.unrestorable"))
             mngr.reload()
     if problems:
-        raise RunStateError(f"no checkpoint in {root} restores ({'; '.join(problems)}); to start "
-                        f"from scratch, move {os.path.dirname(root)} away")
+        raise RunStateError(f"no checkpoint in {root} restores ({'; '.join(problems)}); to "
+                            f"start from scratch, move {os.path.dirname(root)} away")
     return None, -1
 
 

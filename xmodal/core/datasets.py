@@ -272,8 +272,9 @@ class CheckedSource:
     def _getitems(self, indices) -> list:
         """Many records in one batched ArrayRecord read (grain's batched-read protocol, which
         ``input.ReadBatches`` uses): about half the time per record of one read each (250 -> 120
-        us for eight_gaussians' small records), since the reader works per chunk, not per record. A failed batch is read again one record
-        at a time, so the error still names the record and its shard."""
+        us for eight_gaussians' small records), since the reader works per chunk, not per
+        record. A failed batch is read again one record at a time, so the error still names
+        the record and its shard."""
         indices = [int(i) for i in indices]
         if not hasattr(self.source, "__getitems__"):
             return [self[i] for i in indices]

@@ -167,9 +167,10 @@ class ReadBatches(grain.MapDataset):
     ``_getitems`` call, so the call reaches the source through shuffle, repeat, slice, map and
     mix (each of which passes it down) and a source with a batched read (``CheckedSource``)
     reads the whole batch at once: 1.0-2.1x the records/s of grain's ``batch``, which fetches
-    element by element (most for small records; ``bench/data.py --reads=element,batched``). Element ``i`` is the stack of parent elements
-    ``i*size .. (i+1)*size - 1``, exactly as grain's ``batch`` over a repeated stream, so the
-    batches and the iterator state (a position) are the same as with it."""
+    element by element (most for small records; ``bench/data.py --reads=element,batched``).
+    Element ``i`` is the stack of parent elements ``i*size .. (i+1)*size - 1``, exactly as
+    grain's ``batch`` over a repeated stream, so the batches and the iterator state (a
+    position) are the same as with it."""
 
     def __init__(self, parent: grain.MapDataset, size: int, batch_fn=None):
         super().__init__(parent)

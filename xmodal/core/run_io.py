@@ -58,9 +58,9 @@ class WorkdirLock:
                 who = f"pid {o['pid']} on host {o['host']} since {o['started']}"
             except (ValueError, KeyError, TypeError):
                 who = "another run"
-            raise RunStateError(f"workdir {os.path.dirname(self.path)} is in use by {who}: one run "
-                            "per workdir (a second would overwrite its checkpoints); wait for "
-                            "it to end or choose another --workdir") from None
+            raise RunStateError(f"workdir {os.path.dirname(self.path)} is in use by {who}: one "
+                                "run per workdir (a second would overwrite its checkpoints); "
+                                "wait for it to end or choose another --workdir") from None
         os.ftruncate(fd, 0)
         os.write(fd, json.dumps({"host": socket.gethostname(), "pid": os.getpid(),
                                  "started": time.strftime("%Y-%m-%d %H:%M:%S")}).encode())

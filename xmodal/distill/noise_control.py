@@ -46,5 +46,4 @@ def build(node: Mapping[str, Any] | None) -> NoiseControl | None:
     if not name:
         raise SpecError("noise_control needs a name; valid noise control names: "
                         + ", ".join(NOISE_CONTROLS.names()))
-    NOISE_CONTROLS.check_kwargs(name, kwargs, where="noise control")
-    return NOISE_CONTROLS.get(name)(**kwargs)
+    return NOISE_CONTROLS.build(name, **kwargs)   # a bad name or key: one SpecError naming them

@@ -11,8 +11,8 @@ and, with ``--out``, writes an ``.npz`` (``items``, ``item_embeddings``, ``texts
 ``text_embeddings``; strings as unicode arrays, readable without pickle). ``zeroshot`` prints
 each item's top classes with probabilities (``Embedder.zeroshot``), after one line of what
 they are worth: the model's zero-shot accuracy as its training run measured it, beside chance
-(flagged when below it); the classes default to the training data set's label names. ``--stage`` picks the encoder stage of a multi-stage spec
-(FlowSep's ``clap``). See ``xmodal.inference.two_tower`` for how files are prepared.
+(flagged when below it); the classes default to the training data set's label names.
+``--stage`` picks the encoder stage of a multi-stage spec (FlowSep's ``clap``). See ``xmodal.inference.two_tower`` for how files are prepared.
 """
 from __future__ import annotations
 
@@ -154,4 +154,3 @@ def how_good(stage_dir: str, num_classes: int, own_classes: bool) -> str:
                else f"{value / chance:.1f}x chance")
     return (f"measured zero-shot top-1 on its test split: {value:.1f} % against chance "
             f"{chance:.1f} % ({verdict}; {key}, step {step})")
-

@@ -31,6 +31,7 @@ from xmodal.core.registry import SpecError
 from xmodal.distill.noise_control import NOISE_CONTROLS
 
 
+@NOISE_CONTROLS.register("instarevive_dynamic")
 @dataclasses.dataclass(frozen=True)
 class DynamicControl:
     decay: float = 0.98
@@ -62,8 +63,6 @@ class DynamicControl:
     def t_low(self, state, t_min: float, t_max: float) -> jax.Array:
         return t_max - self.ratio(state) * (t_max - t_min)
 
-
-NOISE_CONTROLS.register("instarevive_dynamic")(DynamicControl)
 
 
 def plot(stage_dir: str, path: str) -> bool:
