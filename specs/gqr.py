@@ -8,7 +8,8 @@ keywords, then re-scores the joint candidates.
 
 Training is the primary retriever: a two-tower model of drawing ↔ title on the OpenClipart
 training items (CLIP's InfoNCE). The ``gqr`` evaluator (``xmodal/projects/gqr``) then queries
-the held-out items by title, with two complementary retrievers over their keywords and
+the held-out items by the names of the archive folders they are filed in ("fruit", "flags"),
+a label neither retriever reads, with two complementary retrievers over their keywords and
 description (the model's text tower, and BM25), and reports GQR beside every baseline of the
 paper's table, settings chosen on dev queries. Arguments: ``runlocal`` (2-core CPU, minutes),
 ``batch=N``, ``steps=N``.

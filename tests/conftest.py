@@ -17,6 +17,11 @@ os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
 # see compilation_cache.several_cpu_devices.
 os.environ.setdefault("XMODAL_COMPILATION_CACHE",
                       os.path.expanduser(os.path.join("~", ".cache", "xmodal", "jax")))
+# Every program, down to the op-by-op ones (tests run much un-jitted model code, each op a
+# program of 10-50 ms to compile): on three in-process test files, 100-127 s with the users'
+# 0.1 s floor, 57-71 s read back with none, 167 s the run that writes them
+# (WORKSPACE_NOTES, "Test suite time").
+os.environ.setdefault("XMODAL_COMPILATION_CACHE_MIN_SECS", "0")
 
 import jax  # noqa: E402
 

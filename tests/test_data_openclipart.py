@@ -58,6 +58,24 @@ def test_catalog_dedupes_copies_and_counts_skips():
     assert sum(bool(c.keywords) for c in catalog.clips) > 0.9 * len(catalog.clips)
 
 
+def test_folders_file_each_drawing_where_its_copies_and_links_are(records):
+    root = sources.resolve_file(oc.SVG_DIR)
+    by_name = {c.name: c for c in oc.read_catalog().clips}
+    links = 0
+    for d, _, files in os.walk(root):
+        for f in files:
+            path = os.path.join(d, f)
+            target = os.path.basename(os.path.realpath(path))[:-len(".svg")]
+            if target in by_name:    # a copy or a link files the drawing in this folder
+                assert os.path.relpath(d, root) in by_name[target].folders, path
+                links += os.path.islink(path) and target != f[:-len(".svg")]
+    assert links > 100        # links under another name (Debian's deduplicated copies)
+    for c in by_name.values():
+        assert c.category in {f.split("/")[0] for f in c.folders}, c.name
+    for r in records["train"] + records["test"]:
+        assert r["folders"].decode() == ", ".join(by_name[r["name"].decode()].folders)
+
+
 def test_read_metadata_old_and_new_cc_namespaces(tmp_path):
     for cc in ("http://web.resource.org/cc/", "http://creativecommons.org/ns#"):
         path = tmp_path / "x.svg"

@@ -1,6 +1,7 @@
-"""GQR: BM25 and graded nDCG against hand-computed values, the refinement's maths (it moves the
-primary's candidate distribution onto the target, and leaves the query alone when the target
-is the primary's own), and the spec end to end through the CLI."""
+"""GQR: BM25, graded nDCG and the folder relevance against hand-computed values, ties broken at
+random, the refinement's maths (it moves the primary's candidate distribution onto the target,
+and leaves the query alone when the target is the primary's own), and the spec end to end
+through the CLI."""
 import json
 import math
 
@@ -12,9 +13,9 @@ import pytest
 from tests import cli
 from tests.data_helpers import missing
 from xmodal.evaluate.lexical import BM25, words
-from xmodal.evaluate.ranking import graded_metrics, ndcg_at_k
+from xmodal.evaluate.ranking import graded_chance, graded_metrics, ndcg_at_k
 from xmodal.projects.gqr import refine as gqr
-from xmodal.projects.gqr.evaluator import queries_and_relevance, rrf
+from xmodal.projects.gqr.evaluator import folder_relevance, rrf
 from xmodal.projects.gqr.transform import from_bytes, to_bytes
 
 
@@ -56,11 +57,50 @@ def test_ndcg_and_r1_by_hand():
         ndcg_at_k(np.array([[5]]), rel, 1)
 
 
-def test_graded_relevance_counts_matching_fields():
-    queries, rel = queries_and_relevance(["Red cat", "cat", "Dog"],
-                                         ["cat, animal", "pet", "red cat dog"])
-    assert queries == ["cat", "dog", "red cat"]
-    np.testing.assert_array_equal(rel, [[2, 1, 1], [0, 0, 2], [1, 0, 1]])
+def test_relevance_comes_from_the_folders_a_drawing_is_filed_in():
+    queries, rel = folder_relevance([
+        ["food/fruit"], ["food/vegetables", "people"], ["food"], ["unsorted/duplicates"],
+        ["recreation/games", "computer/games"], ["special/examples"]])
+    # Every folder is a query by its own name; "unsorted" is not a subject.
+    assert queries == ["computer", "examples", "food", "fruit", "games", "people",
+                       "recreation", "special", "vegetables"]
+    grade = dict(zip(queries, rel))
+    np.testing.assert_array_equal(grade["fruit"], [2, 1, 1, 0, 0, 0])      # parent: food
+    np.testing.assert_array_equal(grade["food"], [2, 2, 2, 0, 0, 0])       # and below it
+    np.testing.assert_array_equal(grade["games"], [0, 0, 0, 0, 2, 0])      # two folders, one query
+    np.testing.assert_array_equal(grade["people"], [0, 2, 0, 0, 0, 0])     # top level: no parent
+    np.testing.assert_array_equal(grade["examples"], [0, 0, 0, 0, 0, 2])
+    with pytest.raises(ValueError, match="no eval item is filed"):
+        folder_relevance([["unsorted"], []])
+
+
+def test_ties_are_broken_at_random_never_by_position():
+    flat = np.zeros((2000, 6))
+    first = gqr.top_k_indices(flat, 1)[:, 0]
+    counts = np.bincount(first, minlength=6)
+    assert counts.min() > 250, counts      # each item first about 1/6 of the time, not item 0
+    np.testing.assert_array_equal(first, gqr.top_k_indices(flat, 1)[:, 0])   # seeded
+    s = np.array([[0.1, 0.9, 0.5, 0.9]])
+    assert set(gqr.top_k_indices(s, 2)[0]) == {1, 3}                # scores still rule
+    assert gqr.rank(s)[0, 2:].tolist() == [2, 0]
+    # Equal scores over U: the item first is not always the first slot.
+    idx, valid = np.tile(np.arange(4), (500, 1)), np.ones((500, 4), bool)
+    assert len(set(gqr.order_candidates(np.zeros((500, 4)), idx, valid)[:, 0])) == 4
+    # RRF of two constant retrievers is a random order too (no item favoured on average).
+    fused = rrf(np.zeros((3000, 3)), np.zeros((3000, 3)))
+    assert np.abs(np.bincount(fused.argmax(1), minlength=3) / 3000 - 1 / 3).max() < 0.05
+
+
+def test_graded_chance_is_what_random_orders_score():
+    rng = np.random.default_rng(0)
+    rel = rng.choice([0.0, 1.0, 2.0], p=[0.8, 0.15, 0.05], size=(40, 30))
+    rel[:, 0] = 2.0
+    orders = [np.stack([rng.permutation(30) for _ in range(40)]) for _ in range(400)]
+    sampled = [graded_metrics(o, rel, (5,)) for o in orders]
+    level = graded_chance(rel, (5,))
+    for key in ("nDCG@5", "R@1"):
+        assert np.mean([m[key] for m in sampled]) == pytest.approx(level[key], abs=0.4), key
+    assert 0 < level["nDCG@5"] < 30
 
 
 def test_candidates_union_masks_duplicates():
@@ -128,8 +168,8 @@ def test_target_mixture_is_a_distribution_on_valid_slots():
 
 @pytest.mark.slow
 def test_gqr_spec_through_the_cli(tmp_path):
-    """Two steps on tiny OpenClipart, evaluated on its training split (the tiny test split has
-    too few titles for a dev and a test query set): every method's row is written."""
+    """Two steps on tiny OpenClipart, evaluated on its training split (the tiny test split files
+    too few folders for a dev and a test query set): every method's row is written."""
     if missing("openclipart/tiny"):
         pytest.skip(missing("openclipart/tiny"))
     wd = tmp_path / "run"

@@ -72,9 +72,9 @@ def enable(flag: str = "") -> str | None:
     os.makedirs(directory, exist_ok=True)
     jax.config.update("jax_compilation_cache_dir", directory)
     # jax's default keeps only programs that took 1 s or more to compile, which leaves out most
-    # CPU programs, yet a run compiles dozens of them. Not every program, though: op-by-op
-    # (un-jitted) code compiles thousands of millisecond programs, and each write scans the
-    # whole folder to evict (jax's LRU cache), which made a test run slower, not faster.
+    # CPU programs, yet a run compiles dozens of them. Not every program by default, though:
+    # op-by-op (un-jitted) code compiles thousands of millisecond programs, each written once
+    # at a cost; the test suite, which reads them back run after run, keeps them all (0).
     min_secs = float(os.environ.get("XMODAL_COMPILATION_CACHE_MIN_SECS", DEFAULT_MIN_SECS))
     jax.config.update("jax_persistent_cache_min_compile_time_secs", min_secs)
     # -1 also stops jax raising the size floor for the filesystem.
@@ -120,6 +120,19 @@ def prune(directory: str, max_bytes: int) -> int:
                     pass
             freed += size
         return freed
+
+
+def for_one_call() -> dict:
+    """XLA options for a program that runs once per process (the train state's
+    initialisation): on a CPU, LLVM at optimisation level 0 without its expensive passes
+    compiles it in about half the time (the tiny CLIP's init 4.2 s -> 2.0 s on the 2-core CPU)
+    and one call of the slower code costs milliseconds. Its numbers differ from level 2's only
+    in rounding (a parameter's last bit), the same on every run. GPUs and TPUs keep their
+    defaults."""
+    import jax
+    if jax.default_backend() != "cpu":
+        return {}
+    return {"xla_backend_optimization_level": 0, "xla_llvm_disable_expensive_passes": True}
 
 
 def _one_device_programs_only() -> bool:

@@ -20,6 +20,7 @@ import numpy as np
 from absl import logging
 
 from xmodal.core import checkpoint as ckpt_lib
+from xmodal.core import compilation_cache
 from xmodal.core import flops
 from xmodal.core import optim
 from xmodal.core import parallel
@@ -171,7 +172,8 @@ def build(spec: mlc.ConfigDict, workdir: str) -> Setup:
         # constants baked into the init program.
         frozen = parallel.place(frozen_host, state_shardings.frozen)
         with jax.set_mesh(mesh):
-            state = jax.jit(init_state, out_shardings=state_shardings)(init_rng, frozen)
+            init = jax.jit(init_state, out_shardings=state_shardings).lower(init_rng, frozen)
+            state = init.compile(compilation_cache.for_one_call())(init_rng, frozen)
         if spec.init_from:
             params = ckpt_lib.restore_params(spec.init_from, abstract_state.params)
             state = state.replace(params=params,

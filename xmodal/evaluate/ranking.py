@@ -10,7 +10,9 @@
 - ``tagging_metrics``: P@K, R@K and F1@K of the top-K tags of each item (multi-label tagging,
   e.g. M3PT).
 - ``ndcg_at_k`` / ``graded_metrics``: nDCG@K with graded relevance, and R@1 at the top grade,
-  of ranked lists that any retriever produced (e.g. GQR's fused and refined rankings).
+  of ranked lists that any retriever produced (e.g. GQR's fused and refined rankings);
+  ``graded_chance`` is their expectation over a uniformly random order. The lists are made by
+  the caller, so their ties are the caller's to break at random (GQR's ``refine.rank``).
 
 Scores are float32 dot products (cosine similarity for L2-normalised embeddings), computed one
 chunk of queries at a time by a jitted kernel; the last chunk is padded so it compiles once.
@@ -288,6 +290,25 @@ def ndcg_at_k(ranked, relevance, k: int, gain: str = "linear") -> np.ndarray:
     ideal = to_gain(-np.sort(-relevance, axis=1)[:, :k])
     idcg = ideal @ discount
     return np.where(idcg > 0, (gains @ discount) / np.maximum(idcg, 1e-12), 0.0)
+
+
+def graded_chance(relevance, ks: Sequence[int] = (5,), gain: str = "linear") -> dict[str, float]:
+    """What ``graded_metrics`` gives a uniformly random order, in expectation: every position
+    holds each item with probability 1/N, so E[DCG@k] = mean gain × sum_j 1/log2(j + 1), and
+    R@1 is the share of the corpus at the query's top grade (means over the queries)."""
+    relevance = np.asarray(relevance, np.float64)
+    to_gain = GAINS[gain]
+    out = {}
+    for k in check_ks(ks):
+        discount = 1.0 / np.log2(np.arange(2, k + 2))
+        idcg = to_gain(-np.sort(-relevance, axis=1)[:, :k]) @ discount
+        expected = to_gain(relevance).mean(axis=1) * discount.sum()
+        out[f"nDCG@{k}"] = float(100.0 * np.mean(np.where(
+            idcg > 0, expected / np.maximum(idcg, 1e-12), 0.0)))
+    top = relevance.max(axis=1, keepdims=True)
+    out["R@1"] = float(100.0 * np.mean(np.where(
+        top[:, 0] > 0, (relevance == top).mean(axis=1), 0.0)))
+    return out
 
 
 def graded_metrics(ranked, relevance, ks: Sequence[int] = (5,),

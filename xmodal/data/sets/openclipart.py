@@ -9,6 +9,11 @@ include the artist's own name. Kept as written (a webly-supervised benchmark), n
 The same drawing is often filed under two folders (``animals/x.svg`` and
 ``animals/amphibian/x.svg``, small edits apart) and 663 paths are symlinks, so items are
 keyed by file name: one item per name, split by sha1(name) % 10 == 0 (test).
+
+Every folder a drawing is filed in is kept (``folders``): the folder of each copy of its name
+and of each symlink that points at it. The folder tree (``food/fruit``, ``animals/birds``,
+``signs_and_symbols/flags``) was sorted by the archive's curators, not typed by the uploader,
+so it is a label that neither the drawing's title nor its keywords were written from.
 """
 from __future__ import annotations
 
@@ -59,6 +64,8 @@ CARD: dict = {
         "description": "dc:description, often empty",
         "creator": "the creator's dc:title",
         "category": "top-level folder, e.g. 'animals'",
+        "folders": "every folder filing the drawing (its copies and the symlinks to it), "
+                   "joined by ', ', e.g. 'animals, animals/amphibian'",
         "name": "file name without .svg (split key)",
     },
 }
@@ -73,6 +80,7 @@ class Clip:
     keywords: tuple[str, ...]
     description: str
     creator: str
+    folders: tuple[str, ...] = ()   # every folder holding a copy or a symlink of it
 
 
 @dataclasses.dataclass(frozen=True)
@@ -117,12 +125,17 @@ def read_catalog(svg_dir: str | None = None) -> OpenclipartCatalog:
         raise FileNotFoundError(f"OpenClipart folder {root} is missing; install with: "
                                 "apt-get install -y openclipart-svg")
     clips, seen, skipped = [], set(), collections.Counter()
+    folders = collections.defaultdict(set)    # name -> folders filing a copy or a link of it
     for path in sorted(glob.glob(os.path.join(glob.escape(root), "**", "*.svg"),
                                  recursive=True)):
         name = os.path.basename(path)[:-len(".svg")]
+        folder = os.path.relpath(os.path.dirname(path), root).replace(os.sep, "/")
         if os.path.islink(path):
+            # A link files its target in one more folder (the target may have another name).
+            folders[os.path.basename(os.path.realpath(path))[:-len(".svg")]].add(folder)
             skipped[SKIP_SYMLINK] += 1
             continue
+        folders[name].add(folder)
         if name in seen:
             skipped[SKIP_DUPLICATE_NAME] += 1
             continue
@@ -137,6 +150,7 @@ def read_catalog(svg_dir: str | None = None) -> OpenclipartCatalog:
             continue
         clips.append(Clip(name=name, path=path,
                           category=os.path.relpath(path, root).split(os.sep)[0], **meta))
+    clips = [dataclasses.replace(c, folders=tuple(sorted(folders[c.name]))) for c in clips]
     return OpenclipartCatalog(clips=tuple(clips), skipped=dict(skipped))
 
 
@@ -163,8 +177,9 @@ class Openclipart(Builder):
     """TFDS builder ``xmodal_openclipart``."""
 
     name = "xmodal_openclipart"
-    VERSION = tfds.core.Version("1.0.0")
-    RELEASE_NOTES = {"1.0.0": "openclipart-svg with RDF titles and keywords."}
+    VERSION = tfds.core.Version("1.1.0")
+    RELEASE_NOTES = {"1.0.0": "openclipart-svg with RDF titles and keywords.",
+                     "1.1.0": "folders: every folder filing the drawing."}
     BUILDER_CONFIGS = [
         OpenclipartConfig(name="default", description="Every item."),
         OpenclipartConfig(name="tiny", description="40 items.", max_items=40),
@@ -173,7 +188,8 @@ class Openclipart(Builder):
     def _info(self) -> tfds.core.DatasetInfo:
         size = self.builder_config.image_size
         text = {k: tfds.features.Text() for k in
-                ("title", "keywords", "description", "creator", "category", "name")}
+                ("title", "keywords", "description", "creator", "category", "name",
+                          "folders")}
         return tfds.core.DatasetInfo(
             builder=self, description=CARD["title"] + ". " + CARD["splits"],
             features=tfds.features.FeaturesDict({
@@ -201,7 +217,8 @@ class Openclipart(Builder):
                 continue
             yield c.name, {"image": encode_png(image), "title": c.title,
                            "keywords": ", ".join(c.keywords), "description": c.description,
-                           "creator": c.creator, "category": c.category, "name": c.name}
+                           "creator": c.creator, "category": c.category, "name": c.name,
+                           "folders": ", ".join(c.folders)}
 
 
 for _config in ("default", "tiny"):

@@ -1,16 +1,21 @@
-"""The GQR evaluator: title queries against the held-out drawings, every baseline of the paper's
-table, hyper-parameters chosen on the dev queries, reported on the test queries.
+"""The GQR evaluator: folder-name queries against the held-out drawings, every baseline of the
+paper's table, hyper-parameters chosen on the dev queries, reported on the test queries.
 
-Queries and relevance (graded, from the items' own fields):
-- a query is a distinct normalised title of the eval split (lower-cased words, ``lexical.words``);
-- an item's grade is the number of its fields that contain every word of the query: its title,
-  and its keywords + description (so 0, 1 or 2; the items the query's title came from have at
-  least 1);
+Queries and relevance come from the archive's folder tree (``folders``), which neither
+retriever reads (the primary reads the drawing, the complementary ones its keywords and
+description):
+- a query is the name of a folder that files at least one eval item (``food/fruit`` asks
+  "fruit", ``signs_and_symbols/flags`` asks "flags"); folders of the same name are one query,
+  and the ``unsorted`` tree is not a subject, so it asks nothing;
+- an item's grade is 2 when it is filed in such a folder or below it, 1 when it is filed only
+  in the folder's parent or below (a vegetable for "fruit"), else 0 (``folder_relevance``);
 - queries are split into dev and test by sha1(query) % 2 (dev: even).
 
-Retrievers: the primary is the two-tower model's text→image cosine (title query against the
+Retrievers: the primary is the two-tower model's text→image cosine (query text against the
 drawings); the complementary ones score the items' keywords and description: ``text`` (the
 same model's text tower, query text against item text) and ``bm25`` (``lexical.BM25``).
+Every ranking breaks equal scores in one seeded random order (``refine.rank``), so a
+retriever that cannot tell items apart gets ``graded_chance`` (declared as ``run.chance``).
 
 Methods per complementary retriever (test nDCG@K and R@1; dev-chosen settings reported too):
 ``primary``, ``complementary``, ``rrf`` (reciprocal-rank fusion, k = 60, Cormack et al. 2009),
@@ -18,7 +23,7 @@ Methods per complementary retriever (test nDCG@K and R@1; dev-chosen settings re
 + α softmax(s2/T2) over the corpus), ``mixture`` (p* over U, GQR's target without refinement),
 ``gqr`` (the refined primary), ``oracle_single`` (per query the better of the two retrievers,
 chosen with the test labels: a ceiling for routing) and ``oracle_U`` (U in the ideal order: the
-ceiling of any re-ranking of the candidates GQR sees).
+ceiling of any re-ranking of the candidates GQR sees). nDCG uses trec_eval's linear gain.
 """
 from __future__ import annotations
 
@@ -33,14 +38,13 @@ import numpy as np
 from xmodal.core.eval_context import EvalContext
 from xmodal.core.registry import EVALUATORS
 from xmodal.evaluate.lexical import BM25, words
-from xmodal.evaluate.ranking import graded_metrics, ndcg_at_k
-
-# The README's tables use the exponential gain (2^rel - 1), not trec_eval's linear one.
-GAIN = "exponential"
+from xmodal.evaluate.ranking import graded_chance, graded_metrics, ndcg_at_k
 from xmodal.projects.gqr import refine as gqr
 from xmodal.projects.gqr.transform import from_bytes
 
-KEYS = ("image", "corpus", "title_bytes", "corpus_bytes")
+GAIN = "linear"      # trec_eval's and BEIR's nDCG, as the paper's ViDoRe numbers
+KEYS = ("image", "corpus", "corpus_bytes", "folders_bytes")
+NOT_A_SUBJECT = ("unsorted",)   # the archive's tree of drawings nobody filed
 COMPLEMENTARY = ("text", "bm25")
 RRF_K = 60
 
@@ -49,17 +53,27 @@ def normalise(text: str) -> str:
     return " ".join(words(text))
 
 
-def queries_and_relevance(titles: list[str], corpus: list[str]) -> tuple[list[str], np.ndarray]:
-    """Distinct normalised titles (sorted) and their graded relevance [Nq, N] (module doc)."""
-    queries = sorted({normalise(t) for t in titles} - {""})
+def folder_relevance(folders: list[list[str]]) -> tuple[list[str], np.ndarray]:
+    """Queries (folder names, sorted) and graded relevance [Nq, N] (module docstring) from each
+    item's folders (``"food/fruit"`` paths)."""
+    def query_of(path):
+        return normalise(path.rsplit("/", 1)[-1].replace("_", " "))
+
+    # Each item's folders with every folder above them: filed in food/fruit is filed in food.
+    filed = [{"/".join(p.split("/")[:i + 1]) for p in paths if p.split("/")[0] not in
+              NOT_A_SUBJECT for i in range(p.count("/") + 1)} for paths in folders]
+    paths_of: dict[str, set] = {}
+    for path in set().union(*filed) if filed else ():
+        if query_of(path):
+            paths_of.setdefault(query_of(path), set()).add(path)
+    queries = sorted(paths_of)
     if not queries:
-        raise ValueError("gqr: no eval item has a title with a word in it; nothing to query")
-    fields = [(set(words(t)), set(words(c))) for t, c in zip(titles, corpus)]
-    rel = np.zeros((len(queries), len(titles)), np.float32)
+        raise ValueError("gqr: no eval item is filed in a folder; nothing to query")
+    rel = np.zeros((len(queries), len(folders)), np.float32)
     for i, q in enumerate(queries):
-        need = set(q.split())
-        for d, (title_words, corpus_words) in enumerate(fields):
-            rel[i, d] = float(need <= title_words) + float(need <= corpus_words)
+        parents = {p.rsplit("/", 1)[0] for p in paths_of[q] if "/" in p}
+        for d, item in enumerate(filed):
+            rel[i, d] = 2.0 if item & paths_of[q] else 1.0 if item & parents else 0.0
     return queries, rel
 
 
@@ -78,11 +92,12 @@ def softmax(s: np.ndarray, t: float) -> np.ndarray:
     return e / e.sum(axis=1, keepdims=True)
 
 
-def rrf(s1: np.ndarray, s2: np.ndarray) -> np.ndarray:
-    """Reciprocal-rank fusion score over the whole corpus (ranks from 1, ties by index)."""
+def rrf(s1: np.ndarray, s2: np.ndarray, seed: int = 0) -> np.ndarray:
+    """Reciprocal-rank fusion score over the whole corpus (ranks from 1, ties as in
+    ``refine.rank``)."""
     out = np.zeros_like(s1, np.float64)
     for s in (s1, s2):
-        order = np.argsort(-s, axis=1, kind="stable")
+        order = gqr.rank(s, seed)
         ranks = np.empty_like(order)
         np.put_along_axis(ranks, order, np.arange(1, s.shape[1] + 1)[None, :], axis=1)
         out += 1.0 / (RRF_K + ranks)
@@ -92,15 +107,16 @@ def rrf(s1: np.ndarray, s2: np.ndarray) -> np.ndarray:
 class Case:
     """One complementary retriever's run over a subset of the queries (dev or test)."""
 
-    def __init__(self, rows, q_emb, img, s1, s2, rel, k, t1):
+    def __init__(self, rows, q_emb, img, s1, s2, rel, k, t1, seed):
         self.q_emb, self.img = q_emb[rows], img
         self.s1, self.s2, self.rel, self.t1 = s1[rows], s2[rows], rel[rows], t1
-        self.idx, self.valid = gqr.candidates(self.s1, self.s2, k)
+        self.seed = seed
+        self.idx, self.valid = gqr.candidates(self.s1, self.s2, k, seed)
         self.s1_u = np.take_along_axis(self.s1, self.idx, axis=1)
         self.s2_u = np.take_along_axis(self.s2, self.idx, axis=1)
 
     def over_u(self, scores_u):
-        return gqr.order_candidates(np.asarray(scores_u), self.idx, self.valid)
+        return gqr.order_candidates(np.asarray(scores_u), self.idx, self.valid, self.seed)
 
     def mixture(self, alpha, t2):
         return np.asarray(gqr.target_mixture(self.s1_u, self.s2_u, self.valid, alpha, self.t1,
@@ -132,10 +148,11 @@ def gqr_evaluator(k: int = 10, ks: tuple = (5,), steps: int = 50, divergence: st
                   complementary: tuple = COMPLEMENTARY,
                   alphas: tuple = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9),
                   lrs: tuple = (1e-4, 3e-4, 1e-3, 3e-3, 1e-2),
-                  bm25_temperatures: tuple = (0.5, 1.0, 2.0, 4.0), temperature: float = 0.0):
+                  bm25_temperatures: tuple = (0.5, 1.0, 2.0, 4.0), temperature: float = 0.0,
+                  seed: int = 0):
     """GQR and its baselines (module docstring). ``temperature`` T1 of the primary (and of the
     text complementary, also a cosine): 0 = the model's learned 1/exp(logit_scale); BM25's T2
-    is chosen on dev from ``bm25_temperatures``."""
+    is chosen on dev from ``bm25_temperatures``. ``seed``: the order of equal scores."""
     ks = tuple(int(x) for x in ks)
     if divergence not in gqr.DIVERGENCES:
         raise ValueError(f"gqr divergence={divergence!r}; valid: {', '.join(gqr.DIVERGENCES)}")
@@ -146,17 +163,22 @@ def gqr_evaluator(k: int = 10, ks: tuple = (5,), steps: int = 50, divergence: st
     if max(ks) > k:
         raise ValueError(f"gqr ks={ks} reach past the top-k={k} lists that U is made of")
 
-    def run(ctx: EvalContext) -> dict:
-        ctx.require(KEYS, "gqr needs the gqr_items transform")
-        a = ctx.arrays
-        titles = [from_bytes(r) for r in a["title_bytes"]]
-        corpus = [from_bytes(r) for r in a["corpus_bytes"]]
-        queries, rel = queries_and_relevance(titles, corpus)
+    def benchmark(ctx: EvalContext):
+        """The queries, their relevance [Nq, N] and the dev / test query rows."""
+        ctx.require(KEYS, "gqr needs the gqr_items transform (openclipart 1.1.0 or later)")
+        queries, rel = folder_relevance([from_bytes(r).split(", ") if r.any() else []
+                                         for r in ctx.arrays["folders_bytes"]])
         dev = dev_mask(queries)
         splits = {"dev": np.flatnonzero(dev), "test": np.flatnonzero(~dev)}
         if min(len(v) for v in splits.values()) == 0:
-            raise ValueError(f"gqr: {len(queries)} distinct titles give an empty dev or test "
+            raise ValueError(f"gqr: {len(queries)} folder names give an empty dev or test "
                              "query set; the eval split is too small")
+        return queries, rel, splits
+
+    def run(ctx: EvalContext) -> dict:
+        queries, rel, splits = benchmark(ctx)
+        a = ctx.arrays
+        corpus = [from_bytes(r) for r in a["corpus_bytes"]]
         modality = ctx.modalities[0]
         t1 = temperature or float(1.0 / np.exp(ctx.params["model"]["logit_scale"]))
 
@@ -166,7 +188,8 @@ def gqr_evaluator(k: int = 10, ks: tuple = (5,), steps: int = 50, divergence: st
         s1 = q_emb @ img.T
         primary_ms = 1e3 * (time.perf_counter() - start) / len(queries)
         out = {"queries_dev": float(len(splits["dev"])), "queries_test": float(len(splits["test"])),
-               "items": float(len(titles)), "mean_relevant": float((rel > 0).sum(1).mean()),
+               "items": float(len(corpus)), "mean_relevant": float((rel > 0).sum(1).mean()),
+               "mean_grade_2": float((rel == 2).sum(1).mean()),
                "temperature": t1, "index_bytes/primary": float(img.nbytes),
                "latency_ms/primary": primary_ms}
         table = {}
@@ -185,20 +208,20 @@ def gqr_evaluator(k: int = 10, ks: tuple = (5,), steps: int = 50, divergence: st
                 t2_grid, index_bytes = tuple(bm25_temperatures), bm25.index_bytes
             out[f"latency_ms/{comp}"] = 1e3 * (time.perf_counter() - start) / len(queries)
             out[f"index_bytes/{comp}"] = float(index_bytes)
-            case = {name: Case(rows, q_emb, img, s1, s2, rel, k, t1)
+            case = {name: Case(rows, q_emb, img, s1, s2, rel, k, t1, seed)
                     for name, rows in splits.items()}
 
             def ndcg(ranked, split="dev"):
                 return float(ndcg_at_k(ranked, case[split].rel, ks[0], GAIN).mean())
 
             def full(scores):
-                return gqr.top_k_indices(scores, k)
+                return gqr.top_k_indices(scores, k, seed)
 
             # Rankings as functions of (split, hyper-parameters), so dev picks and test reports.
             methods = {
                 "primary": (lambda c: full(c.s1), [()]),
                 "complementary": (lambda c: full(c.s2), [()]),
-                "rrf": (lambda c: full(rrf(c.s1, c.s2)), [()]),
+                "rrf": (lambda c: full(rrf(c.s1, c.s2, seed)), [()]),
                 "minmax": (lambda c, al: full((1 - al) * minmax(c.s1) + al * minmax(c.s2)),
                            [(al,) for al in alphas]),
                 "softmax": (lambda c, al, t2: full((1 - al) * softmax(c.s1, c.t1)
@@ -240,6 +263,20 @@ def gqr_evaluator(k: int = 10, ks: tuple = (5,), steps: int = 50, divergence: st
         if ctx.out_dir:
             write_table(ctx.out_dir, table, out, ks[0], ctx.step)
         return out
+
+    def chance(ctx: EvalContext) -> dict:
+        """A random order's test metrics (``graded_chance``), for every row the model alone
+        ranks: the primary, and the text complementary with every fusion of it (BM25 is not the
+        model, so its rows have no chance level to meet)."""
+        _, rel, splits = benchmark(ctx)
+        level = graded_chance(rel[splits["test"]], ks, GAIN)
+        rows = {f"{comp}/primary" for comp in complementary}
+        if "text" in complementary:
+            rows |= {f"text/{m}" for m in ("complementary", "rrf", "minmax", "softmax",
+                                           "mixture", "gqr")}
+        return {f"{row}/{key}": value for row in sorted(rows) for key, value in level.items()}
+
+    run.chance = chance
     return run
 
 

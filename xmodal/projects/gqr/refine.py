@@ -28,21 +28,30 @@ import optax
 DIVERGENCES = ("kl", "js")
 
 
-def top_k_indices(scores: np.ndarray, k: int) -> np.ndarray:
-    """[Nq, k] indices of each row's k highest scores, best first (ties: lower index first)."""
-    k = min(k, scores.shape[1])
-    part = np.argpartition(-scores, k - 1, axis=1)[:, :k]
-    order = np.lexsort((part, -np.take_along_axis(scores, part, axis=1)), axis=1)
-    return np.take_along_axis(part, order, axis=1)
+def rank(scores: np.ndarray, seed: int = 0) -> np.ndarray:
+    """[Nq, N] each row's item indices, best first; equal scores in a seeded random order.
+
+    Never by position: a retriever that scores items alike (a collapsed model, a BM25 query
+    whose words no item has) must not inherit whatever order the corpus was stored in, which
+    may follow the labels. The same seed gives every method the same tie-break."""
+    scores = np.asarray(scores)
+    tie_break = np.random.default_rng(seed).random(scores.shape)
+    return np.lexsort((tie_break, -scores), axis=1)
 
 
-def candidates(s1: np.ndarray, s2: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+def top_k_indices(scores: np.ndarray, k: int, seed: int = 0) -> np.ndarray:
+    """[Nq, k] indices of each row's k highest scores, best first (ties as in ``rank``)."""
+    return rank(scores, seed)[:, :min(k, scores.shape[1])]
+
+
+def candidates(s1: np.ndarray, s2: np.ndarray, k: int,
+               seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """U per query: (indices [Nq, 2k], valid [Nq, 2k]); the primary's top-k first, then the
     complementary's, a complementary item already in the primary's list marked invalid."""
     if s1.shape != s2.shape:
         raise ValueError(f"primary and complementary scores differ in shape: {s1.shape} vs "
                          f"{s2.shape}")
-    i1, i2 = top_k_indices(s1, k), top_k_indices(s2, k)
+    i1, i2 = top_k_indices(s1, k, seed), top_k_indices(s2, k, seed)
     duplicate = (i2[:, :, None] == i1[:, None, :]).any(axis=2)
     return (np.concatenate([i1, i2], axis=1),
             np.concatenate([np.ones_like(i1, bool), ~duplicate], axis=1))
@@ -100,8 +109,10 @@ def refine(queries, candidate_emb, valid, target, lr, t1, steps: int = 50, kind:
     return jax.vmap(one)(queries, candidate_emb, valid, target)
 
 
-def order_candidates(scores_u: np.ndarray, idx: np.ndarray, valid: np.ndarray) -> np.ndarray:
-    """U's item indices sorted by ``scores_u`` (best first), [Nq, |U|]. Invalid slots (copies
-    of valid ones) go last, so only the first ``valid.sum(1)`` (at least k) entries rank items."""
+def order_candidates(scores_u: np.ndarray, idx: np.ndarray, valid: np.ndarray,
+                     seed: int = 0) -> np.ndarray:
+    """U's item indices sorted by ``scores_u`` (best first, ties as in ``rank``), [Nq, |U|].
+    Invalid slots (copies of valid ones) go last, so only the first ``valid.sum(1)`` (at least
+    k) entries rank items."""
     s = np.where(valid, scores_u, -np.inf)
-    return np.take_along_axis(idx, np.argsort(-s, axis=1, kind="stable"), axis=1)
+    return np.take_along_axis(idx, rank(s, seed), axis=1)
