@@ -46,3 +46,48 @@ def test_eval_time_is_not_training_time(clock):
     r = m.update(30)
     assert r["perf/steps_per_s"] == pytest.approx(5.0) and r["perf/eta_s"] == 0
     assert "perf/mfu" not in r
+
+
+def test_a_line_is_due_every_interval_and_measuring_keeps_the_window(clock):
+    m = run_io.Progress(start=0, stop=1000, batch=4, step_flops=0, peak=0)
+    clock.now = 2.0
+    m.warmed_up(1)
+    first = m.rates(1)
+    assert first["perf/steps_per_s"] == pytest.approx(0.5)
+    line = m.line(1, {"loss": 2.0, **first}, first=True)
+    assert "first step 2.0 s" in line and "ETA" not in line
+    clock.now = 31.9
+    assert not m.due(30.0) and not m.due(0)   # 0: only the logged steps print
+    clock.now = 32.0
+    assert m.due(30.0)
+    r = m.rates(61)                           # 60 steps in 30 s; the window is not reset
+    assert r["perf/steps_per_s"] == pytest.approx(2.0)
+    assert "ETA 7m49s" in m.line(61, {"loss": 1.0, **r})
+    assert not m.due(30.0)                    # a printed line restarts the interval
+    clock.now = 62.0
+    assert m.update(121)["perf/steps_per_s"] == pytest.approx(2.0)   # the same window
+
+
+def test_a_cpu_hint_once_when_the_stage_needs_over_an_hour():
+    m = run_io.Progress(start=0, stop=10, batch=1, step_flops=0, peak=0)
+    assert m.cpu_hint(3599.0, "cpu") == "" and m.cpu_hint(7200.0, "gpu") == ""
+    assert m.cpu_hint(float("inf"), "cpu") == ""
+    hint = m.cpu_hint(2 * 3600 + 5 * 60, "cpu")
+    assert "2h05m" in hint and ":runlocal" in hint
+    assert m.cpu_hint(9000.0, "cpu") == ""    # said once
+    assert [run_io.duration(s) for s in (9, 724, 11100)] == ["9s", "12m04s", "3h05m"]
+
+
+def test_the_console_hears_from_a_run_between_its_logged_steps(tmp_path):
+    """log_every=1000 on a 3-step run: the first step's line comes at once and, with a tiny
+    progress interval, every step has a line; metrics.jsonl keeps only its logged row."""
+    import json
+
+    from tests import cli
+    r = cli.run("specs/clip.py:runlocal", tmp_path / "run", "--spec.train.steps=3",
+                "--spec.train.log_every=1000", "--spec.train.progress_every_s=0.000001")
+    lines = [l for l in r.stdout.splitlines() if l.startswith("step ")]
+    assert [l.split()[1] for l in lines] == ["1/3", "2/3", "3/3"], r.stdout[-2000:]
+    assert "first step" in lines[0] and "steps/s" in lines[1] and "host" in lines[1]
+    rows = [json.loads(l) for l in open(tmp_path / "run" / "metrics.jsonl")]
+    assert [row["step"] for row in rows if "train/loss" in row] == [3]

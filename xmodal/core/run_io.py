@@ -140,47 +140,102 @@ class Progress:
 
     The first step is timed apart (``warmed_up``): it waits for the input pipeline to start
     (grain workers, the first batches) and would make the first ETA a guess from one slow step.
+    Between the reports ``log_every`` asks for, ``due`` says when the console should still
+    hear from the run (every ``progress_every_s`` of wall time), and ``rates`` measures without
+    starting a new window, so those lines leave the logged numbers as they were.
     """
 
-    def __init__(self, start: int, stop: int, batch: int, step_flops: float, peak: float):
+    def __init__(self, start: int, stop: int, batch: int, step_flops: float, peak: float,
+                 clock=None):
         self.stop, self.batch, self.step_flops, self.peak = stop, batch, step_flops, peak
-        self.t0, self.s0 = time.perf_counter(), start
+        self.clock = clock or (lambda: time.perf_counter())
+        self.t0, self.s0 = self.clock(), start
         self._last = start
+        self._printed = self.t0
         self.first_step_s = 0.0
+        self.hinted = False
 
     def pause(self):
         # Called after an eval, so its time does not count as training time.
-        self.t0, self.s0 = time.perf_counter(), self._last
+        self.t0, self.s0 = self.clock(), self._last
 
     def warmed_up(self, step: int) -> None:
         """The first step of this run has finished: rates are measured from here on."""
-        now = time.perf_counter()
+        now = self.clock()
         self.first_step_s = now - self.t0
         self.t0, self.s0, self._last = now, step, step
 
-    def update(self, step: int) -> dict:
-        now = time.perf_counter()
+    def rates(self, step: int) -> dict:
+        """The rates since the last ``update`` (or the first step's alone, right after it)."""
+        now = self.clock()
         if step == self.s0:   # a report right after the first step: only it was measured
             sps = 1.0 / max(self.first_step_s, 1e-9)
             eta = 0.0 if step >= self.stop else float("inf")
         else:
             sps = (step - self.s0) / max(now - self.t0, 1e-9)
             eta = (self.stop - step) / sps if sps > 0 else float("inf")
-        self.t0, self.s0, self._last = now, step, step
         out = {"perf/steps_per_s": sps, "perf/examples_per_s": sps * self.batch,
                "perf/eta_s": eta}
         if self.step_flops and self.peak:
             out["perf/mfu"] = 100.0 * sps * self.step_flops / self.peak
         return out
 
-    def line(self, step: int, m: Mapping) -> str:
+    def update(self, step: int) -> dict:
+        out = self.rates(step)
+        self.t0, self.s0, self._last = self.clock(), step, step
+        return out
+
+    def due(self, every_s: float) -> bool:
+        """Whether ``every_s`` seconds of wall time have passed since the last printed line."""
+        return every_s > 0 and self.clock() - self._printed >= every_s
+
+    def line(self, step: int, m: Mapping, first: bool = False) -> str:
+        """The console's progress line; ``first``: the run's first step, whose time (the
+        input pipeline's start included) stands in for the rate and the ETA."""
+        self._printed = self.clock()
         eta = m.get("perf/eta_s", float("nan"))
-        eta_s = f"{int(eta // 60)}m{int(eta % 60):02d}s" if math.isfinite(eta) else "?"
+        eta_s = duration(eta) if math.isfinite(eta) else "?"
         loss = next((v for k, v in m.items() if k.endswith("loss")), float("nan"))
         mfu = m.get("perf/mfu")
-        return (f"step {step:>6}/{self.stop}  loss {loss:.4f}  {m['perf/steps_per_s']:.2f} steps/s"
-                f"  {m['perf/examples_per_s']:.0f} ex/s  ETA {eta_s}"
-                + (f"  MFU {mfu:.1f}%" if mfu is not None else ""))
+        if first:
+            pace = f"first step {self.first_step_s:.1f} s (the input pipeline's start included)"
+        else:
+            pace = (f"{m['perf/steps_per_s']:.2f} steps/s  {m['perf/examples_per_s']:.0f} ex/s"
+                    f"  ETA {eta_s}" + (f"  MFU {mfu:.1f}%" if mfu is not None else ""))
+        return f"step {step:>6}/{self.stop}  loss {loss:.4f}  {pace}" + memory()
+
+    def cpu_hint(self, eta_s: float, backend: str) -> str:
+        """Once per run: a line when this stage would take over an hour on a CPU."""
+        if self.hinted or backend != "cpu" or not math.isfinite(eta_s) or eta_s < 3600:
+            return ""
+        self.hinted = True
+        return (f"hint: at this pace the stage needs {duration(eta_s)} more on this CPU; a "
+                "spec's ':runlocal' argument is its CPU size (e.g. --spec=specs/clip.py:runlocal)")
+
+
+def duration(seconds: float) -> str:
+    """``3h05m``, ``12m04s``, ``9s``."""
+    seconds = int(seconds)
+    if seconds >= 3600:
+        return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
+    if seconds >= 60:
+        return f"{seconds // 60}m{seconds % 60:02d}s"
+    return f"{seconds}s"
+
+
+def memory() -> str:
+    """``  host 1.2 GB`` (this process's resident memory), and ``  device 3.4 GB`` where the
+    backend reports it (GPUs and TPUs: bytes in use on the first local device)."""
+    out = ""
+    try:
+        with open("/proc/self/statm") as f:
+            out += f"  host {int(f.read().split()[1]) * os.sysconf('SC_PAGE_SIZE') / 1e9:.1f} GB"
+    except (OSError, ValueError, IndexError):
+        pass
+    stats = jax.local_devices()[0].memory_stats() or {}
+    if "bytes_in_use" in stats:
+        out += f"  device {stats['bytes_in_use'] / 1e9:.1f} GB"
+    return out
 
 
 def print_table(metrics: Mapping[str, float], title: str,

@@ -117,7 +117,10 @@ def defaults() -> dict:
         },
         "train": {
             "steps": 1000,              # 0 = evaluate only (an eval stage)
-            "log_every": 50,
+            "log_every": 50,            # steps between logged metrics (metrics.jsonl, TensorBoard)
+            # Wall seconds between console progress lines whatever log_every says (the first
+            # step's line comes at once); 0 = only the logged steps.
+            "progress_every_s": 30.0,
             "eval_every": 500,          # 0 = only at the end
             "ckpt_every": 500,
             "keep_ckpts": 3,
@@ -198,6 +201,7 @@ RANGES = {
     "optim.grad_accum": AT_LEAST_ONE,
     "train.steps": NON_NEGATIVE,
     "train.log_every": AT_LEAST_ONE,
+    "train.progress_every_s": NON_NEGATIVE,
     "train.eval_every": NON_NEGATIVE,
     "train.ckpt_every": AT_LEAST_ONE,
     "train.keep_ckpts": AT_LEAST_ONE,

@@ -297,6 +297,12 @@ def train(setup: Setup, until_step: int = 0) -> dict:
     # Fake CPU devices share one processor, so the CPU peak is counted once, not per device.
     peak = flops.measured_peak() * (1 if jax.default_backend() == "cpu" else jax.device_count())
     meter = run_io.Progress(start, stop_at, spec.data.batch_size, step_flops, peak)
+    def say(step: int, values: dict) -> None:
+        print(meter.line(step, values, first=step == start + 1), flush=True)
+        hint = meter.cpu_hint(values["perf/eta_s"], jax.default_backend())
+        if hint:
+            print(hint, flush=True)
+
     preempted = False
     pending = None          # previous step's metrics, checked one step late to keep dispatch async
     final = {}
@@ -312,16 +318,25 @@ def train(setup: Setup, until_step: int = 0) -> dict:
         if pending is not None:
             run_io.check_finite(*pending, enabled=spec.train.check_finite)
         pending = (step, metrics)
-        if step % spec.train.log_every == 0 or step == stop_at:
+        logged = step % spec.train.log_every == 0 or step == stop_at
+        if not logged and pid == 0 and (step == start + 1
+                                         or meter.due(spec.train.progress_every_s)):
+            # A sign of life between the logged steps: the first step at once, then a line
+            # every progress_every_s; on the console only, so metrics.jsonl keeps its rows.
+            host = {k: float(v) for k, v in jax.device_get(metrics).items()
+                    if k != run_io.FINITE}
+            say(step, {**host, **meter.rates(step)})
+        if logged:
             run_io.check_finite(step, metrics, enabled=spec.train.check_finite)
             host = {k: float(v) for k, v in jax.device_get(metrics).items()
                     if k != run_io.FINITE}
             host.update(meter.update(step))
             writer.write(step, host)
             if pid == 0:
-                print(meter.line(step, host), flush=True)
+                say(step, host)
             else:  # other processes' view of the same (global) numbers, on their stderr
-                print(f"process {pid}: {meter.line(step, host)}", file=sys.stderr, flush=True)
+                print(f"process {pid}: {meter.line(step, host, first=step == start + 1)}",
+                      file=sys.stderr, flush=True)
         is_last = step == stop_at
         if (spec.train.eval_every and step % spec.train.eval_every == 0) or is_last:
             if setup.evaluate:
