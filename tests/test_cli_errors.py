@@ -27,7 +27,7 @@ def test_misspelt_override_is_one_line_naming_the_valid_keys(tmp_path):
     assert r.returncode == 2
     assert _lines(r.stderr) == [
         "spec error: --spec.train.stepz: train has no key 'stepz'; its keys: check_finite, "
-        "ckpt_every, ema_decay, eval_every, keep_ckpts, log_every, steps"]
+        "ckpt_every, ema_decay, eval_every, keep_ckpts, log_every, progress_every_s, steps"]
     r = _run("--spec=specs/clip.py:runlocal", f"--workdir={wd}", "--spec.trian.steps=10")
     assert r.returncode == 2 and len(_lines(r.stderr)) == 1
     assert "the spec has no key 'trian'" in r.stderr and "train" in r.stderr

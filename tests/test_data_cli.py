@@ -44,11 +44,23 @@ def file_states(root):
 
 
 @pytest.fixture(scope="module")
-def prepared_dir(tmp_path_factory):
+def first_prepare(tmp_path_factory):
     path = tmp_path_factory.mktemp("prepared")
     result = run_cli(path, "prepare", TINY)
     assert result.returncode == 0, result.stderr
-    return path
+    return path, result
+
+
+@pytest.fixture(scope="module")
+def prepared_dir(first_prepare):
+    return first_prepare[0]
+
+
+def test_a_build_says_what_it_does_once_and_truly(first_prepare):
+    out = first_prepare[1].stdout + first_prepare[1].stderr
+    # TFDS's own lines claim a download that never happens; ours says what is done.
+    assert "Downloading and preparing" not in out and "Subsequent calls" not in out
+    assert out.count("nothing is downloaded") == 1 and "ready in" in out
 
 
 @pytest.mark.slow

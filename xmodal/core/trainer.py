@@ -349,9 +349,7 @@ def train(setup: Setup, until_step: int = 0) -> dict:
             run_io.check_finite(step, metrics, enabled=spec.train.check_finite)
             ckpt_lib.save(mngr, step, state, train_iter,
                           {"step": step, "stage": os.path.basename(workdir)}, force=True)
-        if preempted:
-            logging.warning("SIGTERM: saved checkpoint at step %d, exiting", step)
-            print(f"SIGTERM received: checkpoint saved at step {step}", flush=True)
+        if preempted:   # said once, by the Preempted raised below
             break
     if pending is not None:
         run_io.check_finite(*pending, enabled=spec.train.check_finite)
