@@ -45,6 +45,10 @@ def test_compile_reports_the_replicated_state_per_chip_and_refuses_a_step_too_bi
     assert rep["batch"] == 8
     assert rep["examples_per_second"] == pytest.approx(8 / rep["roofline_seconds"])
     assert "per chip" in r.stdout and "roofline" in r.stdout
+    # libtpu's start-up pages (off a TPU VM) are kept in the workdir, not on the console, and
+    # the persistent cache is not asked for programs it cannot load here.
+    assert r.stderr.strip() == "", r.stderr[-2000:]
+    assert "could not determine TPU" in (tmp_path / "libtpu.log").read_text()
 
     big = _compile(tmp_path / "big", "--spec.data.batch_size=65536")
     assert big.returncode != 0 and "the step does not fit" in big.stderr, big.stderr[-2000:]

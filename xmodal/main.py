@@ -79,7 +79,9 @@ def main(argv):
     import jax
     jax.config.update("jax_threefry_partitionable", True)
     from xmodal.core import compilation_cache
-    cache_dir = compilation_cache.enable(_CACHE.value)
+    # A program compiled for a TPU topology with no TPU here cannot be read back from the
+    # cache (no client to load it into): --mode=compile leaves the cache alone.
+    cache_dir = compilation_cache.enable("off" if _MODE.value == "compile" else _CACHE.value)
     from xmodal.core import run_io, trainer  # after flags: grain workers need parsed absl flags
     from xmodal.core.datasets import DataDamaged, DataSourceMissing
     from xmodal.core.registry import COMMANDS, CommandError, RunStateError

@@ -28,10 +28,12 @@ stages (a teacher, a VAE) reads them from ``--workdir`` as training would, so th
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
 import re
+import sys
 import time
 
 import jax
@@ -81,8 +83,27 @@ class DoesNotFit(SpecError):
     """The compiled step needs more memory per chip than the chip has."""
 
 
-def topology_devices(target: str) -> tuple[list, Chip]:
-    """The devices of a TPU topology such as ``v5e:4x4`` (from libtpu, no TPU needed)."""
+@contextlib.contextmanager
+def native_stderr_to(path: str):
+    """The process's stderr (file descriptor 2, where C++ libraries write) goes to ``path``
+    while inside. libtpu, loaded off a TPU VM, prints pages that read as failures ("could
+    not determine TPU accelerator type", an ``E0000 ... INVALID_ARGUMENT`` about worker
+    hostnames) and change nothing for a compile-only topology; they are kept in ``path``."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with open(path, "ab") as log:
+        os.dup2(log.fileno(), 2)
+        try:
+            yield
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+
+
+def topology_devices(target: str, log_dir: str = "") -> tuple[list, Chip]:
+    """The devices of a TPU topology such as ``v5e:4x4`` (from libtpu, no TPU needed);
+    libtpu's start-up output goes to ``<log_dir>/libtpu.log`` when ``log_dir`` is given."""
     generation = target.split(":", 1)[0]
     if generation not in CHIPS or ":" not in target:
         raise SpecError(f"--target={target!r}: a TPU topology <generation>:<shape>, e.g. "
@@ -95,8 +116,11 @@ def topology_devices(target: str) -> tuple[list, Chip]:
     # for a topology drives none, and two compiles at once (two tests, two users) must work.
     os.environ.setdefault("ALLOW_MULTIPLE_LIBTPU_LOAD", "1")
     from jax.experimental import topologies
+    quiet = native_stderr_to(os.path.join(log_dir, "libtpu.log")) if log_dir else \
+        contextlib.nullcontext()
     try:
-        topo = topologies.get_topology_desc(topology_name=target, platform="tpu")
+        with quiet:
+            topo = topologies.get_topology_desc(topology_name=target, platform="tpu")
     except Exception as e:  # libtpu's message for an unknown shape is long; keep its first line
         raise SpecError(f"--target={target!r}: libtpu has no such topology "
                         f"({str(e).splitlines()[0][:200]})") from None
@@ -179,7 +203,8 @@ def describe(name: str, target: str, r: dict) -> str:
 def run(spec, workdir: str, target: str, only: tuple = (), out: str = "") -> dict:
     """Compiles every chosen stage for ``target``; prints and returns the reports; writes them
     as JSON to ``out`` when given. Raises DoesNotFit after reporting every stage."""
-    devices, chip = topology_devices(target)
+    os.makedirs(workdir, exist_ok=True)
+    devices, chip = topology_devices(target, log_dir=workdir)
     stages = spec_lib.stages_of(spec)
     names = [n for n, _ in stages]
     if set(only) - set(names):
