@@ -53,6 +53,8 @@ def test_each_damage_falls_back_to_the_next_older_checkpoint(tmp_path):
         "meta corrupt": lambda d: (d / "meta" / "metadata").write_text("{not json"),
         # 16 bytes overwritten in the middle of the largest data file
         "bytes overwritten": lambda d: _overwrite(_largest_file(d / "state"), 16),
+        # the input pipeline's saved position edited (would resume on other batches)
+        "data position edited": _edit_position,
     }
     steps = 3
     for name, damage in damages.items():
@@ -84,6 +86,14 @@ def test_no_restorable_checkpoint_is_one_line_and_starts_nothing(tmp_path, train
     assert last.startswith("error: no checkpoint in ") and "move " in last, r.stderr[-2000:]
     assert "training " not in r.stdout          # nothing started from scratch
     assert sorted(os.listdir(wd / "checkpoints")) == [f"{s}.unrestorable" for s in steps]
+
+
+def _edit_position(step_dir):
+    (path,) = (step_dir / "data").glob("process_*.json")
+    text = path.read_text()
+    edited = text.replace('"next_index": ', '"next_index": 1', 1)   # e.g. 3 -> 13
+    assert edited != text, text
+    path.write_text(edited)
 
 
 def _overwrite(path, n):

@@ -99,6 +99,20 @@ def test_verify_names_a_file_with_flipped_bytes(tmp_path, data_dir):
     assert lines[0] == (f"error: dataset emoji/tiny: {shard} does not have the checksum it was "
                         "built with; rebuild it: python -m xmodal.data prepare emoji/tiny --force")
 
+    # A copy without its shard record (built before it existed): the flipped byte is found by
+    # reading every record, and nothing is recorded over it.
+    record = version / sources.SHARDS_FILE
+    record.unlink()
+    r = _verify(data)
+    lines = [l for l in r.stderr.splitlines() if l.strip()]
+    assert r.returncode != 0 and len(lines) == 1, r.stderr[-3000:]
+    assert shard in lines[0] and "cannot be read" in lines[0], lines[0]
+    assert not record.exists()
+    _flip_byte(shard)                     # flipped back: the copy reads whole, and is recorded
+    r = _verify(data)
+    assert r.returncode == 0 and "every record was read" in r.stdout, r.stderr[-3000:]
+    assert record.exists() and "every file has the size" in _verify(data).stdout
+
 
 def test_a_record_with_inf_names_its_index():
     """The finite check of every record read (the list stands in for the ArrayRecord reader:

@@ -100,6 +100,39 @@ def test_state_round_trips_through_orbax(source, tmp_path):
     assert_resumes_through_orbax(lambda: loader(source, seed=5), 2, 1, tmp_path / "ckpt")
 
 
+def test_a_changed_saved_position_is_refused_and_an_unchecked_one_restores(source, tmp_path):
+    import json
+
+    import orbax.checkpoint as ocp
+
+    from xmodal.core.input import iterator_checkpoint_args
+    it = iter(loader(source, seed=5))
+    first(it, 2)
+    with ocp.CheckpointManager(tmp_path / "ckpt") as manager:
+        manager.save(2, args=ocp.args.Composite(data=iterator_checkpoint_args(it)))
+        manager.wait_until_finished()
+    (path,) = (tmp_path / "ckpt" / "2" / "data").glob("process_*.json")
+    saved = json.loads(path.read_text())
+    assert set(saved) == {"iterator", "sha256"}
+
+    def restore():
+        resumed = iter(loader(source, seed=5))
+        with ocp.CheckpointManager(tmp_path / "ckpt") as manager:
+            manager.restore(2, args=ocp.args.Composite(
+                data=iterator_checkpoint_args(resumed, restore=True)))
+        return resumed
+
+    edited = json.loads(json.dumps(saved).replace('"next_index": 2', '"next_index": 3'))
+    assert edited != saved
+    path.write_text(json.dumps(edited))
+    with pytest.raises(ValueError, match="differs from its checksum"):
+        restore()
+    # A position saved before the checksum existed (grain's state alone) restores as it is.
+    path.write_text(json.dumps(saved["iterator"]))
+    reference = first(iter(loader(source, seed=5)), 3)
+    assert_same_batches(first(restore(), 1), reference[2:3])
+
+
 def test_batch_size_must_divide_over_shards(source):
     with pytest.raises(ValueError, match="not divisible by shard_count 3"):
         loader(source, shard_count=3, global_batch_size=16)

@@ -1,13 +1,14 @@
 """Orbax checkpoints of the train state together with the grain iterator state.
 
 ``workdir/checkpoints/<step>/`` holds ``state`` (the TrainState pytree, saved sharded),
-``data`` (each process's grain iterator position) and ``meta`` (JSON: step, stage name, and a
-checksum of every array of the state). Saves are asynchronous and keep the newest N. A run
+``data`` (each process's grain iterator position, with its SHA-256: ``input.CheckedPosition``)
+and ``meta`` (JSON: step, stage name, and a checksum of every array of the state). Saves are asynchronous and keep the newest N. A run
 resumes from, in order: its own workdir, the spec's ``resume`` directory, the spec's
 ``init_from`` (parameters only), or scratch.
 
-A checkpoint that does not restore — a file truncated or deleted, its metadata unreadable, or an
-array whose bytes differ from the checksum written with it — is reported in one line (step,
+A checkpoint that does not restore — a file truncated or deleted, its metadata unreadable, an
+array whose bytes differ from the checksum written with it, or an input position edited after
+it was written — is reported in one line (step,
 path, why), set aside as ``<step>.unrestorable`` and the next older one is used; when none
 restores the run stops, saying how to start fresh, and never starts from scratch over them.
 """

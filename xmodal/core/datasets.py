@@ -411,16 +411,39 @@ def check_shard_sizes(name: str, builder: tfds.core.DatasetBuilder, files: list[
                               f"{rebuild_command(name)}")
 
 
+def has_shard_record(name: str, data_dir: str | None = None) -> bool:
+    return os.path.exists(os.path.join(str(prepare(name, data_dir).data_path), SHARDS_FILE))
+
+
+def read_every_record(name: str, builder: tfds.core.DatasetBuilder) -> list[str]:
+    """The first record of each split that cannot be read, one line each; [] when all read.
+    Reading is the check: ArrayRecord verifies each chunk's hash as it decodes it."""
+    problems = []
+    for split, info in builder.info.splits.items():
+        source = CheckedSource(builder.as_data_source(split), name, split,
+                               [str(f) for f in info.filepaths], list(info.shard_lengths))
+        for start in range(0, len(source), 512):
+            try:
+                source._getitems(range(start, min(start + 512, len(source))))  # noqa: SLF001
+            except DataDamaged as e:
+                problems.append(str(e).split("; rebuild it:")[0].split(": ", 1)[-1])
+                break
+    return problems
+
+
 def verify(name: str, data_dir: str | None = None) -> list[str]:
     """Every problem of the prepared copy of ``name`` against its shard record (missing,
-    resized or re-hashed files), one line each; [] when intact. A copy without a record is
-    recorded now (and reported as such)."""
+    resized or re-hashed files), one line each; [] when intact. A copy built before the record
+    existed has nothing to compare with: every record is read instead (``read_every_record``),
+    and only a copy that reads whole is recorded, so a damaged file is never blessed."""
     builder = prepare(name, data_dir)
     folder = str(builder.data_path)
     record = read_shards(name, builder)
     if record is None:
-        record_shards(builder)
-        return []
+        problems = read_every_record(name, builder)
+        if not problems:
+            record_shards(builder)
+        return problems
     problems = []
     for f, expected in sorted(record["files"].items()):
         path = os.path.join(folder, f)

@@ -11,6 +11,8 @@ without the interruption. A mixture keeps all of this (see ``mixture_loader``).
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import json
 import os
 from typing import Any, Mapping, Sequence
 
@@ -232,8 +234,44 @@ def to_process_memory(batch: Mapping[str, Any]) -> dict:
     return {k: np.array(v) if isinstance(v, SharedMemoryArray) else v for k, v in batch.items()}
 
 
+class CheckedPosition:
+    """An iterator's saved position with the SHA-256 of that position beside it.
+
+    grain writes the position as plain JSON (``process_<i>-of-<n>.json``), which nothing
+    guards: a changed ``next_index`` would resume silently on other batches, and another edit
+    fails only at the first batch, after the restore "succeeded". Saved through this wrapper,
+    the file holds ``{"iterator": <grain's state>, "sha256": <its digest>}`` and a restore
+    whose position does not match its digest raises, so the checkpoint is set aside like one
+    whose arrays changed. A file written without the digest (before it existed) is restored
+    as it is."""
+
+    def __init__(self, iterator: grain.DatasetIterator):
+        self.iterator = iterator
+
+    @staticmethod
+    def digest(state) -> str:
+        return hashlib.sha256(json.dumps(state, sort_keys=True).encode()).hexdigest()
+
+    def get_state(self) -> bytes:
+        state = self.iterator.get_state()
+        return json.dumps({"iterator": state, "sha256": self.digest(state)}, indent=4).encode()
+
+    def set_state(self, data: bytes) -> None:
+        saved = json.loads(data)
+        if isinstance(saved, dict) and set(saved) == {"iterator", "sha256"}:
+            if self.digest(saved["iterator"]) != saved["sha256"]:
+                raise ValueError("the data iterator's saved position differs from its "
+                                 "checksum (the file changed after it was written)")
+            saved = saved["iterator"]
+        self.iterator.set_state(saved)
+
+    def start_prefetch(self) -> None:
+        self.iterator.start_prefetch()
+
+
 def iterator_checkpoint_args(iterator: grain.DatasetIterator, restore: bool = False):
-    """orbax args that save (or restore into) ``iterator``'s position.
+    """orbax args that save (or restore into) ``iterator``'s position, with its checksum
+    (``CheckedPosition``).
 
     Use as one item of ``ocp.args.Composite(..., data=iterator_checkpoint_args(it))``; the
     grain handler writes one small JSON file per JAX process. Restoring sets the state of
@@ -241,8 +279,8 @@ def iterator_checkpoint_args(iterator: grain.DatasetIterator, restore: bool = Fa
     same ``worker_count`` too: grain's state layout differs with and without workers.
     """
     if restore:
-        return grain.checkpoint.CheckpointRestore(iterator)
-    return grain.checkpoint.CheckpointSave(iterator)
+        return grain.checkpoint.CheckpointRestore(CheckedPosition(iterator))
+    return grain.checkpoint.CheckpointSave(CheckedPosition(iterator))
 
 
 def eval_arrays(source: Sequence, transform: grain.transforms.Map,
