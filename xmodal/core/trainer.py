@@ -157,8 +157,15 @@ def build(spec: mlc.ConfigDict, workdir: str) -> Setup:
     # ---------------------------------------------------------------- restore
     mngr = ckpt_lib.manager(workdir, spec.train.keep_ckpts)
     state, source = None, "scratch"
-    state, step = ckpt_lib.restore_newest(
-        mngr, lambda s: ckpt_lib.restore(mngr, s, abstract_state, train_iter))
+    try:
+        state, step = ckpt_lib.restore_newest(
+            mngr, lambda s: ckpt_lib.restore(mngr, s, abstract_state, train_iter))
+    except Exception:
+        # Closed now, while its worker processes' queues are open: left to the interpreter's
+        # exit, grain's finalizers print pages of "handle is closed" tracebacks and leak
+        # shared memory under the one line that says why the run stopped.
+        train_iter.close()
+        raise
     if state is not None:
         source = f"workdir checkpoint {step}"
     elif spec.resume:
