@@ -56,7 +56,11 @@ def test_each_damage_falls_back_to_the_next_older_checkpoint(tmp_path):
         "bytes overwritten": lambda d: _overwrite(_largest_file(d / "state"), 16),
         # the input pipeline's saved position edited (would resume on other batches)
         "data position edited": _edit_position,
+        # every OCDBT manifest overwritten with zeros (a block device's lost writes)
+        "manifests zeroed": _zero_manifests,
     }
+    reasons = {"manifests zeroed": "not an OCDBT manifest",
+               "data position edited": "differs from its checksum"}
     steps = 3
     for name, damage in damages.items():
         newest = wd / "checkpoints" / str(steps)
@@ -65,6 +69,8 @@ def test_each_damage_falls_back_to_the_next_older_checkpoint(tmp_path):
         assert r.returncode == 0, (name, r.stderr[-3000:])
         said = [l for l in r.stderr.splitlines() if "does not restore" in l]
         assert len(said) == 1 and f"checkpoints/{steps} does not restore" in said[0], \
+            (name, r.stderr[-3000:])
+        assert reasons.get(name, "") in said[0] and "Traceback" not in r.stderr, \
             (name, r.stderr[-3000:])
         assert f"from workdir checkpoint {steps - 1}," in r.stdout, (name, r.stdout[-2000:])
         assert (wd / "checkpoints" / f"{steps}.unrestorable").is_dir()
@@ -100,6 +106,14 @@ def _edit_position(step_dir):
     edited = text.replace('"next_index": ', '"next_index": 1', 1)   # e.g. 3 -> 13
     assert edited != text, text
     path.write_text(edited)
+
+
+def _zero_manifests(step_dir):
+    for folder, _, files in os.walk(step_dir / "state"):
+        if "manifest.ocdbt" in files:
+            path = os.path.join(folder, "manifest.ocdbt")
+            with open(path, "r+b") as f:
+                f.write(bytes(os.path.getsize(path)))
 
 
 def _overwrite(path, n):

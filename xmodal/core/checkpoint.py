@@ -56,6 +56,7 @@ def save(mngr: ocp.CheckpointManager, step: int, state, data_iter, meta: dict, f
 def restore(mngr: ocp.CheckpointManager, step: int, abstract_state, data_iter):
     """Restores state (with the abstract state's shardings) and the iterator in place; raises
     if an array's bytes differ from their checksum."""
+    check_manifests(os.path.join(str(mngr.directory), str(step), "state"))
     check_shapes(os.path.join(str(mngr.directory), str(step), "state"), abstract_state)
     got = mngr.restore(step, args=ocp.args.Composite(
         state=ocp.args.StandardRestore(abstract_state),
@@ -89,6 +90,25 @@ def restore_newest(mngr: ocp.CheckpointManager, restore_step) -> tuple[Any, int]
         raise RunStateError(f"no checkpoint in {root} restores ({'; '.join(problems)}); to "
                             f"start from scratch, move {os.path.dirname(root)} away")
     return None, -1
+
+
+# tensorstore's OCDBT format: every manifest file begins with these four bytes.
+OCDBT_MAGIC = bytes.fromhex("0cdb3a2a")
+
+
+def check_manifests(state_dir: str) -> None:
+    """ValueError naming a ``manifest.ocdbt`` of the saved state that is empty or does not
+    begin with OCDBT's magic number, before orbax opens it: orbax's own message for that is
+    "'NoneType' object has no attribute 'tree'", and the reads it abandons then print pages of
+    "Event loop is closed" tracebacks under the one line that reports the checkpoint."""
+    for folder, _, files in os.walk(state_dir):
+        if "manifest.ocdbt" in files:
+            path = os.path.join(folder, "manifest.ocdbt")
+            with open(path, "rb") as f:
+                head = f.read(len(OCDBT_MAGIC))
+            if head != OCDBT_MAGIC:
+                found = "is empty" if not head else f"begins with 0x{head.hex()}"
+                raise ValueError(f"{path} {found}, not an OCDBT manifest")
 
 
 def check_shapes(state_dir: str, abstract) -> None:
