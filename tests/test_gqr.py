@@ -15,7 +15,8 @@ from tests.data_helpers import missing
 from xmodal.evaluate.lexical import BM25, words
 from xmodal.evaluate.ranking import graded_chance, graded_metrics, ndcg_at_k
 from xmodal.projects.gqr import refine as gqr
-from xmodal.projects.gqr.evaluator import folder_relevance, rrf
+from xmodal.projects.gqr.benchmark import folder_relevance
+from xmodal.projects.gqr.fusion import rrf
 from xmodal.projects.gqr.transform import from_bytes, to_bytes
 
 

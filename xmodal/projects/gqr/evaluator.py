@@ -8,8 +8,8 @@ description):
   "fruit", ``signs_and_symbols/flags`` asks "flags"); folders of the same name are one query,
   and the ``unsorted`` tree is not a subject, so it asks nothing;
 - an item's grade is 2 when it is filed in such a folder or below it, 1 when it is filed only
-  in the folder's parent or below (a vegetable for "fruit"), else 0 (``folder_relevance``);
-- queries are split into dev and test by sha1(query) % 2 (dev: even).
+  in the folder's parent or below (a vegetable for "fruit"), else 0;
+- queries are split into dev and test by sha1(query) % 2 (dev: even) (``benchmark.py``).
 
 Retrievers: the primary is the two-tower model's text→image cosine (query text against the
 drawings); the complementary ones score the items' keywords and description: ``text`` (the
@@ -18,16 +18,14 @@ Every ranking breaks equal scores in one seeded random order (``refine.rank``), 
 retriever that cannot tell items apart gets ``graded_chance`` (declared as ``run.chance``).
 
 Methods per complementary retriever (test nDCG@K and R@1; dev-chosen settings reported too):
-``primary``, ``complementary``, ``rrf`` (reciprocal-rank fusion, k = 60, Cormack et al. 2009),
-``minmax`` ((1-α) minmax(s1) + α minmax(s2) over the corpus), ``softmax`` ((1-α) softmax(s1/T1)
-+ α softmax(s2/T2) over the corpus), ``mixture`` (p* over U, GQR's target without refinement),
+``primary``, ``complementary``, ``rrf``, ``minmax`` and ``softmax`` score fusion over the
+corpus (``fusion.py``), ``mixture`` (p* over U, GQR's target without refinement),
 ``gqr`` (the refined primary), ``oracle_single`` (per query the better of the two retrievers,
 chosen with the test labels: a ceiling for routing) and ``oracle_U`` (U in the ideal order: the
 ceiling of any re-ranking of the candidates GQR sees). nDCG uses trec_eval's linear gain.
 """
 from __future__ import annotations
 
-import hashlib
 import itertools
 import json
 import os
@@ -37,71 +35,16 @@ import numpy as np
 
 from xmodal.core.eval_context import EvalContext
 from xmodal.core.registry import EVALUATORS
-from xmodal.evaluate.lexical import BM25, words
+from xmodal.evaluate.lexical import BM25
 from xmodal.evaluate.ranking import graded_chance, graded_metrics, ndcg_at_k
 from xmodal.projects.gqr import refine as gqr
+from xmodal.projects.gqr.benchmark import dev_mask, folder_relevance
+from xmodal.projects.gqr.fusion import minmax, rrf, softmax
 from xmodal.projects.gqr.transform import from_bytes
 
 GAIN = "linear"      # trec_eval's and BEIR's nDCG, as the paper's ViDoRe numbers
 KEYS = ("image", "corpus", "corpus_bytes", "folders_bytes")
-NOT_A_SUBJECT = ("unsorted",)   # the archive's tree of drawings nobody filed
 COMPLEMENTARY = ("text", "bm25")
-RRF_K = 60
-
-
-def normalise(text: str) -> str:
-    return " ".join(words(text))
-
-
-def folder_relevance(folders: list[list[str]]) -> tuple[list[str], np.ndarray]:
-    """Queries (folder names, sorted) and graded relevance [Nq, N] (module docstring) from each
-    item's folders (``"food/fruit"`` paths)."""
-    def query_of(path):
-        return normalise(path.rsplit("/", 1)[-1].replace("_", " "))
-
-    # Each item's folders with every folder above them: filed in food/fruit is filed in food.
-    filed = [{"/".join(p.split("/")[:i + 1]) for p in paths if p.split("/")[0] not in
-              NOT_A_SUBJECT for i in range(p.count("/") + 1)} for paths in folders]
-    paths_of: dict[str, set] = {}
-    for path in set().union(*filed) if filed else ():
-        if query_of(path):
-            paths_of.setdefault(query_of(path), set()).add(path)
-    queries = sorted(paths_of)
-    if not queries:
-        raise ValueError("gqr: no eval item is filed in a folder; nothing to query")
-    rel = np.zeros((len(queries), len(folders)), np.float32)
-    for i, q in enumerate(queries):
-        parents = {p.rsplit("/", 1)[0] for p in paths_of[q] if "/" in p}
-        for d, item in enumerate(filed):
-            rel[i, d] = 2.0 if item & paths_of[q] else 1.0 if item & parents else 0.0
-    return queries, rel
-
-
-def dev_mask(queries: list[str]) -> np.ndarray:
-    return np.array([int(hashlib.sha1(q.encode()).hexdigest(), 16) % 2 == 0 for q in queries])
-
-
-def minmax(s: np.ndarray) -> np.ndarray:
-    lo, hi = s.min(axis=1, keepdims=True), s.max(axis=1, keepdims=True)
-    return (s - lo) / np.maximum(hi - lo, 1e-12)
-
-
-def softmax(s: np.ndarray, t: float) -> np.ndarray:
-    z = s / t - (s / t).max(axis=1, keepdims=True)
-    e = np.exp(z)
-    return e / e.sum(axis=1, keepdims=True)
-
-
-def rrf(s1: np.ndarray, s2: np.ndarray, seed: int = 0) -> np.ndarray:
-    """Reciprocal-rank fusion score over the whole corpus (ranks from 1, ties as in
-    ``refine.rank``)."""
-    out = np.zeros_like(s1, np.float64)
-    for s in (s1, s2):
-        order = gqr.rank(s, seed)
-        ranks = np.empty_like(order)
-        np.put_along_axis(ranks, order, np.arange(1, s.shape[1] + 1)[None, :], axis=1)
-        out += 1.0 / (RRF_K + ranks)
-    return out
 
 
 class Case:
