@@ -11,6 +11,7 @@ import pytest
 from tests import cli
 from tests.data_helpers import skip_unless_installed
 from xmodal.audio import dsp as audio
+from xmodal.core.input import CheckedPosition
 from xmodal.core.registry import TRANSFORMS
 from xmodal.projects.clap.score import clap_score, load_clap
 from xmodal.core.registry import MODELS
@@ -124,9 +125,10 @@ def test_clap_spec_cli_and_scorer(tmp_path):
     assert r.returncode == 0, r.stderr[-4000:]
     spec = json.loads((workdir / "spec.json").read_text())
     assert spec["data"]["mix"]["effects"]["name"] == "tuxpaint/effects_tiny"
-    # The mixture's iterator state is saved with the model (two batches read).
+    # The mixture's iterator state is saved with the model (two batches read), with its digest.
     data_state = json.loads((workdir / "checkpoints/2/data/process_0-of-1.json").read_text())
-    assert data_state == {"next_index": 2}
+    assert data_state["iterator"] == {"next_index": 2}
+    assert data_state["sha256"] == CheckedPosition.digest({"next_index": 2})
     # Instruments (retrieval, zero-shot) and the held-out effects (retrieval only: no labels).
     for key in ("eval/t2i_R@1", "eval/zeroshot_top1", "eval/effects/t2i_R@1",
                 "eval/effects/i2t_R@10"):
