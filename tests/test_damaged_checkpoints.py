@@ -23,7 +23,7 @@ def _train(wd, steps: int, *args: str):
     # One device: which checkpoint restores does not depend on the device count, and a
     # one-device train step is read back from the compilation cache by the four restarts.
     return subprocess.run(cli.command("specs/clip.py:runlocal", wd, f"--spec.train.steps={steps}",
-                                      "--spec.train.ckpt_every=1", "--spec.train.keep_ckpts=5",
+                                      "--spec.train.ckpt_every=1", "--spec.train.keep_ckpts=8",
                                       *args),
                           cwd=cli.ROOT, env=cli.env(devices=1), capture_output=True, text=True,
                           timeout=600)
@@ -39,10 +39,14 @@ def _steps(wd):
 
 
 def test_each_damage_falls_back_to_the_next_older_checkpoint(tmp_path):
+    # Seven checkpoints; the six newest each get a different damage, newest first, and one
+    # restart must name each in its own line (its step and, where it has one, its reason), set
+    # each aside and go on to the next older, ending at step 1: each damage is seen through
+    # the same fallback a single damaged checkpoint takes, in one CLI restart instead of six.
     wd = tmp_path / "run"
-    r = _train(wd, 3)
+    r = _train(wd, 7)
     assert r.returncode == 0, r.stderr[-2000:]
-    assert _steps(wd) == [1, 2, 3]
+    assert _steps(wd) == [1, 2, 3, 4, 5, 6, 7]
 
     damages = {
         # a data file cut in half (a partial copy, a full disk)
@@ -61,24 +65,24 @@ def test_each_damage_falls_back_to_the_next_older_checkpoint(tmp_path):
     }
     reasons = {"manifests zeroed": "not an OCDBT manifest",
                "data position edited": "differs from its checksum"}
-    steps = 3
-    for name, damage in damages.items():
-        newest = wd / "checkpoints" / str(steps)
-        damage(newest)
-        r = _train(wd, steps + 1)
-        assert r.returncode == 0, (name, r.stderr[-3000:])
-        said = [l for l in r.stderr.splitlines() if "does not restore" in l]
-        assert len(said) == 1 and f"checkpoints/{steps} does not restore" in said[0], \
-            (name, r.stderr[-3000:])
-        assert reasons.get(name, "") in said[0] and "Traceback" not in r.stderr, \
-            (name, r.stderr[-3000:])
-        assert f"from workdir checkpoint {steps - 1}," in r.stdout, (name, r.stdout[-2000:])
-        assert (wd / "checkpoints" / f"{steps}.unrestorable").is_dir()
-        steps += 1
-        assert _steps(wd)[-1] == steps
-        rows = [json.loads(l) for l in open(wd / "metrics.jsonl")]
-        train_steps = [row["step"] for row in rows if "train/loss" in row]
-        assert train_steps == sorted(set(train_steps)) == list(range(1, steps + 1)), name
+    damaged = dict(zip(range(7, 1, -1), damages))          # step -> damage, 7 .. 2
+    for step, name in damaged.items():
+        damages[name](wd / "checkpoints" / str(step))
+
+    r = _train(wd, 8)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "Traceback" not in r.stderr, r.stderr[-3000:]
+    said = [l for l in r.stderr.splitlines() if "does not restore" in l]
+    assert len(said) == len(damaged), r.stderr[-3000:]
+    for line, (step, name) in zip(said, damaged.items()):
+        assert f"checkpoints/{step} does not restore" in line, (name, line)
+        assert reasons.get(name, "") in line, (name, line)
+        assert (wd / "checkpoints" / f"{step}.unrestorable").is_dir(), name
+    assert "from workdir checkpoint 1," in r.stdout, r.stdout[-2000:]
+    assert _steps(wd)[-1] == 8
+    rows = [json.loads(l) for l in open(wd / "metrics.jsonl")]
+    train_steps = [row["step"] for row in rows if "train/loss" in row]
+    assert train_steps == list(range(1, 9))
 
 
 def test_no_restorable_checkpoint_is_one_line_and_starts_nothing(tmp_path):

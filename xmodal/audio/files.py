@@ -11,9 +11,10 @@ from xmodal.core.registry import CommandError
 MIN_SECONDS = 0.05
 
 
-def read_audio(path: str, sample_rate: int) -> tuple[np.ndarray, int]:
+def read_audio(path: str, sample_rate: int | None) -> tuple[np.ndarray, int]:
     """(mono float32 waveform at ``sample_rate``, the file's own rate), read with soundfile
-    (wav, flac, ogg, ...): channels averaged, another rate resampled (polyphase). A missing,
+    (wav, flac, ogg, ...): channels averaged, another rate resampled (polyphase; ``None``
+    keeps the file's own rate, for reading before the model's rate is known). A missing,
     unreadable, empty, non-finite or too short file is a CommandError naming it."""
     import soundfile as sf
 
@@ -31,4 +32,6 @@ def read_audio(path: str, sample_rate: int) -> tuple[np.ndarray, int]:
         raise CommandError(f"{path!r} is {data.shape[0] / rate * 1000:.1f} ms long; need at least "
                            f"{MIN_SECONDS * 1000:.0f} ms")
     mono = data.mean(axis=1)
+    if sample_rate is None:
+        return mono, int(rate)
     return dsp.resample(mono, int(rate), int(sample_rate)), int(rate)

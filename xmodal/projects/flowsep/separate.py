@@ -77,13 +77,15 @@ def separate(spec, workdir: str, *, input: str, query: str, out: str, batch: int
     if not out:
         raise CommandError("--out is required: where to write the separated wav")
     q = normalise_query(query)
+    # The file first: a file that cannot be read is said before the models load.
+    wave, rate = read_audio(input, None)
     sep = Separator.from_workdir(spec, workdir)
     sampler = sampler_settings(spec)
     flow = next(s for _, s in spec_lib.stages_of(spec) if s.objective.name == "flowsep")
     transform = TRANSFORMS.build(flow.data.transform.name,
                                  **spec_lib.component_kwargs(flow.data.transform))
     length = sep.length or 4 * sep.sample_rate
-    wave, rate = read_audio(input, sep.sample_rate)
+    wave = audio.resample(wave, rate, int(sep.sample_rate))
     n = len(wave)
     chunks = -(-n // length)
     padded = np.zeros(chunks * length, np.float32)
