@@ -27,7 +27,11 @@ Stages, in this order, each in ``<workdir>/<stage>``:
                (restoration_table.{json,md}) and contact sheets, in <workdir>/eval
 
 Arguments: ``runlocal`` (a 2-core CPU), ``tiny`` (2-step smoke sizes for CI), ``steps=N``
-(teacher), ``student_steps=N`` (each student stage), ``tower=false`` (no Fréchet distance).
+(teacher), ``student_steps=N`` (each student stage), ``tower=false`` (no Fréchet distance),
+``half=test|dev|all`` (the held-out images the eval stage scores: the test half for the table,
+the dev half where ``regression``, ``decay`` and ``floor`` were chosen; README),
+``regression=W`` (the DMD students' regression weight), ``decay=D``, ``floor=F`` (dynamic
+control).
 """
 
 import ml_collections
@@ -62,7 +66,10 @@ def _stage(a, data, size, batch, steps, lr):
 
 
 def get_config(arg=None):
-    a = parse_arg(arg, runlocal=False, tiny=False, steps=0, student_steps=0, tower=True)
+    # regression / decay / floor: chosen on the dev half at runlocal size (README, "Settings
+    # chosen on dev"); half: the eval stage's held-out images.
+    a = parse_arg(arg, runlocal=False, tiny=False, steps=0, student_steps=0, tower=True,
+                  half="test", regression=0.25, decay=0.0, floor=0.25)
     tiny = a.tiny
     data = "emoji/tiny" if tiny else "emoji"
     size = 32 if (a.runlocal or tiny) else 64
@@ -95,13 +102,14 @@ def get_config(arg=None):
     # leave the generator 40 updates, so there it is 2.
     fake_updates = 2 if tiny or a.runlocal else 5
     dmd = dict(name="dmd", fake_updates=fake_updates, t_min=0.02, t_max=0.98,
-               regression_weight=0.25, regression_target="data")
+               regression_weight=float(a.regression), regression_target="data")
     lr = 1e-4
     stages = dict(
         teacher=teacher, regressor=regressor,
         dmd=student(dmd, lr),
         dmd_dynamic=student(dict(dmd, noise_control=dict(
-            name="instarevive_dynamic", decay=0.9 if tiny else 0.98, floor=0.25)), lr),
+            name="instarevive_dynamic", decay=a.decay or (0.9 if tiny else 0.98),
+            floor=float(a.floor))), lr),
         sid=student(dict(name="sid", alpha=1.2), lr),
         # Reflow keeps the teacher's architecture: its couplings retrain the teacher's network.
         reflow=student(dict(name="reflow", target="flow",
@@ -118,7 +126,7 @@ def get_config(arg=None):
                      students={k: "stage:" + v for k, v in STUDENTS.items()},
                      ours="DMD + dynamic control (one step)", sheet_teacher_steps=2 if tiny else 10,
                      sheets=1 if tiny else 2, latency_batch=4 if tiny else 16,
-                     latency_reps=2 if tiny else 5)
+                     latency_reps=2 if tiny else 5, half=a.half)
     if a.tower:
         tower = sibling(__file__, "clip.py").get_config(
             "runlocal,steps=2,batch=8" if tiny else ("runlocal,steps=300" if a.runlocal else None))

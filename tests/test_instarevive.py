@@ -14,6 +14,7 @@ from PIL import Image
 
 from tests import cli
 from xmodal.core.registry import MODELS, TRANSFORMS
+from xmodal.evaluate import heldout
 from xmodal.projects.instarevive import degrade as deg
 from xmodal.projects.instarevive.evaluator import psnr_ssim_y, y_channel
 
@@ -54,7 +55,7 @@ def test_degradation_is_fixed_per_record_and_degrades():
 
 def test_restoration_transform_pairs_the_clean_image_with_its_fixed_degradation():
     t = TRANSFORMS.build("restoration", image_size=32, max_text_len=16, scale=2, seed=0)
-    rec = {"image": _image(size=64), "name": b"grinning face", "group": 3}
+    rec = {"image": _image(size=64), "name": b"grinning face", "group": 3, "base": b"1F600"}
     out = t.map(rec)
     assert out["image"].shape == out["lq"].shape == (32, 32, 3)
     assert out["lq_small"].shape == (16, 16, 3) and int(out["label"]) == 3
@@ -62,8 +63,13 @@ def test_restoration_transform_pairs_the_clean_image_with_its_fixed_degradation(
         out["image"], 2, deg.record_seed("grinning face", 0)))
     np.testing.assert_array_equal(out["lq"], deg.upsample(out["lq_small"], 32))
     assert t.tokenizer.decode(out["text"]) == "grinning face"
+    # Its half of the held-out split: keyed by the emoji's base, as heldout.dev_half cuts it.
+    assert out["dev_half"] == heldout.dev_half([b"1F600"])[0]
+    assert t.map(dict(rec, base=b"1F601"))["dev_half"] == heldout.dev_half(["1F601"])[0]
     with pytest.raises(KeyError, match="seed its degradation"):
-        TRANSFORMS.build("restoration", seed_field="base").map(rec)
+        TRANSFORMS.build("restoration", seed_field="codepoints").map(rec)
+    with pytest.raises(KeyError, match="dev or test half"):
+        t.map({k: v for k, v in rec.items() if k != "base"})
     with pytest.raises(ValueError, match="dividing image_size"):
         TRANSFORMS.build("restoration", image_size=32, scale=3)
 
@@ -133,6 +139,9 @@ def test_instarevive_spec_trains_distils_and_writes_the_table(tmp_path):
     # Step 2's noise range follows step 1's state (gap_ema = gap_peak = g_1): the full range.
     assert last["train/generator/t_low"] == pytest.approx(0.02, abs=1e-6)
     table = json.loads((tmp_path / "eval" / "restoration_table.json").read_text())
+    # The spec scores the test half of the 16 held-out images (the dev half chose settings).
+    assert table["half"] == "test" and 0 < table["examples"] < 16
+    assert "held-out test-half images" in table["notes"][0]
     names = list(table["rows"])
     assert names[:3] == ["degraded input (nearest)", "bicubic",
                          "supervised one-step regressor (L2)"]
@@ -163,3 +172,20 @@ def test_instarevive_spec_trains_distils_and_writes_the_table(tmp_path):
     assert Image.open(out / "grid.png").size == (3 * 34 + 2, 2 * 34 + 2)   # 3 x 2 tiles
     lines = (out / "conditions.txt").read_text().splitlines()
     assert len(lines) == 6 and all("'grinning face'" in line for line in lines)
+
+
+def test_the_dev_sweep_picks_by_dev_distance_and_adopts_the_stage_with_its_paths_rewritten(
+        tmp_path):
+    from xmodal.projects.instarevive import dev_sweep
+    points = [{"point": "a", "dev_fd": 0.20, "dev_psnr_y": 19.0},
+              {"point": "b", "dev_fd": 0.10, "dev_psnr_y": 18.0},
+              {"point": "c", "dev_fd": 0.10, "dev_psnr_y": 18.5}]
+    assert dev_sweep.best(points)["point"] == "c"          # lowest distance, then higher PSNR
+    stage = tmp_path / "dev_sweep" / "c" / "dmd"
+    (stage / "checkpoints" / "200").mkdir(parents=True)
+    teacher = tmp_path / "dev_sweep" / "c" / "teacher"
+    (stage / "spec.json").write_text(json.dumps({"objective": {"teacher_from": str(teacher)}}))
+    dev_sweep.adopt(str(tmp_path), {"point": "c", "stage": "dmd"})
+    adopted = json.loads((tmp_path / "dmd" / "spec.json").read_text())
+    assert adopted["objective"]["teacher_from"] == str(tmp_path / "teacher")
+    assert (tmp_path / "dmd" / "checkpoints" / "200").is_dir()

@@ -35,6 +35,7 @@ from xmodal.core.eval_context import EvalContext
 from xmodal.core.registry import EVALUATORS, OBJECTIVES, SpecError
 from xmodal.core.stages import is_trained, load_stage
 from xmodal.distill.teacher import FlowTeacher
+from xmodal.evaluate import heldout
 from xmodal.evaluate.separation import frechet_distance
 from xmodal.projects.instarevive import dynamic_control
 from xmodal.projects.instarevive.degrade import upsample
@@ -114,11 +115,17 @@ def markdown_table(rows: dict, notes: list[str]) -> str:
 def restoration(teacher_steps: tuple = (1, 2, 4, 10, 25), regressor_from: str = "",
                 students: dict | None = None, tower_from: str = "", ours: str = "",
                 sheet_teacher_steps: int = 10, sheets: int = 2, sheet_rows: int = 8,
-                latency_batch: int = 16, latency_reps: int = 5, seed: int = 0):
+                latency_batch: int = 16, latency_reps: int = 5, seed: int = 0,
+                half: str = "all"):
     """See the module docstring. ``students``: {row label: "stage:<name>"}; a stage not yet
     trained drops its row (said in the notes). ``ours``: the label of the student shown in the
-    contact sheets (default the last trained one)."""
+    contact sheets (default the last trained one). ``half``: the held-out images scored,
+    'all', or the 'dev' half (where settings are chosen) or the 'test' half (the table), cut by
+    the transform's ``dev_half`` (``xmodal.evaluate.heldout``)."""
     ks = tuple(int(k) for k in teacher_steps)
+    if half not in heldout.HALVES:
+        raise SpecError(f"restoration half must be one of {', '.join(heldout.HALVES)}; "
+                        f"got {half!r}")
     if any(k < 1 for k in ks):
         raise SpecError(f"restoration teacher_steps must be >= 1; got {teacher_steps}")
     students = dict(students or {})
@@ -128,13 +135,21 @@ def restoration(teacher_steps: tuple = (1, 2, 4, 10, 25), regressor_from: str = 
         if not isinstance(obj, FlowTeacher):
             raise SpecError("the restoration evaluator runs on the teacher's flow stage "
                             "(objective restoration_flow)")
-        clean = np.asarray(ctx.arrays["image"])
-        lq_small = np.asarray(ctx.arrays["lq_small"])
-        lq, text = np.asarray(ctx.arrays["lq"]), np.asarray(ctx.arrays["text"])
+        if half != "all" and "dev_half" not in ctx.arrays:
+            raise SpecError(f"restoration half={half!r} needs the transform's dev_half field "
+                            "(the restoration transform has it)")
+        idx = heldout.select(half, ctx.arrays["dev_half"]) if half != "all" else \
+            np.arange(len(ctx.arrays["image"]))
+        if not len(idx):
+            raise SpecError(f"restoration half={half!r}: no held-out image falls in it")
+        clean = np.asarray(ctx.arrays["image"])[idx]
+        lq_small = np.asarray(ctx.arrays["lq_small"])[idx]
+        lq, text = np.asarray(ctx.arrays["lq"])[idx], np.asarray(ctx.arrays["text"])[idx]
         size = clean.shape[1]
         noise = np.random.default_rng(seed).normal(size=clean.shape).astype(np.float32)
         frozen = {k: v for k, v in ctx.params.items() if k != "model"}
-        notes = [f"{len(clean)} held-out images ({size} px; degraded to "
+        which = {"all": "held-out", "dev": "held-out dev-half", "test": "held-out test-half"}[half]
+        notes = [f"{len(clean)} {which} images ({size} px; degraded to "
                  f"{lq_small.shape[1]} px by the second-order pipeline), step {ctx.step}"]
 
         # ---------------------------------------------------------------- systems
@@ -199,7 +214,8 @@ def restoration(teacher_steps: tuple = (1, 2, 4, 10, 25), regressor_from: str = 
                      f"latency: batch {lb}, median of {latency_reps} calls, this machine")
 
         # ---------------------------------------------------------------- files
-        result = {"rows": rows, "notes": notes, "step": ctx.step, "examples": int(len(clean))}
+        result = {"rows": rows, "notes": notes, "step": ctx.step, "examples": int(len(clean)),
+                  "half": half}
         if ctx.out_dir:
             os.makedirs(ctx.out_dir, exist_ok=True)
             for label in trained:   # the dynamic-control student's gap and noise range
