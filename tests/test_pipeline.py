@@ -202,3 +202,14 @@ def test_a_batch_is_one_batched_read_and_the_same_batch_as_grains(source):
     records = grain.MapDataset.source(source).shuffle(seed=5).repeat(None)[1::2]
     theirs = records.map(ID_TRANSFORM).batch(4, drop_remainder=True)
     assert_same_batches(ours, [theirs[i] for i in range(3)])
+
+
+def test_cache_raw_reads_the_split_once_and_gives_the_same_batches_and_positions(source):
+    from xmodal.core.input import InMemory
+    counting = CountingSource(source)
+    held = InMemory(counting)
+    assert (counting.batched, counting.single) == (1, 0)        # one read of the whole split
+    theirs, ours = iter(loader(source, seed=9)), iter(loader(held, seed=9))
+    assert_same_batches(first(ours, 4), first(theirs, 4))
+    assert (counting.batched, counting.single) == (1, 0)        # the batches read memory only
+    assert ours.get_state() == theirs.get_state()

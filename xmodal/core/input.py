@@ -195,6 +195,26 @@ class ReadBatches(grain.MapDataset):
         return self._batch_fn(elements)
 
 
+class InMemory:
+    """The records of ``source``, read once (one batched read) and served from memory after:
+    ``data.cache_raw``. Same length, same records at the same indices, so the batches and
+    the saved iterator positions are the ones of the source itself."""
+
+    def __init__(self, source: Sequence):
+        getitems = getattr(source, "_getitems", None)
+        indices = list(range(len(source)))
+        self._records = list(getitems(indices)) if getitems else [source[i] for i in indices]
+
+    def __len__(self) -> int:
+        return len(self._records)
+
+    def __getitem__(self, index):
+        return self._records[int(index)]
+
+    def _getitems(self, indices) -> list:
+        return [self._records[int(i)] for i in indices]
+
+
 def _batched_stream(examples: grain.MapDataset, per_process_batch: int, worker_count: int,
                     read_threads: int, prefetch_batches: int) -> grain.IterDataset:
     batches = ReadBatches(examples, per_process_batch)

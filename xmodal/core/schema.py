@@ -84,6 +84,10 @@ def defaults() -> dict:
             "transform": Component(_transforms, default={"name": "image_text"}),
             "batch_size": 256,          # global batch, over all processes
             "num_workers": 2,           # grain worker processes per host (0 = in-process)
+            # Read the training split's records once, into memory, and serve them from there
+            # (big_vision's cache_raw): for a split small enough to hold whose records cost
+            # more to read and decode than the step that uses them (toy points, tiny sets).
+            "cache_raw": False,
             "eval_max_examples": 0,     # 0 = the whole eval split (of every eval set)
             # data.name's sampling weight; matters only next to data.mix.
             "weight": 1.0,

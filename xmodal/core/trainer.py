@@ -131,18 +131,20 @@ def build(spec: mlc.ConfigDict, workdir: str) -> Setup:
     # ---------------------------------------------------------------- data
     data = eval_lib.load_data(spec)
     transform, train_source = data.transform, data.train_source
+    # data.cache_raw: each training source read once into memory.
+    held = pipeline.InMemory if spec.data.cache_raw else (lambda source: source)
     loader_args = dict(global_batch_size=spec.data.batch_size, seed=spec.seed, shard_index=pid,
                        shard_count=nproc, worker_count=spec.data.num_workers)
     if spec.data.mix:
         loader = pipeline.mixture_loader(
-            [pipeline.Part(data.train_sources[k], data.transforms[k], float(d.weight),
+            [pipeline.Part(held(data.train_sources[k]), data.transforms[k], float(d.weight),
                            getattr(data.transforms[k], "augment", None))
              for k, d in data.named.items()],
             **loader_args)
     else:
         # Kept apart from the mixture so single-source runs (and their saved iterator
         # states) see exactly the batches they always did.
-        loader = pipeline.train_loader(train_source, transform,
+        loader = pipeline.train_loader(held(train_source), transform,
                                        augment=getattr(transform, "augment", None),
                                        **loader_args)
     train_iter = iter(loader)
