@@ -151,10 +151,36 @@ _SUMS = jax.jit(lambda tree: jax.tree.map(_sums, tree))
 
 
 def checksums(tree) -> dict[str, list[int]]:
-    """``{'/'-joined path: [sum, weighted sum]}`` of every array of ``tree``."""
+    """``{'/'-joined path: [sum, weighted sum]}`` of every array of ``tree``.
+
+    A state held in this process's CPU memory (numpy, or jax arrays on CPU devices) is summed
+    by numpy where it lies: the same modular sums, without tracing and compiling a program
+    for the tree's structure (about 1 s per save of a small model, most of its saving time);
+    anything else on the devices (``_SUMS``)."""
+    leaves = jax.tree_util.tree_leaves_with_path(tree)
+    if all(_in_host_memory(x) for _, x in leaves):
+        return {path_str(p): _host_sums(np.asarray(x)) for p, x in leaves}
     sums = jax.device_get(_SUMS(tree))
     return {path_str(p): [int(v) for v in np.asarray(s)]
             for p, s in jax.tree_util.tree_leaves_with_path(sums)}
+
+
+def _in_host_memory(x) -> bool:
+    if isinstance(x, np.ndarray) or np.isscalar(x):
+        return True
+    return (isinstance(x, jax.Array) and x.is_fully_addressable
+            and all(d.platform == "cpu" for d in x.devices()))
+
+
+_NP_WORDS = {1: np.uint8, 2: np.uint16, 4: np.uint32}
+
+
+def _host_sums(x: np.ndarray) -> list[int]:
+    """``_sums`` in numpy: unsigned 32-bit arithmetic wraps modulo 2**32 as it does there."""
+    x = np.ascontiguousarray(x).reshape(-1)
+    w = x.view(_NP_WORDS[x.dtype.itemsize]).astype(np.uint32)
+    weights = np.arange(1, w.size + 1, dtype=np.uint32)
+    return [int(np.sum(w, dtype=np.uint32)), int(np.sum(w * weights, dtype=np.uint32))]
 
 
 def verify(tree, expected: dict | None, where: str = "") -> None:
