@@ -64,8 +64,9 @@ def test_restoration_transform_pairs_the_clean_image_with_its_fixed_degradation(
     np.testing.assert_array_equal(out["lq"], deg.upsample(out["lq_small"], 32))
     assert t.tokenizer.decode(out["text"]) == "grinning face"
     # Its half of the held-out split: keyed by the emoji's base, as heldout.dev_half cuts it.
-    assert out["dev_half"] == heldout.dev_half([b"1F600"])[0]
-    assert t.map(dict(rec, base=b"1F601"))["dev_half"] == heldout.dev_half(["1F601"])[0]
+    salt = "restoration:"
+    assert out["dev_half"] == heldout.dev_half([b"1F600"], salt)[0]
+    assert t.map(dict(rec, base=b"1F601"))["dev_half"] == heldout.dev_half(["1F601"], salt)[0]
     with pytest.raises(KeyError, match="seed its degradation"):
         TRANSFORMS.build("restoration", seed_field="codepoints").map(rec)
     with pytest.raises(KeyError, match="dev or test half"):

@@ -25,6 +25,11 @@ from xmodal.data.transforms.image_text import ImageTextTransform
 from xmodal.projects.instarevive.degrade import degrade, record_seed, upsample
 
 
+# The held-out emoji are cut into dev and test halves by sha1(HALF_SALT + base) (heldout.py
+# says why the salt).
+HALF_SALT = "restoration:"
+
+
 class RestorationTransform(ImageTextTransform):
     def __init__(self, image_size: int, max_text_len: int, scale: int, seed: int,
                  text_field: str, label_field: str, seed_field: str, half_field: str):
@@ -52,7 +57,7 @@ class RestorationTransform(ImageTextTransform):
         if self.half_field not in record:
             raise KeyError(f"restoration: record has no field {self.half_field!r} to put it in "
                            f"a dev or test half; fields: {', '.join(sorted(record))}")
-        out["dev_half"] = heldout.dev_half([record[self.half_field]])[0]
+        out["dev_half"] = heldout.dev_half([record[self.half_field]], HALF_SALT)[0]
         return out
 
 
