@@ -74,6 +74,30 @@ def test_cadence_updates_a_group_only_on_its_steps():
     assert int(s2.step) == 2
 
 
+def test_a_cadenced_group_is_traced_once_and_its_skipped_metrics_are_zeros():
+    # The skip branch takes its metric names from the update's own trace: compiling the step
+    # traces each group's loss once (it was twice for a cadenced group: seconds for a DMD
+    # generator's network), and a skipped step still reports every metric, as 0.
+    traced = []
+
+    @dataclasses.dataclass(frozen=True)
+    class Counting(Regression):
+        def loss(self, params, batch, rng, group):
+            traced.append(group)
+            return super().loss(params, batch, rng, group)
+
+    obj = Counting(groups=("a", "b"), cadence={"a": (2, 1)})
+    state, txs, scheds = _state(obj)
+    step = jax.jit(make_train_step(obj, txs, scheds))
+    _, m0 = step(state, _batch())                       # step 0: a skips
+    assert sorted(traced) == ["a", "b"]
+    assert {k for k in m0 if k.startswith("train/a/")} == {
+        f"train/a/{k}" for k in ("loss", "grad_norm", "update_norm", "param_norm", "lr",
+                                 "pred_mean")}
+    assert all(float(v) == 0.0 for k, v in m0.items() if k.startswith("train/a/"))
+    assert float(m0["train/b/loss"]) > 0
+
+
 def test_ema_follows_parameters():
     obj = Regression()
     state, txs, scheds = _state(obj, ema=True)

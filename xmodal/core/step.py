@@ -111,14 +111,25 @@ def make_train_step(objective, txs: Mapping[str, optax.GradientTransformation],
                 if g in cadence:
                     every, offset = cadence[g]
                     active = state.step % every == offset
+                    names: list = []
 
-                    def skip(params, opt_state, ema, *_, g=g, i=i):
-                        shapes = jax.eval_shape(lambda: group_update(g, i, *args)[3])
-                        zeros = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), shapes)
+                    def update(*a, g=g, i=i, names=names):
+                        out = group_update(g, i, *a)
+                        names[:] = sorted(out[3])
+                        return out
+
+                    def skip(params, opt_state, ema, *_, g=g, i=i, names=names):
+                        # The metrics are float32 scalars (group_update makes them so): the
+                        # skip needs only their names, which ``update`` recorded when
+                        # lax.switch traced it (it traces its branches in order). Tracing the
+                        # update again for them cost seconds per step compiled (a DMD
+                        # generator's whole forward and backward); traced only if not recorded.
+                        keys = names or sorted(jax.eval_shape(
+                            lambda: group_update(g, i, *args)[3]))
+                        zeros = {k: jnp.zeros((), jnp.float32) for k in keys}
                         return params[g], opt_state[g], ema.get(g), zeros
 
-                    out = jax.lax.cond(active, lambda *a, g=g, i=i: group_update(g, i, *a),
-                                       skip, *args)
+                    out = jax.lax.switch(jnp.where(active, 0, 1), (update, skip), *args)
                 else:
                     out = group_update(g, i, *args)
                 params[g], opt_state[g], new_ema, group_metrics = out
