@@ -269,12 +269,15 @@ def step_parts(spec: mlc.ConfigDict, mesh, example: dict) -> StepParts:
                                           objective_lib.updates_in(objective, g, total))
     ema = spec.train.ema_decay > 0
 
+    def create(params, frozen):
+        return ts.create(params, txs, state_rng, ema, frozen, objective_lib.init_state(objective))
+
     def init_state(r, frozen):
         zeros = {k: jnp.zeros(v.shape, v.dtype) for k, v in batch_spec.items()}
-        return ts.create(objective_lib.init(objective, r, zeros, frozen), txs, state_rng, ema,
-                         frozen, objective_lib.init_state(objective))
+        return create(objective_lib.init(objective, r, zeros, frozen), frozen)
 
-    abstract_state = jax.eval_shape(init_state, init_rng, abstract_frozen)
+    # From the abstract parameters: the optimizer's state traced, not the model's init again.
+    abstract_state = jax.eval_shape(create, abstract_params, abstract_frozen)
     state_shardings = parallel.tree_shardings(mesh, spec.sharding.rules, abstract_state)
     abstract_state = jax.tree.map(
         lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s),
