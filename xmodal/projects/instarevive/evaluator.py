@@ -198,7 +198,7 @@ def restoration(teacher_steps: tuple = (1, 2, 4, 10, 25), regressor_from: str = 
             tower = Embedder.from_workdir(tower_from)
             embed = tower.embed_items
             notes.append(f"Fréchet distance: image embeddings (unit norm) of our CLIP stage "
-                         f"{tower_from} (specs/clip.py on emoji), restored vs clean test images")
+                         f"{tower_from} (specs/clip.py on emoji), restored vs clean held-out images")
             clean_emb = embed(list(clean))
         elif tower_from:
             notes.append("no trained image tower stage: the Fréchet distance is missing")
