@@ -16,7 +16,9 @@ def test_host_and_device_sums_agree_for_every_word_size_and_wrap_alike():
             "i32": np.arange(-50, 50, dtype=np.int32),
             "u8": rng.integers(0, 255, 1000).astype(np.uint8),
             "rng": jax.random.key_data(jax.random.key(3)),
-            "step": jnp.int32(12)}
+            "step": jnp.int32(12),
+            # 64-bit host leaves: summed as the 32-bit words jnp.asarray makes of them
+            "f64": rng.normal(size=5), "i64": np.arange(6), "py": 3}
     host = ckpt_lib.checksums(tree)
     assert all(ckpt_lib._in_host_memory(x) for x in jax.tree.leaves(tree))
     device = {ckpt_lib.path_str(p): [int(v) for v in np.asarray(s)] for p, s in

@@ -166,7 +166,7 @@ def checksums(tree) -> dict[str, list[int]]:
 
 
 def _in_host_memory(x) -> bool:
-    if isinstance(x, np.ndarray) or np.isscalar(x):
+    if isinstance(x, np.ndarray) or np.isscalar(x):   # numpy arrays, Python / numpy scalars
         return True
     return (isinstance(x, jax.Array) and x.is_fully_addressable
             and all(d.platform == "cpu" for d in x.devices()))
@@ -176,8 +176,12 @@ _NP_WORDS = {1: np.uint8, 2: np.uint16, 4: np.uint32}
 
 
 def _host_sums(x: np.ndarray) -> list[int]:
-    """``_sums`` in numpy: unsigned 32-bit arithmetic wraps modulo 2**32 as it does there."""
-    x = np.ascontiguousarray(x).reshape(-1)
+    """``_sums`` in numpy: unsigned 32-bit arithmetic wraps modulo 2**32 as it does there. The
+    dtype is first made the one ``jnp.asarray`` gives (64-bit to 32-bit unless x64 is on), so a
+    leaf sums to the same words on both paths."""
+    x = np.asarray(x)
+    x = np.ascontiguousarray(x.astype(jax.dtypes.canonicalize_dtype(x.dtype), copy=False))
+    x = x.reshape(-1)
     w = x.view(_NP_WORDS[x.dtype.itemsize]).astype(np.uint32)
     weights = np.arange(1, w.size + 1, dtype=np.uint32)
     return [int(np.sum(w, dtype=np.uint32)), int(np.sum(w * weights, dtype=np.uint32))]

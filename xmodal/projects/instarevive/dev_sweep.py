@@ -3,6 +3,8 @@ dev half of the held-out emoji, before the table is measured on the test half.
 
     python -m xmodal.projects.instarevive.dev_sweep --workdir=runs/instarevive [--size=runlocal]
 
+(from the repository root, like the CLI).
+
 1. Trains the stages every student reads (tower, teacher; the regressor too, so the final
    run finds it) in ``<workdir>``, as ``specs/instarevive.py`` does.
 2. Plain DMD at each ``REGRESSION`` weight, then DMD with dynamic control at the chosen weight
@@ -30,14 +32,13 @@ SHARED = ("tower", "teacher", "regressor")
 SPEC = "specs/instarevive.py"
 
 
-def spec_for(size: str, regression: float, decay: float = 0.0, floor: float = 0.25,
-             half: str = "dev"):
+def spec_for(size: str, regression: float, decay: float = 0.0, floor: float = 0.25):
+    """The spec at one point, its eval stage on the dev half; the spec path is relative to the
+    repository root, where this runs, as ``python -m xmodal.main --spec=...`` is."""
     from xmodal.core import spec as spec_lib
-    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(
-        os.path.abspath(__file__)))))
-    arg = f"{size},half={half},regression={regression},floor={floor}" + \
+    arg = f"{size},half=dev,regression={regression},floor={floor}" + \
         (f",decay={decay}" if decay else "")
-    return spec_lib.validate(spec_lib.load(os.path.join(root, SPEC) + ":" + arg)), arg
+    return spec_lib.validate(spec_lib.load(f"{SPEC}:{arg}")), arg
 
 
 def score_point(size: str, workdir: str, name: str, stage: str, label: str, **settings) -> dict:

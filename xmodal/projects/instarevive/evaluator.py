@@ -135,11 +135,12 @@ def restoration(teacher_steps: tuple = (1, 2, 4, 10, 25), regressor_from: str = 
         if not isinstance(obj, FlowTeacher):
             raise SpecError("the restoration evaluator runs on the teacher's flow stage "
                             "(objective restoration_flow)")
-        if half != "all" and "dev_half" not in ctx.arrays:
+        dev = ctx.arrays.get("dev_half")
+        if dev is None and half != "all":
             raise SpecError(f"restoration half={half!r} needs the transform's dev_half field "
                             "(the restoration transform has it)")
-        idx = heldout.select(half, ctx.arrays["dev_half"]) if half != "all" else \
-            np.arange(len(ctx.arrays["image"]))
+        idx = heldout.select(half, np.zeros(len(ctx.arrays["image"]), bool) if dev is None
+                             else dev)
         if not len(idx):
             raise SpecError(f"restoration half={half!r}: no held-out image falls in it")
         clean = np.asarray(ctx.arrays["image"])[idx]
