@@ -249,3 +249,16 @@ def test_spread_indices():
     assert show.spread_indices(18, 6) == [0, 3, 7, 10, 14, 17]
     assert show.spread_indices(3, 16) == [0, 1, 2]
     assert show.spread_indices(0, 4) == []
+
+
+def test_a_builder_of_an_unprepared_set_leaves_no_temporary_folder(tmp_path, monkeypatch):
+    # TFDS's ``initialize_from_bucket`` makes a ``tmp*tfds`` folder for every builder whose
+    # set is not prepared and never removes it; xmodal's builders skip that lookup.
+    import tempfile
+
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch))
+    Emoji(data_dir=str(tmp_path / "data"))
+    Emoji(data_dir=str(tmp_path / "data"))
+    assert sorted(os.listdir(scratch)) == []

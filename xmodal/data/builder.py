@@ -25,6 +25,17 @@ class Builder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
     def __init__(self, *, file_format: str = "array_record", **kwargs):
         super().__init__(file_format=file_format, **kwargs)
 
+    @property
+    def info(self) -> tfds.core.DatasetInfo:
+        # A builder whose set is not prepared yet asks TFDS's public bucket for precomputed
+        # metadata: ``DatasetInfo.initialize_from_bucket`` makes a ``/tmp/tmp*tfds`` folder
+        # first and never removes it (one per builder; the test suite left ~1,000), and none
+        # of xmodal's sets is on that bucket. The info object is cached, so this holds for
+        # the call in ``__init__`` and every later one.
+        info = super().info
+        info.initialize_from_bucket = lambda: None
+        return info
+
     # TFDS announces "Downloading and preparing dataset Unknown size ..." and "downloaded and
     # prepared ... Subsequent calls will reuse this data": nothing is downloaded here, and
     # ``xmodal.core.datasets`` says when a set is ready, with its split sizes. One true line.
