@@ -16,16 +16,19 @@ paper's table, settings chosen on dev queries. Arguments: ``runlocal`` (2-core C
 """
 import math
 
-from xmodal.core.spec import apply_size_args, base, parse_arg
+from xmodal.core.spec import SpecError, apply_size_args, base, parse_arg
 from xmodal.nn.presets import text_tower, vit_tower
 
 
 def get_config(arg=None):
-    a = parse_arg(arg, runlocal=False, batch=0, steps=0)
+    a = parse_arg(arg, runlocal=False, batch=0, steps=0, guide="keywords")
+    settings = {"keywords": "title", "title": "tags"}   # guide -> what the primary trains on
+    if a.guide not in settings:
+        raise SpecError(f"gqr spec guide={a.guide!r}; valid: {', '.join(settings)}")
     c = base()
     c.data.name = "openclipart"
     c.data.transform = dict(name="gqr_items", image_size=64, max_text_len=32,
-                            max_corpus_len=96)
+                            max_corpus_len=96, train_text=settings[a.guide], guide=a.guide)
     c.data.batch_size = 512
     c.model = dict(name="two_tower", embed_dim=256, temperature_init=math.log(1 / 0.07),
                    towers=dict(image=vit_tower("small", patch_size=8),

@@ -17,13 +17,40 @@ from xmodal.evaluate.ranking import graded_chance, graded_metrics, ndcg_at_k
 from xmodal.projects.gqr import refine as gqr
 from xmodal.projects.gqr.benchmark import folder_relevance
 from xmodal.projects.gqr.fusion import rrf
-from xmodal.projects.gqr.transform import from_bytes, to_bytes
+from xmodal.projects.gqr.transform import from_bytes, gqr_items, to_bytes
 
 
 def test_words_and_bytes_round_trip():
     assert words("Red-eyed tree_frog, 2 café!") == ["red", "eyed", "tree", "frog", "2", "café"]
     assert from_bytes(to_bytes("café au lait", 4)) == "caf"   # cut at a character boundary
     assert from_bytes(to_bytes("owl", 8)) == "owl"
+
+
+def test_the_tags_setting_trains_on_title_or_a_tag_and_guides_with_the_title():
+    record = {"image": np.zeros((8, 8, 3), np.uint8), "title": b"Red apple",
+              "keywords": b"fruit, food, fruit, , apple", "description": b"a snack",
+              "folders": b"food/fruit"}
+    paper = gqr_items(image_size=8, max_text_len=16, train_text="tags", guide="title",
+                      max_tags=2)
+    x = paper.map(record)
+    tok = paper.tokenizer.encode
+    assert from_bytes(x["corpus_bytes"]) == "Red apple"          # the guide reads the title
+    np.testing.assert_array_equal(x["corpus"], paper.corpus_tokenizer.encode("Red apple"))
+    np.testing.assert_array_equal(x["text"], tok("Red apple"))  # eval: the title
+    # title + the first max_tags distinct tags; rows past n_texts stay empty
+    assert int(x["n_texts"]) == 3
+    for row, text in zip(x["texts"], ("Red apple", "fruit", "food")):
+        np.testing.assert_array_equal(row, tok(text))
+    drawn = {tuple(paper.augment.random_map(x, np.random.default_rng(s))["text"])
+             for s in range(60)}
+    assert drawn == {tuple(tok(t)) for t in ("Red apple", "fruit", "food")}
+    # the first setting: title to train, keywords + description to guide, nothing drawn
+    plain = gqr_items(image_size=8, max_text_len=16)
+    y = plain.map(record)
+    assert plain.augment is None and "texts" not in y
+    assert from_bytes(y["corpus_bytes"]) == "fruit, food, fruit, , apple. a snack"
+    with pytest.raises(ValueError, match="guide='caption'; valid: keywords, title"):
+        gqr_items(guide="caption")
 
 
 def test_bm25_matches_the_formula():
@@ -194,3 +221,13 @@ def test_gqr_spec_through_the_cli(tmp_path):
     assert final["eval/queries_dev"] > 0 and final["eval/queries_test"] > 0
     table = (wd / "gqr_table.md").read_text()
     assert "| gqr |" in table and "Complementary: bm25" in table
+
+
+def test_the_spec_guide_argument_picks_both_sides_of_the_setting():
+    from xmodal.core import spec as spec_lib
+    paper = spec_lib.load("specs/gqr.py:runlocal,guide=title").data.transform
+    assert (paper.train_text, paper.guide) == ("tags", "title")
+    first = spec_lib.load("specs/gqr.py:runlocal,guide=keywords").data.transform
+    assert (first.train_text, first.guide) == ("title", "keywords")
+    with pytest.raises(spec_lib.SpecError, match="guide='ocr'; valid: keywords, title"):
+        spec_lib.load("specs/gqr.py:guide=ocr")

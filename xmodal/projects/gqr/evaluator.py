@@ -2,8 +2,8 @@
 paper's table, hyper-parameters chosen on the dev queries, reported on the test queries.
 
 Queries and relevance come from the archive's folder tree (``folders``), which neither
-retriever reads (the primary reads the drawing, the complementary ones its keywords and
-description):
+retriever reads (the primary reads the drawing, the complementary ones the item text the
+transform's ``guide`` names: keywords and description, or the title):
 - a query is the name of a folder that files at least one eval item (``food/fruit`` asks
   "fruit", ``signs_and_symbols/flags`` asks "flags"); folders of the same name are one query,
   and the ``unsorted`` tree is not a subject, so it asks nothing;
@@ -12,7 +12,7 @@ description):
 - queries are split into dev and test by sha1(query) % 2 (dev: even) (``benchmark.py``).
 
 Retrievers: the primary is the two-tower model's text→image cosine (query text against the
-drawings); the complementary ones score the items' keywords and description: ``text`` (the
+drawings); the complementary ones score the items' guide text (``corpus``): ``text`` (the
 same model's text tower, query text against item text) and ``bm25`` (``lexical.BM25``).
 Every ranking breaks equal scores in one seeded random order (``refine.rank``), so a
 retriever that cannot tell items apart gets ``graded_chance`` (declared as ``run.chance``).
