@@ -1,8 +1,24 @@
 """Base class for xmodal's TFDS builders: ArrayRecord output, no TensorFlow needed."""
 from __future__ import annotations
 
+import logging
+import sys
+
 import tensorflow_datasets as tfds
 from etils import epath
+
+
+class _ExpectedWhileBuilding(logging.Filter):
+    """Drops TFDS's "Variant folder ... has no dataset_info.json" warning: TFDS makes the
+    version folder before writing into it and then warns about its own empty folder, twice per
+    build. A copy that is really damaged is caught by ``xmodal.core.datasets`` (one line,
+    ``DataDamaged``), not by this warning."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith("Variant folder %s has no")
+
+
+logging.getLogger("absl").addFilter(_ExpectedWhileBuilding())
 
 
 class Builder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
@@ -40,6 +56,10 @@ class Builder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
     # prepared ... Subsequent calls will reuse this data": nothing is downloaded here, and
     # ``xmodal.core.datasets`` says when a set is ready, with its split sizes. One true line.
     def _log_download_bytes(self) -> None:
+        # Progress bars redraw with carriage returns: in a log file or a pipe they are a
+        # screenful of fragments, so they are kept to terminals.
+        if not sys.stderr.isatty():
+            tfds.disable_progress_bar()
         print(f"{self.name}/{self.builder_config.name}: building from what is installed on "
               f"this machine (nothing is downloaded) into {self.data_dir} ...", flush=True)
 
