@@ -4,7 +4,7 @@ scale (sampling temperature).
 
     python bench/flowsep.py --spec=specs/flowsep.py:runlocal [--steps=20] [--out=bench/x.json]
     python bench/flowsep.py --spec=specs/flowsep.py:runlocal --ablate_workdir=W --examples=128
-    python bench/flowsep.py --spec=specs/flowsep.py:runlocal --ablate_workdir=W --split=train
+    python bench/flowsep.py --spec=specs/flowsep.py:runlocal --ablate_workdir=W --split=test
 
 The flow stage of the spec is built by the trainer (``trainer.build``) with an untrained VAE of
 the VAE stage's architecture in place of ``vae_from`` (speed does not depend on the weights), and
@@ -40,8 +40,9 @@ _ABLATE = flags.DEFINE_string(
     "ablate_workdir", "", "a trained FlowSep workdir: instead of timing, measure separation "
     "quality on held-out mixtures vs Euler steps, solver, CFG scale and noise scale")
 _EXAMPLES = flags.DEFINE_integer("examples", 128, "held-out mixtures for --ablate_workdir")
-_SPLIT = flags.DEFINE_string("split", "", "split for --ablate_workdir (default: the eval "
-                             "split; 'train' to choose sampler settings without the test set)")
+_SPLIT = flags.DEFINE_string("split", "dev", "split for --ablate_workdir: 'dev' (lass_mix "
+                             "1.1.0: drawn like test, other seeds), where sampler and renderer "
+                             "settings are chosen; 'test' or 'train' to read those")
 
 WINDOWS = 3
 NFES = (1, 2, 5, 10, 25)
@@ -63,7 +64,7 @@ def ablate(spec, workdir: str) -> dict:
     _, flow = _stage(spec, "flowsep")
     t = TRANSFORMS.build(flow.data.transform.name,
                          **spec_lib.component_kwargs(flow.data.transform))
-    split = _SPLIT.value or flow.data.eval_split
+    split = _SPLIT.value
     src = sources.data_source(flow.data.name, split, flow.data.data_dir or None)
     ex = [t.map(src[i]) for i in range(min(_EXAMPLES.value, len(src)))]
     mix = np.stack([e["mixture"] for e in ex])

@@ -44,11 +44,11 @@ def check_data(name: str) -> None:
                 pytrace=False)
 
 
-def read_all(name: str, data_dir: str) -> dict[str, list]:
-    """Every record of both splits (tiny configs only), building the dataset first."""
+def read_all(name: str, data_dir: str, splits=("train", "test")) -> dict[str, list]:
+    """Every record of ``splits`` (tiny configs only), building the dataset first."""
     return {split: [sources.data_source(name, split, data_dir)[i]
                     for i in range(sources.num_examples(name, split, data_dir))]
-            for split in ("train", "test")}
+            for split in splits}
 
 
 def first(iterator, n: int) -> list:

@@ -24,7 +24,7 @@ def data_dir(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def tiny(data_dir):
-    return read_all("lass_mix/tiny", data_dir)
+    return read_all("lass_mix/tiny", data_dir, ("train", "test", "dev"))
 
 
 def _labels(r):
@@ -32,8 +32,8 @@ def _labels(r):
 
 
 def test_counts_queries_and_labels(tiny):
-    assert len(tiny["train"]) == 24 and len(tiny["test"]) == 12
-    for r in tiny["train"] + tiny["test"]:
+    assert {k: len(v) for k, v in tiny.items()} == {"train": 24, "test": 12, "dev": 8}
+    for r in tiny["train"] + tiny["test"] + tiny["dev"]:
         labels = _labels(r)
         assert 2 <= len(labels) <= 3 and len(set(labels)) == len(labels)
         assert r["target_label"].decode() == labels[0]
@@ -43,9 +43,15 @@ def test_counts_queries_and_labels(tiny):
 def test_pip_only_test_split_holds_out_instruments(tiny):
     used = {split: {label for r in rs for label in _labels(r)} for split, rs in tiny.items()}
     assert used["train"] and used["test"] and not used["train"] & used["test"]
+    assert used["dev"] and not used["train"] & used["dev"]   # dev is drawn like test
     for split, names in used.items():
         for name in names:
-            assert (_sha_mod5(name) == 0) == (split == "test"), name
+            assert (_sha_mod5(name) == 0) == (split in ("test", "dev")), name
+
+
+def test_dev_mixtures_are_not_test_mixtures(tiny):
+    test = {r["mixture"].tobytes() for r in tiny["test"]}
+    assert not any(r["mixture"].tobytes() in test for r in tiny["dev"])
 
 
 def test_mixture_is_sum_and_snr_is_recorded(tiny):
@@ -107,10 +113,11 @@ def test_tuxpaint_config_mixes_effects_and_switches_font(data_dir):
 
 @skip_unless_installed("lass_mix/fluidr3_tiny")
 def test_default_trains_on_timgm6mb_and_tests_on_fluidr3(data_dir):
-    records = read_all("lass_mix/fluidr3_tiny", data_dir)
+    records = read_all("lass_mix/fluidr3_tiny", data_dir, ("train", "test", "dev"))
     assert {r["font"] for r in records["train"]} == {b"TimGM6mb"}
-    assert {r["font"] for r in records["test"]} == {b"FluidR3_GM"}
-    for r in records["train"] + records["test"]:
+    assert {r["font"] for r in records["test"]} == {r["font"] for r in records["dev"]} == {
+        b"FluidR3_GM"}
+    for r in records["train"] + records["test"] + records["dev"]:
         assert set(_labels(r)) <= set(ins.INSTRUMENT_NAMES)  # no effects in this config
         assert np.sqrt(np.mean(r["target"].astype(np.float64) ** 2)) > 10 ** (-50 / 20)
     # same instruments on both sides: the font is what is held out

@@ -12,6 +12,10 @@ Configs and what is held out for test:
   * ``tuxpaint`` / ``tuxpaint_tiny``: as ``default`` plus sound effects from Debian
     ``tuxpaint-stamps-default``, effects held out by file.
 
+Every config also has a ``dev`` split: mixtures drawn like the test split's (its font, its
+instruments and effects) from other seeds, where settings (a sampler's steps, a renderer) are
+chosen so that the test split is read once.
+
 Every example is a pure function of (config, split, index): its RNG is seeded by sha1 of those.
 """
 from __future__ import annotations
@@ -115,18 +119,21 @@ class LassMixConfig(tfds.core.BuilderConfig):
     effects: bool = False
     num_train: int = 2000
     num_test: int = 400
+    num_dev: int = 200
     instruments: tuple[str, ...] = ins.INSTRUMENT_NAMES
 
 
-TINY = dict(num_train=24, num_test=12)
+TINY = dict(num_train=24, num_test=12, num_dev=8)
 
 
 class LassMix(Builder):
     """TFDS builder ``xmodal_lass_mix``."""
 
     name = "xmodal_lass_mix"
-    VERSION = tfds.core.Version("1.0.0")
-    RELEASE_NOTES = {"1.0.0": "2-3 source mixtures of GM instruments (+ Tux Paint effects)."}
+    VERSION = tfds.core.Version("1.1.0")
+    RELEASE_NOTES = {"1.0.0": "2-3 source mixtures of GM instruments (+ Tux Paint effects).",
+                     "1.1.0": "A dev split drawn like test (its font and held-out sources), "
+                              "other seeds; train and test unchanged."}
     BUILDER_CONFIGS = [
         LassMixConfig(name="default", description="Train TimGM6mb, test FluidR3."),
         LassMixConfig(name="fluidr3_tiny", description="Tiny default.", **TINY),
@@ -167,6 +174,7 @@ class LassMix(Builder):
             names = [n for n in config.instruments
                      if not same_font or held_out(n) == (split == "test")]
             pools[split] = {"font": font, "instruments": names, "effects": []}
+        pools["dev"] = pools["test"]   # drawn like test; its own seeds ('<config>/dev/<i>')
         silent = []
         if config.effects:
             for effect in list_effects(sources.resolve_file(TUXPAINT_DIR)):
@@ -181,7 +189,7 @@ class LassMix(Builder):
     def _split_generators(self, dl_manager) -> dict[str, Iterator]:
         del dl_manager
         config = self.builder_config
-        counts = {"train": config.num_train, "test": config.num_test}
+        counts = {"train": config.num_train, "test": config.num_test, "dev": config.num_dev}
         pools, silent = self.pools()
         self.info.metadata["skipped_silent_effects"] = silent
         return {split: self._generate_examples(split, pool, counts[split])
@@ -263,7 +271,9 @@ CARD: dict = {
         "instruments. Pip-only (pip/tiny): one font exists, so the honest hold-out is by "
         "instrument: instruments with sha1(name) % 5 == 0 occur only in test and their queries "
         "are never seen in training. Tux Paint effects are held out by file (sha1(file name) % 5 "
-        "== 0 -> test) in every config. Examples are seeded by sha1('<config>/<split>/<index>')."),
+        "== 0 -> test) in every config. The dev split (200 mixtures; 8 in the tiny configs) is drawn "
+        "like test (same font, same held-out instruments and effects) from other seeds: "
+        "settings are chosen on it. Examples are seeded by sha1('<config>/<split>/<index>')."),
     "languages": "en (queries)",
     "skipped": (
         "Tux Paint .ogg files under symbols/ (spoken letters and digits) and hobbies/music/ "
