@@ -90,8 +90,9 @@ def best_on_dev(ndcg_of, grid):
 def gqr_evaluator(k: int = 10, ks: tuple = (5,), steps: int = 50, divergence: str = "kl",
                   complementary: tuple = COMPLEMENTARY,
                   alphas: tuple = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9),
-                  lrs: tuple = (1e-4, 3e-4, 1e-3, 3e-3, 1e-2),
-                  bm25_temperatures: tuple = (0.5, 1.0, 2.0, 4.0), temperature: float = 0.0,
+                  lrs: tuple = (1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 1e-1),
+                  bm25_temperatures: tuple = (0.5, 1.0, 2.0, 4.0, 8.0, 16.0),
+                  temperature: float = 0.0,
                   seed: int = 0):
     """GQR and its baselines (module docstring). ``temperature`` T1 of the primary (and of the
     text complementary, also a cosine): 0 = the model's learned 1/exp(logit_scale); BM25's T2
