@@ -1,10 +1,13 @@
 """The persistent compilation cache: a second process reads what the first compiled, 'off'
 writes nothing, and the flag, XMODAL_COMPILATION_CACHE and jax's own variable are honoured in
 that order."""
+import collections
 import os
 import re
 import subprocess
 import sys
+
+import pytest
 
 from tests import cli
 from xmodal.core import compilation_cache
@@ -121,3 +124,12 @@ def test_prune_drops_the_least_recently_used_entries_down_to_eighty_percent(tmp_
     assert compilation_cache.prune(str(tmp_path), 350) == 300
     assert sorted(p.name for p in tmp_path.iterdir() if not p.name.startswith(".")) == \
         ["k3-cache", "k4-cache"]
+
+
+@pytest.mark.parametrize("saved, says", [(12.4, "~12 s of compiling saved"),
+                                         (-0.3, "~0 s of compiling saved"),
+                                         (-4.6, "reading cost ~5 s more than compiling")])
+def test_the_summary_says_what_reading_saved_or_cost(monkeypatch, saved, says):
+    from xmodal.core import compilation_cache as c
+    monkeypatch.setattr(c, "_COUNTS", collections.Counter(hits=3, compiled=1, saved_s=saved))
+    assert c.summary() == f"compilation cache: 3 programs read ({says}), 1 compiled"

@@ -194,5 +194,10 @@ def _listen() -> None:
 
 def summary() -> str:
     """One line on what the cache did in this process, e.g. for the end of a run."""
-    return (f"compilation cache: {_COUNTS['hits']} programs read "
-            f"(~{_COUNTS['saved_s']:.0f} s of compiling saved), {_COUNTS['compiled']} compiled")
+    # jax's saving per read is the program's compile time minus the read's: a read of a tiny
+    # program can cost more than compiling it, so the sum can be negative (or -0.3: "-0 s").
+    saved = round(_COUNTS["saved_s"])
+    effect = (f"~{saved} s of compiling saved" if saved >= 0
+              else f"reading cost ~{-saved} s more than compiling")
+    return (f"compilation cache: {_COUNTS['hits']} programs read ({effect}), "
+            f"{_COUNTS['compiled']} compiled")
