@@ -187,7 +187,43 @@ def flowsep_steps_table(runs: list[tuple[str, dict]]) -> str:
 def render_flowsep_steps() -> str:
     return flowsep_steps_table([
         (f"seed {seed} runlocal", load(f"results_flowsep_ablate_train128_seed{seed}.json"))
-        for seed in (0, 1)])
+        for seed in (0, 1)] + [("seed 3 runlocal, **dev**",
+                                load("results_flowsep_ablate_dev200_seed3.json"))])
+
+
+# Rows of the dev table: every setting the ablation tries, settings sharing a row split by ", ".
+DEV_ROWS = (
+    ("1 Euler step, noise scale 1", [dict(steps=1)]),
+    ("2 Euler steps, noise scale 1", [dict(steps=2)]),
+    ("5 Euler steps, noise scale 1", [dict(steps=5)]),
+    ("10 Euler steps, noise scale 1 (paper)", [dict(steps=10)]),
+    ("25 Euler steps, noise scale 1", [dict(steps=25)]),
+    ("5 midpoint / 5 Heun steps (10 NFE)",
+     [dict(steps=5, solver="midpoint"), dict(steps=5, solver="heun")]),
+    ("10 steps, CFG scale 0 / 2 / 3", [dict(steps=10, cfg_scale=w) for w in (0.0, 2.0, 3.0)]),
+    ("10 steps, noise scale 0.7 / 0.5 / 0.3",
+     [dict(steps=10, noise_scale=t) for t in (0.7, 0.5, 0.3)]),
+    ("10 steps, noise scale 0.1 / 0", [dict(steps=10, noise_scale=t) for t in (0.1, 0.0)]),
+    ("1 / 5 Euler steps, noise scale 0.1", [dict(steps=n, noise_scale=0.1) for n in (1, 5)]),
+    ("**2 Euler steps, noise scale 0.1 (chosen)**", [dict(steps=2, noise_scale=0.1)]),
+)
+DEV_RENDERERS = (("mixture phase, ratio to the mixture", "mixture_phase"),
+                 ("ratio to the VAE-decoded mixture", "vae_ratio"), ("neural vocoder", "vocoder"))
+
+
+def flowsep_dev_table(dev: dict) -> str:
+    """Log-mel distance / SDRi of every ablation setting on the dev mixtures, per renderer."""
+    rows = []
+    for label, settings in DEV_ROWS:
+        found = [ablation_row(dev, **s) for s in settings]
+        rows.append([label] + [", ".join(f"{r[key + '_log_mel_distance']:.3f} / "
+                                         f"{signed(r[key + '_sdri'])}" for r in found)
+                               for _, key in DEV_RENDERERS])
+    return markdown_table(["sampler"] + [name for name, _ in DEV_RENDERERS], rows)
+
+
+def render_flowsep_dev() -> str:
+    return flowsep_dev_table(load("results_flowsep_ablate_dev200_seed3.json"))
 
 
 # Rows of the sampler table: label, then the settings whose numbers share a cell (" / ").
@@ -234,6 +270,7 @@ RENDERERS = {
     "data": render_data,
     "flowsep-steps": render_flowsep_steps,
     "flowsep-sampler": render_flowsep_sampler,
+    "flowsep-dev": render_flowsep_dev,
 }
 
 
