@@ -66,10 +66,10 @@ def _stage(a, data, size, batch, steps, lr):
 
 
 def get_config(arg=None):
-    # regression / decay / floor: chosen on the dev half at runlocal size (README, "Settings
-    # chosen on dev"); half: the eval stage's held-out images.
+    # regression / dmd_lr / decay / floor: chosen on the dev half at runlocal size (README,
+    # "Settings chosen on dev"); half: the eval stage's held-out images.
     a = parse_arg(arg, runlocal=False, tiny=False, steps=0, student_steps=0, tower=True,
-                  half="test", regression=0.25, decay=0.0, floor=0.25)
+                  half="test", regression=0.25, dmd_lr=1e-4, decay=0.0, floor=0.25)
     tiny = a.tiny
     data = "emoji/tiny" if tiny else "emoji"
     size = 32 if (a.runlocal or tiny) else 64
@@ -106,10 +106,10 @@ def get_config(arg=None):
     lr = 1e-4
     stages = dict(
         teacher=teacher, regressor=regressor,
-        dmd=student(dmd, lr),
+        dmd=student(dmd, float(a.dmd_lr)),
         dmd_dynamic=student(dict(dmd, noise_control=dict(
             name="instarevive_dynamic", decay=a.decay or (0.9 if tiny else 0.98),
-            floor=float(a.floor))), lr),
+            floor=float(a.floor))), float(a.dmd_lr)),
         sid=student(dict(name="sid", alpha=1.2), lr),
         # Reflow keeps the teacher's architecture: its couplings retrain the teacher's network.
         reflow=student(dict(name="reflow", target="flow",

@@ -190,3 +190,16 @@ def test_the_dev_sweep_picks_by_dev_distance_and_adopts_the_stage_with_its_paths
     adopted = json.loads((tmp_path / "dmd" / "spec.json").read_text())
     assert adopted["objective"]["teacher_from"] == str(tmp_path / "teacher")
     assert (tmp_path / "dmd" / "checkpoints" / "200").is_dir()
+
+
+def test_the_dev_sweep_names_points_and_passes_the_dmd_learning_rate():
+    from xmodal.projects.instarevive import dev_sweep
+    # points measured before the rate was searched keep their folders
+    assert dev_sweep.point_name("dmd", 1e-4, regression=0.25) == "dmd_regression_0.25"
+    assert dev_sweep.point_name("dmd", 3e-4, regression=0.25) == "dmd_regression_0.25_lr_0.0003"
+    spec, arg = dev_sweep.spec_for("tiny", 0.25, lr=3e-4)
+    assert "dmd_lr=0.0003" in arg and "half=dev" in arg
+    assert spec.stages.dmd.optim.lr == spec.stages.dmd_dynamic.optim.lr == 3e-4
+    assert spec.stages.sid.optim.lr == 1e-4                     # not swept
+    spec, arg = dev_sweep.spec_for("tiny", 0.25)
+    assert "dmd_lr" not in arg and spec.stages.dmd.optim.lr == 1e-4
