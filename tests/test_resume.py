@@ -128,6 +128,13 @@ def test_sigterm_in_a_multi_stage_run_ends_the_invocation_and_resumes_in_that_st
     assert r.returncode == 0, r.stderr[-3000:]
     assert f"from workdir checkpoint {saved}," in r.stdout
     assert ocp.utils.checkpoint_steps(str(wd / "b" / "checkpoints")) == [1]
+    # Once more: both stages are restored at their last step and train nothing, so neither
+    # compiles its train step.
+    again = subprocess.run(r.args, cwd=cli.ROOT, env=cli.env(), capture_output=True, text=True,
+                           timeout=600)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert "compiling the train step" not in again.stdout, again.stdout
+    assert ocp.utils.checkpoint_steps(str(wd / "b" / "checkpoints")) == [1]
 
 
 def _sigterm_after_first_log(proc, metrics_path: str) -> None:

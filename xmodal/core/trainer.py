@@ -299,13 +299,18 @@ def train(setup: Setup, until_step: int = 0) -> dict:
     sigterm = run_io.SigtermFlag()
     if pid == 0:
         print(describe(setup, stop_at), flush=True)
-        print("compiling the train step ...", end=" ", flush=True)
-    t0 = time.perf_counter()
-    with jax.set_mesh(mesh):
-        compiled = setup.step_fn.lower(state, setup.batch_spec).compile()
-    if pid == 0:
-        print(f"done in {time.perf_counter() - t0:.0f} s", flush=True)
-    step_flops = flops.compiled_flops(compiled)
+    compiled, step_flops = None, 0.0
+    if start < stop_at:
+        # A stage restored at its last step (a resumed multi-stage run, a sweep re-reading a
+        # finished point) has nothing to train: no compile (up to a minute on a CPU per stage).
+        if pid == 0:
+            print("compiling the train step ...", end=" ", flush=True)
+        t0 = time.perf_counter()
+        with jax.set_mesh(mesh):
+            compiled = setup.step_fn.lower(state, setup.batch_spec).compile()
+        if pid == 0:
+            print(f"done in {time.perf_counter() - t0:.0f} s", flush=True)
+        step_flops = flops.compiled_flops(compiled)
     # Fake CPU devices share one processor, so the CPU peak is counted once, not per device.
     peak = flops.measured_peak() * (1 if jax.default_backend() == "cpu" else jax.device_count())
     meter = run_io.Progress(start, stop_at, spec.data.batch_size, step_flops, peak)
