@@ -191,16 +191,22 @@ def render_flowsep_steps() -> str:
                                 load("results_flowsep_ablate_dev200_seed3.json"))])
 
 
+# Rows the dev and the sampler tables show alike: label, then the settings whose numbers share
+# a cell.
+PAPER_ROW = ("10 Euler steps, noise scale 1 (paper)", [dict(steps=10)])
+SOLVER_ROW = ("5 midpoint / 5 Heun steps (10 NFE)",
+              [dict(steps=5, solver="midpoint"), dict(steps=5, solver="heun")])
+CFG_ROW = ("10 steps, CFG scale 0 / 2 / 3", [dict(steps=10, cfg_scale=w) for w in (0.0, 2.0, 3.0)])
+
 # Rows of the dev table: every setting the ablation tries, settings sharing a row split by ", ".
 DEV_ROWS = (
     ("1 Euler step, noise scale 1", [dict(steps=1)]),
     ("2 Euler steps, noise scale 1", [dict(steps=2)]),
     ("5 Euler steps, noise scale 1", [dict(steps=5)]),
-    ("10 Euler steps, noise scale 1 (paper)", [dict(steps=10)]),
+    PAPER_ROW,
     ("25 Euler steps, noise scale 1", [dict(steps=25)]),
-    ("5 midpoint / 5 Heun steps (10 NFE)",
-     [dict(steps=5, solver="midpoint"), dict(steps=5, solver="heun")]),
-    ("10 steps, CFG scale 0 / 2 / 3", [dict(steps=10, cfg_scale=w) for w in (0.0, 2.0, 3.0)]),
+    SOLVER_ROW,
+    CFG_ROW,
     ("10 steps, noise scale 0.7 / 0.5 / 0.3",
      [dict(steps=10, noise_scale=t) for t in (0.7, 0.5, 0.3)]),
     ("10 steps, noise scale 0.1 / 0", [dict(steps=10, noise_scale=t) for t in (0.1, 0.0)]),
@@ -229,11 +235,10 @@ def render_flowsep_dev() -> str:
 # Rows of the sampler table: label, then the settings whose numbers share a cell (" / ").
 SAMPLER_ROWS = (
     ("1 Euler step, noise scale 1", [dict(steps=1)]),
-    ("10 Euler steps, noise scale 1 (paper)", [dict(steps=10)]),
+    PAPER_ROW,
     ("25 Euler steps", [dict(steps=25)]),
-    ("5 midpoint / 5 Heun steps (10 NFE)",
-     [dict(steps=5, solver="midpoint"), dict(steps=5, solver="heun")]),
-    ("10 steps, CFG scale 0 / 2 / 3", [dict(steps=10, cfg_scale=w) for w in (0.0, 2.0, 3.0)]),
+    SOLVER_ROW,
+    CFG_ROW,
     ("10 steps, noise scale 0.7", [dict(steps=10, noise_scale=0.7)]),
     ("10 steps, noise scale 0.5", [dict(steps=10, noise_scale=0.5)]),
     ("10 steps, noise scale 0.3", [dict(steps=10, noise_scale=0.3)]),

@@ -48,8 +48,9 @@ def test_boundary_f1_counts_a_maximum_matching_within_the_tolerance():
     pred[7:], pred[10:], pred[15:] = 1, 2, 3         # boundaries at 7, 10, 15
     # tolerance 2: 7 may match 5 or 8, 10 only 8: the maximum matching pairs 7-5 and 10-8
     # (nearest-first would pair 7 with 8, at distance 1, and leave 10 unmatched).
-    assert seg.boundary_f1(pred, true, tolerance=2) == pytest.approx(2 * (2 / 3) * 1 / (2 / 3 + 1))
-    assert seg.boundary_f1(pred, true, tolerance=1) == pytest.approx(2 * (1 / 3) * .5 / (1 / 3 + .5))
+    f1 = lambda p, r: 2 * p * r / (p + r)            # noqa: E731
+    assert seg.boundary_f1(pred, true, tolerance=2) == pytest.approx(f1(2 / 3, 1))
+    assert seg.boundary_f1(pred, true, tolerance=1) == pytest.approx(f1(1 / 3, 1 / 2))
     assert seg.boundary_f1(pred, true, tolerance=0) == 0.0
     one = np.zeros(6, int)
     assert seg.boundary_f1(one, one) == 1.0          # nothing to find, nothing found

@@ -14,7 +14,8 @@ clusters arbitrarily), so every score here is invariant to renaming the predicte
   (0 for a label left unmatched: fewer clusters than labels), the same matching as ``mof``.
 - ``boundary_f1``: boundaries are the positions i where the label changes from i - 1; a
   predicted boundary within ``tolerance`` positions of a true one matches it, each at most
-  once (the most such pairs: a maximum matching); F1 of precision and recall. A sequence with no true boundary and none predicted scores 1.
+  once (the most such pairs: a maximum matching); F1 of precision and recall. A sequence
+  with no true boundary and none predicted scores 1.
 
 ``single_cluster`` scores what a method that cannot tell elements apart gets (every element in
 one cluster: the chance level the evaluators report beside each metric), ``uniform`` what

@@ -271,8 +271,8 @@ CARD: dict = {
         "instruments. Pip-only (pip/tiny): one font exists, so the honest hold-out is by "
         "instrument: instruments with sha1(name) % 5 == 0 occur only in test and their queries "
         "are never seen in training. Tux Paint effects are held out by file (sha1(file name) % 5 "
-        "== 0 -> test) in every config. The dev split (200 mixtures; 8 in the tiny configs) is drawn "
-        "like test (same font, same held-out instruments and effects) from other seeds: "
+        "== 0 -> test) in every config. The dev split (200 mixtures; 8 in the tiny configs) is "
+        "drawn like test (same font, same held-out instruments and effects) from other seeds: "
         "settings are chosen on it. Examples are seeded by sha1('<config>/<split>/<index>')."),
     "languages": "en (queries)",
     "skipped": (

@@ -96,10 +96,11 @@ def point_name(stage: str, lr: float, **settings) -> str:
 
 
 def markdown(regression: list[dict], control: list[dict]) -> str:
-    lines = ["| stage | regression weight | learning rate | decay | floor | dev FD ↓ | dev PSNR-Y "
-             "| dev SSIM-Y |", "|---|---|---|---|---|---|---|---|"]
+    lines = ["| stage | regression weight | learning rate | decay | floor | dev FD ↓ "
+             "| dev PSNR-Y | dev SSIM-Y |", "|---|---|---|---|---|---|---|---|"]
     for p in regression + control:
-        lines.append(f"| {p['stage']} | {p['regression']} | {p['lr']:g} | {p.get('decay') or '—'} | "
+        lines.append(f"| {p['stage']} | {p['regression']} | {p['lr']:g} | "
+                     f"{p.get('decay') or '—'} | "
                      f"{p.get('floor') if p['stage'] == 'dmd_dynamic' else '—'} | "
                      f"{p['dev_fd']:.4f} | {p['dev_psnr_y']:.2f} | {p['dev_ssim_y']:.4f} |")
     return "\n".join(lines) + "\n"
@@ -117,6 +118,7 @@ def main(argv=None) -> None:
 
     spec, _ = spec_for(a.size, REGRESSION[0])
     trainer.run(spec, a.workdir, only=SHARED)
+
     def dmd(lr=DMD_LR, **settings):
         return score_point(a.size, a.workdir, point_name("dmd", lr, **settings), "dmd",
                            "DMD (one step)", lr=lr, **settings)
