@@ -29,9 +29,10 @@ Stages, in this order, each in ``<workdir>/<stage>``:
 Arguments: ``runlocal`` (a 2-core CPU), ``tiny`` (2-step smoke sizes for CI), ``steps=N``
 (teacher), ``student_steps=N`` (each student stage), ``tower=false`` (no Fréchet distance),
 ``half=test|dev|all`` (the held-out images the eval stage scores: the test half for the table,
-the dev half where ``regression``, ``decay`` and ``floor`` were chosen; README),
-``regression=W`` (the DMD students' regression weight), ``decay=D``, ``floor=F`` (dynamic
-control).
+the dev half where the settings below were chosen; README),
+``regression=W`` (the DMD students' regression weight), ``dmd_lr=R`` (both DMD students'
+learning rate), ``decay=D``, ``floor=F`` (dynamic control), ``sid_lr=R`` (SiD's),
+``reflow_lr=R`` (the reflow and one_step stages').
 """
 
 import ml_collections
@@ -66,10 +67,11 @@ def _stage(a, data, size, batch, steps, lr):
 
 
 def get_config(arg=None):
-    # regression / dmd_lr / decay / floor: chosen on the dev half at runlocal size (README,
-    # "Settings chosen on dev"); half: the eval stage's held-out images.
+    # regression / dmd_lr / decay / floor / sid_lr / reflow_lr: chosen on the dev half at
+    # runlocal size (README, "Dev and test halves"); half: the eval stage's held-out images.
     a = parse_arg(arg, runlocal=False, tiny=False, steps=0, student_steps=0, tower=True,
-                  half="test", regression=0.25, dmd_lr=1e-4, decay=0.0, floor=0.25)
+                  half="test", regression=0.25, dmd_lr=1e-4, decay=0.0, floor=0.25,
+                  sid_lr=1e-4, reflow_lr=3e-4)
     tiny = a.tiny
     data = "emoji/tiny" if tiny else "emoji"
     size = 32 if (a.runlocal or tiny) else 64
@@ -103,20 +105,20 @@ def get_config(arg=None):
     fake_updates = 2 if tiny or a.runlocal else 5
     dmd = dict(name="dmd", fake_updates=fake_updates, t_min=0.02, t_max=0.98,
                regression_weight=float(a.regression), regression_target="data")
-    lr = 1e-4
     stages = dict(
         teacher=teacher, regressor=regressor,
         dmd=student(dmd, float(a.dmd_lr)),
         dmd_dynamic=student(dict(dmd, noise_control=dict(
             name="instarevive_dynamic", decay=a.decay or (0.9 if tiny else 0.98),
             floor=float(a.floor))), float(a.dmd_lr)),
-        sid=student(dict(name="sid", alpha=1.2), lr),
+        sid=student(dict(name="sid", alpha=1.2), float(a.sid_lr)),
         # Reflow keeps the teacher's architecture: its couplings retrain the teacher's network.
         reflow=student(dict(name="reflow", target="flow",
                             teacher_steps=2 if tiny else (10 if a.runlocal else 25)),
-                       lr * 3, model=net),
+                       float(a.reflow_lr), model=net),
+        # The reflowed flow's one-step distillation: same rate (one ``reflow_lr`` for both).
         one_step=student(dict(name="reflow", target="one_step", teacher_steps=2 if tiny else 4),
-                         lr * 3, model=net),
+                         float(a.reflow_lr), model=net),
     )
     stages["sid"].optim.group_lr = [("generator", 0.1)]   # as for the 8 Gaussians: SiD diverges
     stages["one_step"].objective.teacher_from = "stage:reflow"

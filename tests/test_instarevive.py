@@ -190,16 +190,37 @@ def test_the_dev_sweep_picks_by_dev_distance_and_adopts_the_stage_with_its_paths
     adopted = json.loads((tmp_path / "dmd" / "spec.json").read_text())
     assert adopted["objective"]["teacher_from"] == str(tmp_path / "teacher")
     assert (tmp_path / "dmd" / "checkpoints" / "200").is_dir()
+    # a reflow point brings both its stages, one_step reading the adopted reflow
+    point = tmp_path / "dev_sweep" / "r"
+    for stage, source in (("reflow", "teacher"), ("one_step", "reflow")):
+        (point / stage).mkdir(parents=True)
+        (point / stage / "spec.json").write_text(
+            json.dumps({"objective": {"teacher_from": str(point / source)}}))
+    dev_sweep.adopt(str(tmp_path), {"point": "r", "stage": "one_step",
+                                    "stages": ["reflow", "one_step"]})
+    one_step = json.loads((tmp_path / "one_step" / "spec.json").read_text())
+    assert one_step["objective"]["teacher_from"] == str(tmp_path / "reflow")
+    assert (tmp_path / "reflow" / "spec.json").is_file()
 
 
-def test_the_dev_sweep_names_points_and_passes_the_dmd_learning_rate():
+def test_the_dev_sweep_names_points_and_passes_each_familys_learning_rate():
     from xmodal.projects.instarevive import dev_sweep
-    # points measured before the rate was searched keep their folders
+    # points measured before a rate was searched keep their folders
     assert dev_sweep.point_name("dmd", 1e-4, regression=0.25) == "dmd_regression_0.25"
     assert dev_sweep.point_name("dmd", 3e-4, regression=0.25) == "dmd_regression_0.25_lr_0.0003"
+    assert dev_sweep.point_name("dmd_dynamic", 1e-4, regression=0.25, decay=0.98, floor=0.5) \
+        == "dynamic_regression_0.25_decay_0.98_floor_0.5"
+    assert dev_sweep.point_name("sid", 1e-4) == "sid"
+    assert dev_sweep.point_name("reflow", 3e-4) == "reflow"          # the spec's reflow rate
+    assert dev_sweep.point_name("reflow", 1e-4) == "reflow_lr_0.0001"
     spec, arg = dev_sweep.spec_for("tiny", 0.25, lr=3e-4)
     assert "dmd_lr=0.0003" in arg and "half=dev" in arg
     assert spec.stages.dmd.optim.lr == spec.stages.dmd_dynamic.optim.lr == 3e-4
-    assert spec.stages.sid.optim.lr == 1e-4                     # not swept
+    assert spec.stages.sid.optim.lr == 1e-4 and spec.stages.reflow.optim.lr == 3e-4
     spec, arg = dev_sweep.spec_for("tiny", 0.25)
-    assert "dmd_lr" not in arg and spec.stages.dmd.optim.lr == 1e-4
+    assert "_lr" not in arg and spec.stages.dmd.optim.lr == 1e-4
+    spec, arg = dev_sweep.spec_for("tiny", sid_lr=3e-5, reflow_lr=1e-3)
+    assert "sid_lr=3e-05" in arg and "reflow_lr=0.001" in arg
+    assert spec.stages.sid.optim.lr == 3e-5 and spec.stages.dmd.optim.lr == 1e-4
+    # one rate for the reflowed flow and its one-step distillation
+    assert spec.stages.reflow.optim.lr == spec.stages.one_step.optim.lr == 1e-3
