@@ -107,3 +107,12 @@ def eight_gaussians_teacher(tmp_path_factory):
             trainer.run(spec_lib.validate(toy_runs.eight_gaussians_spec()), str(wd),
                         only=("teacher",))
     return shared_workdir(tmp_path_factory, "shared_eight_gaussians", build) / "teacher"
+
+
+def pytest_collection_modifyitems(config, items):
+    """The test files holding slow tests run first, each file's tests kept together and in
+    order (module fixtures are set up once). Under xdist a minute-long CLI test then starts
+    while quick tests can still fill the other worker, rather than late, one worker running it
+    alone while the other has nothing left."""
+    slow_files = {item.path for item in items if item.get_closest_marker("slow")}
+    items.sort(key=lambda item: item.path not in slow_files)

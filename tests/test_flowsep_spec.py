@@ -16,6 +16,20 @@ from tests import cli
 SPEC = "specs/flowsep.py:tiny,data=lass_mix/tiny"
 
 
+@pytest.fixture(scope="session")
+def vae_and_clap(tmp_path_factory):
+    """The vae and clap stages of the tiny spec, trained once for both CLI tests below (the
+    two specs differ only after them); each test copies them into its own workdir."""
+    from tests.conftest import shared_workdir
+    return shared_workdir(tmp_path_factory, "shared_flowsep_vae_clap",
+                          lambda wd: _check(_main(wd, "--stages=vae,clap")))
+
+
+def _check(r):
+    assert r.returncode == 0, r.stderr[-5000:]
+    return r
+
+
 def _main(workdir, *args, timeout=900):
     cmd = [sys.executable, "-m", "xmodal.main", f"--spec={SPEC}", f"--workdir={workdir}", *args]
     return subprocess.run(cmd, cwd=cli.ROOT, env=cli.env(devices=1), capture_output=True,
@@ -37,9 +51,9 @@ def test_flowsep_spec_query_and_remix_arguments():
 
 
 @pytest.mark.slow
-def test_flowsep_spec_trains_evaluates_and_separates(tmp_path):
-    wd = tmp_path / "flowsep"
-    r = _main(wd)
+def test_flowsep_spec_trains_evaluates_and_separates(tmp_path, vae_and_clap):
+    wd = cli.copy_workdir(vae_and_clap, tmp_path / "flowsep")
+    r = _main(wd)             # the stages after vae and clap (those two are at their last step)
     assert r.returncode == 0, r.stderr[-5000:]
     for stage in ("vae", "flow", "distill", "vocoder"):
         assert os.listdir(wd / stage / "checkpoints") == ["2"], stage
@@ -110,13 +124,13 @@ def test_flowsep_spec_trains_evaluates_and_separates(tmp_path):
 
 
 @pytest.mark.slow
-def test_flowsep_with_the_clap_query_encoder_and_dynamic_mixing(tmp_path):
+def test_flowsep_with_the_clap_query_encoder_and_dynamic_mixing(tmp_path, vae_and_clap):
     """``query=clap``: the flow stage reads the clap stage's frozen text tower (trained before
     it), and --mode=separate embeds the user's query with it; ``remix`` trains through."""
-    wd = tmp_path / "flowsep"
+    wd = cli.copy_workdir(vae_and_clap, tmp_path / "flowsep")
     spec = SPEC + ",query=clap,mask=False,remix=0.5"
     cmd = [sys.executable, "-m", "xmodal.main", f"--spec={spec}", f"--workdir={wd}"]
-    r = subprocess.run(cmd + ["--stages=vae,clap,flow"], cwd=cli.ROOT, env=cli.env(devices=1),
+    r = subprocess.run(cmd + ["--stages=flow"], cwd=cli.ROOT, env=cli.env(devices=1),
                        capture_output=True, text=True, timeout=900)
     assert r.returncode == 0, r.stderr[-5000:]
     flow_spec = json.load(open(wd / "flow" / "spec.json"))

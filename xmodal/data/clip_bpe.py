@@ -34,9 +34,7 @@ import html
 import os
 from typing import Sequence
 
-import ftfy
 import numpy as np
-import regex
 
 START_TOKEN = "<start_of_text>"
 END_TOKEN = "<end_of_text>"
@@ -70,6 +68,7 @@ def bytes_to_unicode() -> dict[int, str]:
 def clean(text: str) -> str:
     """open_clip's default 'lower' cleaning: fix mojibake, unescape HTML twice, collapse
     whitespace, lowercase."""
+    import ftfy      # here, not at the top: registry discovery imports this module in every run
     text = ftfy.fix_text(text)
     text = html.unescape(html.unescape(text)).strip()
     return " ".join(text.split()).lower()
@@ -120,6 +119,7 @@ class ClipBPETokenizer:
         self.vocab_size = len(symbols)                       # 49408
         self.bos_id = self.symbol_to_id[START_TOKEN]         # 49406
         self.eos_id = self.symbol_to_id[END_TOKEN]           # 49407
+        import regex     # as ftfy above
         self.word_pattern = regex.compile(WORD_PATTERN, regex.IGNORECASE)
         # A special token found in the text stays one symbol, as in open_clip.
         self.cache: dict[str, list[str]] = {START_TOKEN: [START_TOKEN], END_TOKEN: [END_TOKEN]}

@@ -25,7 +25,7 @@ from xmodal.data.tokenizer import ByteTokenizer
 
 class AudioTextScorer:
     """Embeds waveforms and texts with a two-tower audio-text model, in fixed-size chunks
-    (one compiled shape per clip length)."""
+    (one compiled shape per clip length and chunk size)."""
 
     def __init__(self, model, params, tokenizer: ByteTokenizer, sample_rate: int,
                  batch_size: int = 32):
@@ -36,7 +36,9 @@ class AudioTextScorer:
         self._text = jax.jit(lambda p, t: model.apply({"params": p}, t, "text", method="encode"))
 
     def _chunked(self, fn, x: np.ndarray) -> np.ndarray:
-        bs, out = self.batch_size, []
+        # Fewer inputs than a batch run in the next power of two, not padded to the whole batch
+        # (8 clips would pay for 32); still few compiled shapes: one per power of two used.
+        bs, out = min(self.batch_size, 1 << max(len(x) - 1, 0).bit_length()), []
         for i in range(0, len(x), bs):
             chunk = x[i:i + bs]
             pad = bs - len(chunk)

@@ -26,7 +26,6 @@ import io
 
 import numpy as np
 from PIL import Image
-from scipy.ndimage import gaussian_filter
 
 KERNELS = (Image.Resampling.BICUBIC, Image.Resampling.BILINEAR, Image.Resampling.BOX)
 
@@ -68,6 +67,7 @@ def _jpeg(x: np.ndarray, quality: int) -> np.ndarray:
 
 def _order(x: np.ndarray, order: Order, out_size: int, rng: np.random.Generator) -> np.ndarray:
     sigma = rng.uniform(*order.sigma_range)
+    from scipy.ndimage import gaussian_filter   # here: discovery imports this in every run
     x = gaussian_filter(x, sigma=(sigma, sigma, 0), mode="reflect")
     x = _resize(x, out_size, KERNELS[rng.integers(len(KERNELS))])
     std = rng.uniform(*order.noise_range)
