@@ -1,0 +1,178 @@
+"""Segmenting held-out sequences (lectures, videos) into topics without labels, scored against
+the true segments: the ``segmentation`` evaluator.
+
+Each sequence of the eval split (its clips share ``sequence``, ordered by ``order``) is cut
+into as many clusters as it has true segments (``truth``; the number is given, as in the
+TW-FINCH and lecture-segmentation papers), by each method on each feature set:
+
+- methods: ``uniform`` (k equal runs; no features), ``kmeans`` (scikit-learn, 10 starts, seed
+  0), ``finch`` and ``twfinch`` (``xmodal.evaluate.finch``);
+- features (``features``: display name -> recipe): a recipe is eval-array keys and
+  ``model:<modality>`` towers joined by ``+``, e.g. ``"image+audio_features"`` or
+  ``"model:image+model:text"``. Each part is flattened (images pooled to ``pool`` px first), centred
+  on its sequence's mean (what every clip of a lecture shares says nothing about where topics
+  change) and unit-normalised; parts are concatenated. Centring uses only the sequence's own
+  features, never its labels.
+
+A ``constant`` feature set is always scored: every clip the same vector, what a collapsed model
+outputs. Its rows are where a method stands on time alone (``twfinch``'s temporal links) or on
+ties; a learned embedding that does not beat them has learned nothing usable.
+Metrics (``xmodal.evaluate.segmentation``) are averaged over sequences, in percent.
+Writes ``segmentation_table.{json,md}`` and, for ``plot`` (a feature set), a time line per
+sequence (``segments_<i>.png``: truth and each method's segments).
+"""
+from __future__ import annotations
+
+import json
+import os
+
+import numpy as np
+
+from xmodal.core.eval_context import EvalContext
+from xmodal.core.registry import EVALUATORS
+from xmodal.evaluate import finch
+from xmodal.evaluate import segmentation as seg
+
+METHODS = ("uniform", "kmeans", "finch", "twfinch")
+CONSTANT = "constant (a collapsed model)"
+NO_FEATURES = "none"
+
+
+def segment(method: str, x: np.ndarray, k: int) -> np.ndarray:
+    """Labels [n] of ``method`` on features ``x`` [n, d] (rows in time order), k clusters."""
+    n = len(x)
+    if method == "uniform":
+        return seg.uniform(n, k)
+    if method in ("finch", "twfinch"):
+        return finch.cluster(x, k, temporal=method == "twfinch")
+    if method == "kmeans":
+        import warnings
+        from sklearn.cluster import KMeans
+        k = min(k, n)
+        with warnings.catch_warnings():      # identical rows: fewer distinct clusters than k
+            warnings.simplefilter("ignore")
+            return KMeans(n_clusters=k, n_init=10, random_state=0).fit_predict(x)
+    raise ValueError(f"segmentation method {method!r}; methods: {', '.join(METHODS)}")
+
+
+def prepare(x: np.ndarray, pool: int = 0) -> np.ndarray:
+    """One feature part of one sequence: flattened (an image batch [n, S, S, C] mean-pooled to
+    ``pool`` px first), centred on the sequence's mean, rows unit-normalised."""
+    x = np.asarray(x, np.float64)
+    if x.ndim == 4 and pool and x.shape[1] > pool:
+        f = x.shape[1] // pool
+        x = x[:, :pool * f, :pool * f].reshape(len(x), pool, f, pool, f, -1).mean((2, 4))
+    x = x.reshape(len(x), -1)
+    x = x - x.mean(0, keepdims=True)
+    norm = np.linalg.norm(x, axis=1, keepdims=True)
+    return np.where(norm > 1e-9, x / np.maximum(norm, 1e-12), 0.0)
+
+
+def feature_parts(ctx: EvalContext, recipe: str) -> list[np.ndarray]:
+    """The whole split's arrays of each part of ``recipe`` (before per-sequence preparation)."""
+    parts = []
+    for part in recipe.split("+"):
+        if part.startswith("model:"):
+            modality = part[len("model:"):]
+            ctx.require([modality], f"segmentation feature {part!r} encodes eval array "
+                                    f"{modality!r}")
+            parts.append(ctx.encode(modality, ctx.arrays[modality]))
+        else:
+            ctx.require([part], f"segmentation feature {part!r} is an eval array")
+            parts.append(ctx.arrays[part])
+    return parts
+
+
+def sequences(ctx: EvalContext, sequence: str, order: str) -> list[np.ndarray]:
+    """Indices of each sequence's clips in time order; sequences by first appearance."""
+    ids, pos = ctx.arrays[sequence], ctx.arrays[order]
+    _, first = np.unique(ids, return_index=True)
+    return [np.flatnonzero(ids == ids[i])[np.argsort(pos[ids == ids[i]], kind="stable")]
+            for i in np.sort(first)]
+
+
+@EVALUATORS.register("segmentation")
+def segmentation(features: dict | None = None, methods: tuple = METHODS, sequence: str = "lecture",
+                 order: str = "position", truth: str = "segment", tolerance: int = 1,
+                 pool: int = 16, plot: str = ""):
+    """Returns ``<feature>/<method>/<metric>`` (percent, averaged over sequences), plus
+    ``sequences`` and ``clips`` (module docstring)."""
+    features = dict(features or {"image": "image"})
+    for m in methods:
+        if m not in METHODS:
+            raise ValueError(f"segmentation method {m!r}; methods: {', '.join(METHODS)}")
+    if plot and plot not in features:
+        raise ValueError(f"segmentation plot={plot!r} is not a feature set: {sorted(features)}")
+
+    def run(ctx: EvalContext) -> dict:
+        ctx.require([sequence, order, truth], "segmentation needs each clip's sequence, order "
+                                              "and true segment")
+        seqs = sequences(ctx, sequence, order)
+        truths = [ctx.arrays[truth][idx] for idx in seqs]
+        ks = [len(np.unique(t)) for t in truths]
+        named = {**{name: feature_parts(ctx, r) for name, r in features.items()},
+                 CONSTANT: [np.zeros((len(ctx.arrays[truth]), 1))]}
+        clustering = [m for m in methods if m != "uniform"]
+        rows: dict = {}
+        if "uniform" in methods:          # needs no features: one row
+            rows[NO_FEATURES] = {"uniform": mean_scores(
+                [seg.scores(seg.uniform(len(t), k), t, tolerance) for t, k in zip(truths, ks)])}
+        plots = []
+        for name, parts in named.items():
+            per_method = {m: [] for m in clustering}
+            for s, (idx, true, k) in enumerate(zip(seqs, truths, ks)):
+                x = np.concatenate([prepare(p[idx], pool) for p in parts], axis=1)
+                preds = {m: segment(m, x, k) for m in clustering}
+                for m in clustering:
+                    per_method[m].append(seg.scores(preds[m], true, tolerance))
+                if name == plot and ctx.out_dir:
+                    if "uniform" in methods:
+                        preds = {"uniform": seg.uniform(len(true), k), **preds}
+                    plots.append((s, true, preds))
+            rows[name] = {m: mean_scores(per_method[m]) for m in clustering}
+        chance = mean_scores([seg.single_cluster(t, tolerance) for t in truths])
+        if ctx.out_dir:
+            write_table(ctx.out_dir, rows, chance, len(seqs), len(ctx.arrays[truth]), tolerance)
+            for s, true, preds in plots:
+                from xmodal.evaluate.segment_plot import time_line
+                time_line(os.path.join(ctx.out_dir, f"segments_{s}.png"), true, preds,
+                          f"held-out sequence {s}, {len(true)} clips; features: {plot}")
+        out = {f"{slug(name)}/{m}/{metric}": v for name, r in rows.items()
+               for m, ms in r.items() for metric, v in ms.items()}
+        return dict(out, sequences=float(len(seqs)), clips=float(len(ctx.arrays[truth])))
+
+    def chance(ctx: EvalContext) -> dict:
+        return mean_scores([seg.single_cluster(ctx.arrays[truth][idx], tolerance)
+                            for idx in sequences(ctx, sequence, order)])
+    run.chance = chance
+    return run
+
+
+def mean_scores(per_sequence: list[dict]) -> dict:
+    """Each metric's mean over sequences, in percent."""
+    return {m: 100 * float(np.mean([r[m] for r in per_sequence])) for m in seg.METRICS}
+
+
+def slug(name: str) -> str:
+    out = "".join(c if c.isalnum() else "_" for c in name.lower())
+    return "_".join(filter(None, out.split("_")))
+
+
+def write_table(out_dir: str, rows: dict, chance: dict, n_seq: int, n_clips: int,
+                tolerance: int) -> None:
+    os.makedirs(out_dir, exist_ok=True)
+    with open(os.path.join(out_dir, "segmentation_table.json"), "w") as f:
+        json.dump({"rows": rows, "one_cluster": chance, "sequences": n_seq, "clips": n_clips,
+                   "tolerance": tolerance}, f, indent=2)
+    lines = [f"{n_seq} held-out sequences, {n_clips} clips; percent, mean over sequences; "
+             f"boundary F1 within ±{tolerance} clip", "",
+             "| features | method | " + " | ".join(seg.METRICS) + " |",
+             "|---|---|" + "---|" * len(seg.METRICS)]
+    for name, r in rows.items():
+        for m, ms in r.items():
+            lines.append(f"| {name} | {m} | " + " | ".join(f"{ms[k]:.1f}" for k in seg.METRICS)
+                         + " |")
+    lines.append("| one cluster (chance) | — | " + " | ".join(f"{chance[k]:.1f}"
+                                                         for k in seg.METRICS) + " |")
+    with open(os.path.join(out_dir, "segmentation_table.md"), "w") as f:
+        f.write("\n".join(lines) + "\n")
