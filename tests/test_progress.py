@@ -91,3 +91,39 @@ def test_the_console_hears_from_a_run_between_its_logged_steps(tmp_path):
     assert "first step" in lines[0] and "steps/s" in lines[1] and "host" in lines[1]
     rows = [json.loads(l) for l in open(tmp_path / "run" / "metrics.jsonl")]
     assert [row["step"] for row in rows if "train/loss" in row] == [3]
+
+
+def test_the_run_eta_adds_the_later_stages_at_their_logged_pace(tmp_path):
+    import json
+    # "done" finished before; "timed" ran 40 of 100 steps at 2 steps/s before (a resume);
+    # "fresh" never ran; "eval" logs no pace.
+    for name, step, pace in (("done", 50, 5.0), ("timed", 40, 2.0)):
+        (tmp_path / name / "checkpoints" / str(step)).mkdir(parents=True)
+        (tmp_path / name / "checkpoints" / f"{step + 10}.orbax-checkpoint-tmp-3").mkdir()
+        rows = [{"step": 20, "perf/steps_per_s": 1.0}, {"step": step, "perf/steps_per_s": pace}]
+        (tmp_path / name / "metrics.jsonl").write_text(
+            "\n".join(json.dumps(r) for r in rows) + "\n{\"step\": 4")   # a line cut by a kill
+    later = run_io.LaterStages.of([(n, s, str(tmp_path / n)) for n, s in (
+        ("done", 50), ("timed", 100), ("fresh", 30), ("eval", 0))])
+    assert later.known_s == pytest.approx(60 / 2.0) and later.untimed == ("fresh", "eval")
+    assert later.text(90.0) == "  run ETA ≥ 2m00s (+2 stages not yet timed)"
+    assert later.text(float("inf")) == ""
+    only_timed = run_io.LaterStages.of([("timed", 100, str(tmp_path / "timed"))])
+    assert only_timed.text(5.0) == "  run ETA 35s"
+    assert run_io.LaterStages.of([("done", 50, str(tmp_path / "done"))]).text(5.0) == ""
+
+
+def test_a_stage_with_stages_after_it_says_the_run_eta(tmp_path):
+    """A fresh two-stage run: stage a's progress line counts stage b as not yet timed; b, the
+    last, has none."""
+    import subprocess
+
+    from tests import cli
+    r = subprocess.run([cli.sys.executable, "-m", "xmodal.main",
+                        "--spec=tests/specs/two_stage.py", f"--workdir={tmp_path / 'ms'}"],
+                       cwd=cli.ROOT, env=cli.env(), capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-3000:]
+    lines = [l for l in r.stdout.splitlines() if l.startswith("step ")]
+    assert [l.split()[1] for l in lines] == ["1/2", "2/2", "1/1"], r.stdout[-2000:]
+    assert "run ETA ≥" in lines[1] and "(+1 stage not yet timed)" in lines[1]
+    assert "run ETA" not in lines[2]

@@ -154,6 +154,7 @@ class Progress:
         self._printed = self.t0
         self.first_step_s = 0.0
         self.hinted = False
+        self.later = LaterStages()    # the invocation's later stages (run ETA)
 
     def pause(self):
         # Called after an eval, so its time does not count as training time.
@@ -201,7 +202,8 @@ class Progress:
             pace = f"first step {self.first_step_s:.1f} s (the input pipeline's start included)"
         else:
             pace = (f"{m['perf/steps_per_s']:.2f} steps/s  {m['perf/examples_per_s']:.0f} ex/s"
-                    f"  ETA {eta_s}" + (f"  MFU {mfu:.1f}%" if mfu is not None else ""))
+                    f"  ETA {eta_s}" + self.later.text(eta) +
+                    (f"  MFU {mfu:.1f}%" if mfu is not None else ""))
         return f"step {step:>6}/{self.stop}  loss {loss:.4f}  {pace}" + memory()
 
     def cpu_hint(self, eta_s: float, backend: str) -> str:
@@ -211,6 +213,77 @@ class Progress:
         self.hinted = True
         return (f"hint: at this pace the stage needs {duration(eta_s)} more on this CPU; a "
                 "spec's ':runlocal' argument is its CPU size (e.g. --spec=specs/clip.py:runlocal)")
+
+
+class LaterStages:
+    """What the stages after this one in the same invocation still need, for the run's ETA.
+
+    A later stage that trained before in this workdir (a resumed or rerun pipeline) has its
+    last logged pace in its ``metrics.jsonl``: its remaining steps at that pace are counted.
+    A stage never timed here (or an eval-only stage, which logs no pace) is only counted: the
+    run's ETA is then a lower bound, and says how many stages it leaves out.
+    """
+
+    def __init__(self, known_s: float = 0.0, untimed: tuple[str, ...] = ()):
+        self.known_s, self.untimed = float(known_s), tuple(untimed)
+
+    @classmethod
+    def of(cls, stages: list[tuple[str, int, str]]) -> "LaterStages":
+        """``stages``: (name, train steps, stage workdir) of each later stage."""
+        known, untimed = 0.0, []
+        for name, steps, stage_dir in stages:
+            if steps == 0:                    # an eval-only stage: it runs every time
+                untimed.append(name)
+                continue
+            left = steps - last_checkpoint_step(stage_dir)
+            if left <= 0:
+                continue                      # finished: restored, it trains nothing
+            pace = logged_pace(stage_dir)
+            if pace:
+                known += left / pace
+            else:
+                untimed.append(name)
+        return cls(known, tuple(untimed))
+
+    def __bool__(self) -> bool:
+        return bool(self.known_s or self.untimed)
+
+    def text(self, stage_eta_s: float) -> str:
+        """``  run ETA 12m04s`` or ``  run ETA ≥ 3m10s (+2 stages not yet timed)``; '' when no
+        later stage has anything to do or this stage's ETA is unknown."""
+        if not self or not math.isfinite(stage_eta_s):
+            return ""
+        total = duration(stage_eta_s + self.known_s)
+        if not self.untimed:
+            return f"  run ETA {total}"
+        n = len(self.untimed)
+        return f"  run ETA ≥ {total} (+{n} stage{'s' if n > 1 else ''} not yet timed)"
+
+
+def last_checkpoint_step(stage_dir: str) -> int:
+    """The newest committed checkpoint step under ``stage_dir/checkpoints`` (0 if none)."""
+    root = os.path.join(stage_dir, "checkpoints")
+    if not os.path.isdir(root):
+        return 0
+    # orbax writes a step into "<step>.orbax-checkpoint-tmp-<n>" and renames it when committed
+    return max((int(d) for d in os.listdir(root) if d.isdigit()), default=0)
+
+
+def logged_pace(stage_dir: str) -> float | None:
+    """The last ``perf/steps_per_s`` in ``stage_dir/metrics.jsonl`` (None if none)."""
+    path = os.path.join(stage_dir, "metrics.jsonl")
+    if not os.path.isfile(path):
+        return None
+    pace = None
+    with open(path) as f:
+        for line in f:
+            try:
+                value = json.loads(line).get("perf/steps_per_s")
+            except ValueError:
+                continue                      # a line cut by a kill: the others still count
+            if isinstance(value, (int, float)) and value > 0:
+                pace = float(value)
+    return pace
 
 
 def duration(seconds: float) -> str:

@@ -64,11 +64,13 @@ def run(spec: mlc.ConfigDict, workdir: str, mode: str = "train", until_step: int
     try:
         run_io.check_writable(workdir)
         with run_io.WorkdirLock(workdir, jax.process_index()):
-            for name, stage in chosen:
+            for i, (name, stage) in enumerate(chosen):
                 stage_dir = os.path.join(workdir, name) if name else workdir
                 stage = stages_lib.resolve_refs(stage, workdir)
+                later = run_io.LaterStages.of([(n, s.train.steps, os.path.join(workdir, n))
+                                               for n, s in chosen[i + 1:]])
                 results[name or "main"] = run_stage(stage, stage_dir, mode=mode,
-                                                    until_step=until_step)
+                                                    until_step=until_step, later=later)
     except BaseException:
         # A start that failed before any checkpoint was committed leaves nothing behind.
         if created and jax.process_index() == 0 and not _has_checkpoint(workdir):
@@ -103,13 +105,14 @@ class Setup:
     objective: Any = None        # the built objective (what benchmarks sample with)
 
 
-def run_stage(spec: mlc.ConfigDict, workdir: str, mode: str = "train", until_step: int = 0) -> dict:
+def run_stage(spec: mlc.ConfigDict, workdir: str, mode: str = "train", until_step: int = 0,
+              later: run_io.LaterStages | None = None) -> dict:
     # A stage with train.steps = 0 only evaluates (e.g. the eval stage of a pipeline).
     if mode == "eval" or spec.train.steps == 0:
         return eval_lib.run(spec, workdir)
     setup = build(spec, workdir)
     try:
-        return train(setup, until_step)
+        return train(setup, until_step, later)
     finally:
         # On any exit, an error's too: stops grain's workers and frees their shared memory.
         if hasattr(setup.train_iter, "close"):
@@ -289,8 +292,9 @@ def step_parts(spec: mlc.ConfigDict, mesh, example: dict) -> StepParts:
                      abstract_state, state_shardings, train_step)
 
 
-def train(setup: Setup, until_step: int = 0) -> dict:
-    """The loop: step, log, evaluate, checkpoint; stops at the end, at until_step or on SIGTERM."""
+def train(setup: Setup, until_step: int = 0, later: run_io.LaterStages | None = None) -> dict:
+    """The loop: step, log, evaluate, checkpoint; stops at the end, at until_step or on SIGTERM.
+    ``later``: what the invocation's later stages still need (the progress line's run ETA)."""
     spec, workdir, state, train_iter = setup.spec, setup.workdir, setup.state, setup.train_iter
     mesh, mngr, writer, evaluate = setup.mesh, setup.mngr, setup.writer, setup.evaluate
     pid, start, total = jax.process_index(), setup.start, spec.train.steps
@@ -314,6 +318,7 @@ def train(setup: Setup, until_step: int = 0) -> dict:
     # Fake CPU devices share one processor, so the CPU peak is counted once, not per device.
     peak = flops.measured_peak() * (1 if jax.default_backend() == "cpu" else jax.device_count())
     meter = run_io.Progress(start, stop_at, spec.data.batch_size, step_flops, peak)
+    meter.later = later or run_io.LaterStages()
     def say(step: int, values: dict) -> None:
         print(meter.line(step, values, first=step == start + 1), flush=True)
         hint = meter.cpu_hint(values["perf/eta_s"], jax.default_backend())
