@@ -113,9 +113,10 @@ def test_the_run_eta_adds_the_later_stages_at_their_logged_pace(tmp_path):
     assert run_io.LaterStages.of([("done", 50, str(tmp_path / "done"))]).text(5.0) == ""
 
 
-def test_a_stage_with_stages_after_it_says_the_run_eta(tmp_path):
+def test_a_stage_with_stages_after_it_says_the_run_eta_and_library_logs_go_to_run_log(tmp_path):
     """A fresh two-stage run: stage a's progress line counts stage b as not yet timed; b, the
-    last, has none."""
+    last, has none. Orbax's INFO lines are in the workdir's run.log, not on the console."""
+    import re
     import subprocess
 
     from tests import cli
@@ -127,3 +128,6 @@ def test_a_stage_with_stages_after_it_says_the_run_eta(tmp_path):
     assert [l.split()[1] for l in lines] == ["1/2", "2/2", "1/1"], r.stdout[-2000:]
     assert "run ETA ≥" in lines[1] and "(+1 stage not yet timed)" in lines[1]
     assert "run ETA" not in lines[2]
+    log = (tmp_path / "ms" / "run.log").read_text()
+    assert "Saving checkpoint at step 2" in log and "Saving checkpoint at step 1" in log
+    assert not re.search(r"^[IW]\d{4} ", r.stderr + r.stdout, re.MULTILINE), r.stderr[-2000:]

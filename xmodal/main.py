@@ -60,9 +60,11 @@ def usage_error(message: str) -> None:
 
 def main(argv):
     # The console shows what runs, progress, evals and the final table; libraries' INFO lines
-    # (orbax per checkpoint, backend probing, TFDS) only with an explicit --verbosity=0.
+    # (orbax per checkpoint, backend probing, TFDS) go to the workdir's run.log
+    # (run_io.log_to_workdir), and to the console only with an explicit --verbosity=0.
     if not flags.FLAGS["verbosity"].present:
-        logging.set_verbosity(logging.WARNING)
+        # (absl's own WARNING is its verbosity -1; a handler takes Python's level)
+        logging.get_absl_handler().setLevel(logging.converter.STANDARD_WARNING)
     # argv[1:] are the flags absl did not know: they belong to the mode's command.
     command_args = argv[1:]
     if _MODE.value in GENERIC_MODES and command_args:

@@ -1,6 +1,7 @@
 """What a run shows and guards on the host: progress line, final table, NaN stop, SIGTERM, workdir."""
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import json
 import math
@@ -8,7 +9,7 @@ import os
 import signal
 import socket
 import time
-from typing import Mapping
+from typing import Iterator, Mapping
 
 import jax
 import numpy as np
@@ -213,6 +214,32 @@ class Progress:
         self.hinted = True
         return (f"hint: at this pace the stage needs {duration(eta_s)} more on this CPU; a "
                 "spec's ':runlocal' argument is its CPU size (e.g. --spec=specs/clip.py:runlocal)")
+
+
+@contextlib.contextmanager
+def log_to_workdir(workdir: str, process: int = 0) -> Iterator[str]:
+    """Every library's log records (INFO and up: orbax's checkpoint steps, grain, TFDS, JAX's
+    backend probing) appended to ``workdir/run.log`` (``run.process<i>.log`` on the other
+    processes) while the run lasts, with their time and source; the console keeps only
+    warnings. Yields the file's path."""
+    import logging
+    name = "run.log" if process == 0 else f"run.process{process}.log"
+    path = os.path.join(workdir, name)
+    os.makedirs(workdir, exist_ok=True)
+    handler = logging.FileHandler(path, encoding="utf-8")
+    handler.setLevel(logging.INFO)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(filename)s:%(lineno)d] %(message)s"))
+    root = logging.getLogger()
+    level = root.level
+    if root.level > logging.INFO or root.level == logging.NOTSET:
+        root.setLevel(logging.INFO)   # records below the root's level never reach a handler
+    root.addHandler(handler)
+    try:
+        yield path
+    finally:
+        root.removeHandler(handler)
+        root.setLevel(level)
+        handler.close()
 
 
 class LaterStages:

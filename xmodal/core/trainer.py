@@ -63,7 +63,8 @@ def run(spec: mlc.ConfigDict, workdir: str, mode: str = "train", until_step: int
     results = {}
     try:
         run_io.check_writable(workdir)
-        with run_io.WorkdirLock(workdir, jax.process_index()):
+        with run_io.WorkdirLock(workdir, jax.process_index()), \
+                run_io.log_to_workdir(workdir, jax.process_index()):
             for i, (name, stage) in enumerate(chosen):
                 stage_dir = os.path.join(workdir, name) if name else workdir
                 stage = stages_lib.resolve_refs(stage, workdir)
