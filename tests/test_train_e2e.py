@@ -71,6 +71,10 @@ def test_failed_start_keeps_existing_outputs(tmp_path, trained_clip):
 
 
 def test_multistage_spec_runs_stages_in_order(tmp_path):
+    """Stage b starts from a's parameters. While a trains, its progress line gives the run's
+    ETA, counting b as not yet timed; b, the last, has none. Orbax's INFO lines go to the
+    workdir's run.log, not to the console. ``--stages`` runs a subset."""
+    import re
     import subprocess
     wd = tmp_path / "ms"
 
@@ -82,15 +86,24 @@ def test_multistage_spec_runs_stages_in_order(tmp_path):
     # --stages runs a subset; an unknown name is refused with the spec's stage names.
     r = main("--stages=c")
     assert r.returncode != 0 and "no stage ['c']" in r.stderr and "['a', 'b']" in r.stderr
-    r = main("--stages=a")
-    assert r.returncode == 0, r.stderr[-3000:]
-    assert os.listdir(wd / "a" / "checkpoints") == ["2"] and not (wd / "b").exists()
-    r = main()  # a is done (resumes at its last step), b trains from it
+    r = main()
     assert r.returncode == 0, r.stderr[-3000:]
     assert os.listdir(wd / "a" / "checkpoints") == ["2"]
     assert os.listdir(wd / "b" / "checkpoints") == ["1"]
     assert f"from init_from {wd / 'a'}" in r.stdout
     assert json.load(open(wd / "b" / "spec.json"))["init_from"] == str(wd / "a")
+    lines = [line for line in r.stdout.splitlines() if line.startswith("step ")]
+    assert [line.split()[1] for line in lines] == ["1/2", "2/2", "1/1"], r.stdout[-2000:]
+    assert "run ETA ≥" in lines[1] and "(+1 stage not yet timed)" in lines[1]
+    assert "run ETA" not in lines[2]
+    log = (wd / "run.log").read_text()
+    assert "Saving checkpoint at step 2" in log and "Saving checkpoint at step 1" in log
+    assert not re.search(r"^[IW]\d{4} ", r.stderr + r.stdout, re.MULTILINE), r.stderr[-2000:]
+    b_checkpoint = os.path.getmtime(wd / "b" / "checkpoints" / "1")
+    r = main("--stages=a")      # a is done (restored at its last step); b is left alone
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "1 of 2 stages" in r.stdout and "training" in r.stdout
+    assert os.path.getmtime(wd / "b" / "checkpoints" / "1") == b_checkpoint
 
 
 def test_nonfinite_state_is_never_checkpointed(tmp_path):
