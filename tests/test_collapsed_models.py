@@ -130,7 +130,22 @@ def gqr_case(rng):
     return run, context(arrays), {"*": 3.0}
 
 
-CASES = {"retrieval": retrieval_case, "zeroshot": zeroshot_case,
+def segmentation_case(rng):
+    """Two lectures of 4 segments; the model embeds every clip as one vector. Each method's
+    chance is its score on constant features (TW-FINCH's is time alone)."""
+    lengths = ((5, 9, 3, 7), (6, 4, 8, 5))
+    lecture = np.concatenate([np.full(sum(ls), i) for i, ls in enumerate(lengths)])
+    position = np.concatenate([np.arange(sum(ls)) for ls in lengths])
+    segment = np.concatenate([np.repeat(np.arange(len(ls)), ls) for ls in lengths])
+    order = rng.permutation(len(lecture))
+    arrays = {"lecture": lecture[order], "position": position[order],
+              "segment": segment[order], "image": rng.normal(size=(len(lecture), 4, 4, 3))}
+    run = EVALUATORS.build("segmentation", features={"view": "model:image",
+                                                     "view + view": "model:image+model:image"})
+    return run, context(arrays), {}
+
+
+CASES = {"retrieval": retrieval_case, "segmentation": segmentation_case, "zeroshot": zeroshot_case,
          "field_zeroshot": field_zeroshot_case, "person_retrieval": person_retrieval_case,
          "same_style": same_style_case, "mvl_sib": mvl_sib_case, "gqr": gqr_case}
 

@@ -57,7 +57,9 @@ def test_features_that_name_the_segment_score_100_and_uniform_scores_its_hand_wo
     # clips matched; lecture 3 (10 clips, k 2) is exact.
     assert out["none/uniform/MoF"] == pytest.approx(100 * (11 / 13 + 1) / 2)
     assert out["none/uniform/F1"] == pytest.approx(100.0)          # within ±1 clip
-    assert run.chance(FakeContext(arrays))["MoF"] == pytest.approx(100 * (6 / 13 + 5 / 10) / 2)
+    one = 100 * (6 / 13 + 5 / 10) / 2          # the largest segment's share, per lecture
+    assert out["one_cluster/MoF"] == run.chance(FakeContext(arrays))["one_cluster/MoF"] == \
+        pytest.approx(one)
 
 
 def test_a_collapsed_model_scores_exactly_the_constant_rows():
@@ -68,11 +70,9 @@ def test_a_collapsed_model_scores_exactly_the_constant_rows():
     for method in ("kmeans", "finch", "twfinch"):
         for metric in seg.METRICS:
             assert same[f"learned/{method}/{metric}"] == same[f"{constant}/{method}/{metric}"]
-    # With nothing to go on, k-means puts every clip in one cluster: the chance level.
-    chance = ss.segmentation()(FakeContext(arrays))
-    one = ss.segmentation().chance(FakeContext(arrays))
+    # With nothing to go on, k-means puts every clip in one cluster: the one-cluster level.
     for metric in seg.METRICS:
-        assert chance[f"{constant}/kmeans/{metric}"] == pytest.approx(one[metric])
+        assert same[f"{constant}/kmeans/{metric}"] == pytest.approx(same[f"one_cluster/{metric}"])
 
 
 def test_prepare_pools_centres_and_normalises():

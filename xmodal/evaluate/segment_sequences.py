@@ -95,8 +95,9 @@ def sequences(ctx: EvalContext, sequence: str, order: str) -> list[np.ndarray]:
 def segmentation(features: dict | None = None, methods: tuple = METHODS, sequence: str = "lecture",
                  order: str = "position", truth: str = "segment", tolerance: int = 1,
                  pool: int = 16, plot: str = ""):
-    """Returns ``<feature>/<method>/<metric>`` (percent, averaged over sequences), plus
-    ``sequences`` and ``clips`` (module docstring)."""
+    """Returns ``<feature>/<method>/<metric>`` (percent, averaged over sequences),
+    ``one_cluster/<metric>``, ``sequences`` and ``clips`` (module docstring). Its chance levels
+    are each method's score on constant features: a collapsed model scores exactly those."""
     features = dict(features or {"image": "image"})
     for m in methods:
         if m not in METHODS:
@@ -104,20 +105,20 @@ def segmentation(features: dict | None = None, methods: tuple = METHODS, sequenc
     if plot and plot not in features:
         raise ValueError(f"segmentation plot={plot!r} is not a feature set: {sorted(features)}")
 
-    def run(ctx: EvalContext) -> dict:
+    clustering = [m for m in methods if m != "uniform"]
+
+    def scored(ctx: EvalContext, named: dict, plots: list | None = None) -> dict:
+        """``{feature set: {method: {metric: percent}}}``; the uniform row under
+        NO_FEATURES; ``plots`` collects the ``plot`` feature set's segments per sequence."""
         ctx.require([sequence, order, truth], "segmentation needs each clip's sequence, order "
                                               "and true segment")
         seqs = sequences(ctx, sequence, order)
         truths = [ctx.arrays[truth][idx] for idx in seqs]
         ks = [len(np.unique(t)) for t in truths]
-        named = {**{name: feature_parts(ctx, r) for name, r in features.items()},
-                 CONSTANT: [np.zeros((len(ctx.arrays[truth]), 1))]}
-        clustering = [m for m in methods if m != "uniform"]
         rows: dict = {}
         if "uniform" in methods:          # needs no features: one row
             rows[NO_FEATURES] = {"uniform": mean_scores(
                 [seg.scores(seg.uniform(len(t), k), t, tolerance) for t, k in zip(truths, ks)])}
-        plots = []
         for name, parts in named.items():
             per_method = {m: [] for m in clustering}
             for s, (idx, true, k) in enumerate(zip(seqs, truths, ks)):
@@ -125,27 +126,55 @@ def segmentation(features: dict | None = None, methods: tuple = METHODS, sequenc
                 preds = {m: segment(m, x, k) for m in clustering}
                 for m in clustering:
                     per_method[m].append(seg.scores(preds[m], true, tolerance))
-                if name == plot and ctx.out_dir:
+                if plots is not None and name == plot:
                     if "uniform" in methods:
                         preds = {"uniform": seg.uniform(len(true), k), **preds}
                     plots.append((s, true, preds))
             rows[name] = {m: mean_scores(per_method[m]) for m in clustering}
-        chance = mean_scores([seg.single_cluster(t, tolerance) for t in truths])
+        return rows
+
+    def one_cluster(ctx: EvalContext) -> dict:
+        return mean_scores([seg.single_cluster(ctx.arrays[truth][idx], tolerance)
+                            for idx in sequences(ctx, sequence, order)])
+
+    def constant(ctx: EvalContext) -> list[np.ndarray]:
+        return [np.zeros((len(ctx.arrays[truth]), 1))]
+
+    def run(ctx: EvalContext) -> dict:
+        named = {**{name: feature_parts(ctx, r) for name, r in features.items()},
+                 CONSTANT: constant(ctx)}
+        plots: list = []
+        rows = scored(ctx, named, plots if ctx.out_dir else None)
+        chance = one_cluster(ctx)
+        n_seq, n_clips = len(sequences(ctx, sequence, order)), len(ctx.arrays[truth])
         if ctx.out_dir:
-            write_table(ctx.out_dir, rows, chance, len(seqs), len(ctx.arrays[truth]), tolerance)
+            write_table(ctx.out_dir, rows, chance, n_seq, n_clips, tolerance)
             for s, true, preds in plots:
                 from xmodal.evaluate.segment_plot import time_line
                 time_line(os.path.join(ctx.out_dir, f"segments_{s}.png"), true, preds,
                           f"held-out sequence {s}, {len(true)} clips; features: {plot}")
-        out = {f"{slug(name)}/{m}/{metric}": v for name, r in rows.items()
-               for m, ms in r.items() for metric, v in ms.items()}
-        return dict(out, sequences=float(len(seqs)), clips=float(len(ctx.arrays[truth])))
+        return dict(flatten(rows), **{f"one_cluster/{k}": v for k, v in chance.items()},
+                    sequences=float(n_seq), clips=float(n_clips))
 
     def chance(ctx: EvalContext) -> dict:
-        return mean_scores([seg.single_cluster(ctx.arrays[truth][idx], tolerance)
-                            for idx in sequences(ctx, sequence, order)])
+        """What each method scores with nothing to go on, for every feature set: its score on
+        constant features (TW-FINCH's is time alone); uniform runs, which read no features,
+        are their own; and one cluster per sequence."""
+        rows = scored(ctx, {CONSTANT: constant(ctx)})
+        const = rows[CONSTANT]
+        out = {f"{slug(name)}/{m}/{metric}": const[m][metric]
+               for name in (*features, CONSTANT) for m in clustering for metric in seg.METRICS}
+        out.update(flatten({k: v for k, v in rows.items() if k == NO_FEATURES}))
+        out.update({f"one_cluster/{k}": v for k, v in one_cluster(ctx).items()})
+        return out
     run.chance = chance
     return run
+
+
+def flatten(rows: dict) -> dict:
+    """``{feature set: {method: {metric: v}}}`` -> ``{"<feature>/<method>/<metric>": v}``."""
+    return {f"{slug(name)}/{m}/{metric}": v for name, r in rows.items()
+            for m, ms in r.items() for metric, v in ms.items()}
 
 
 def mean_scores(per_sequence: list[dict]) -> dict:
