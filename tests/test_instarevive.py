@@ -217,8 +217,15 @@ def test_the_dev_sweep_names_points_and_passes_each_familys_learning_rate():
     assert "dmd_lr=0.0003" in arg and "half=dev" in arg
     assert spec.stages.dmd.optim.lr == spec.stages.dmd_dynamic.optim.lr == 3e-4
     assert spec.stages.sid.optim.lr == 1e-4 and spec.stages.reflow.optim.lr == 3e-4
+    # Every rate is passed explicitly: a point means the same whatever the spec's defaults
+    # became after the sweep chose them (sid_lr and reflow_lr did change).
     spec, arg = dev_sweep.spec_for("tiny", 0.25)
-    assert "_lr" not in arg and spec.stages.dmd.optim.lr == 1e-4
+    assert "dmd_lr=0.0001,sid_lr=0.0001,reflow_lr=0.0003" in arg
+    assert (spec.stages.dmd.optim.lr, spec.stages.sid.optim.lr,
+            spec.stages.reflow.optim.lr) == (1e-4, 1e-4, 3e-4)
+    from xmodal.core import spec as spec_lib
+    default = spec_lib.load(os.path.join(cli.ROOT, "specs/instarevive.py") + ":tiny")
+    assert (default.stages.sid.optim.lr, default.stages.one_step.optim.lr) == (3e-4, 1e-3)
     spec, arg = dev_sweep.spec_for("tiny", sid_lr=3e-5, reflow_lr=1e-3)
     assert "sid_lr=3e-05" in arg and "reflow_lr=0.001" in arg
     assert spec.stages.sid.optim.lr == 3e-5 and spec.stages.dmd.optim.lr == 1e-4

@@ -29,9 +29,9 @@ import os
 import shutil
 
 REGRESSION = (0.25, 1.0)
-# The spec's learning rates (its dmd_lr, sid_lr, reflow_lr): each family's rate is written into
-# the spec argument only where it differs, so points measured before a rate was searched keep
-# their folders.
+# The spec's learning rates when each was first searched (its dmd_lr, sid_lr, reflow_lr at the
+# time): a point's folder and spec argument name its rate only where it differs from these, so
+# the points measured then keep their folders. Every rate is passed to the spec explicitly.
 SPEC_LR = {"dmd": 1e-4, "sid": 1e-4, "reflow": 3e-4}
 DMD_LR = SPEC_LR["dmd"]
 DMD_LRS = (3e-5, 1e-4, 3e-4)
@@ -61,7 +61,7 @@ def spec_for(size: str, regression: float = 0.25, decay: float = 0.0, floor: flo
     rates = {"dmd": lr, "sid": sid_lr, "reflow": reflow_lr}
     arg = f"{size},half=dev,regression={regression},floor={floor}" + \
         (f",decay={decay}" if decay else "") + \
-        "".join(f",{k}_lr={v}" for k, v in rates.items() if v != SPEC_LR[k])
+        "".join(f",{k}_lr={v}" for k, v in rates.items())
     return spec_lib.validate(spec_lib.load(f"{SPEC}:{arg}")), arg
 
 
