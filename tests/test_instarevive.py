@@ -231,3 +231,18 @@ def test_the_dev_sweep_names_points_and_passes_each_familys_learning_rate():
     assert spec.stages.sid.optim.lr == 3e-5 and spec.stages.dmd.optim.lr == 1e-4
     # one rate for the reflowed flow and its one-step distillation
     assert spec.stages.reflow.optim.lr == spec.stages.one_step.optim.lr == 1e-3
+
+
+def test_the_dev_sweep_reads_back_a_point_scored_after_its_training(tmp_path):
+    import time
+    from xmodal.projects.instarevive import dev_sweep
+    table, stage = tmp_path / "eval" / "restoration_table.json", tmp_path / "sid"
+    assert not dev_sweep.scored_after_training(str(table), str(stage))      # nothing yet
+    (stage / "checkpoints" / "200").mkdir(parents=True)
+    table.parent.mkdir()
+    table.write_text("{}")
+    now = time.time()
+    os.utime(stage / "checkpoints" / "200", (now - 60, now - 60))
+    assert dev_sweep.scored_after_training(str(table), str(stage))
+    os.utime(stage / "checkpoints" / "200", (now + 60, now + 60))        # retrained since
+    assert not dev_sweep.scored_after_training(str(table), str(stage))
