@@ -33,7 +33,8 @@ def test_the_clip_keeps_its_place_and_names_missing_fields():
               "lecture": b"Fish House", "segment": 2, "position": 11,
               "transcript": "Hallo!", "text": "Hello!"}
     out = t.map(record)
-    assert out["lecture"] == transform.lecture_id("Fish House") == transform.lecture_id(b"Fish House")
+    assert out["lecture"] == transform.lecture_id("Fish House") == \
+        transform.lecture_id(b"Fish House")
     assert (out["segment"], out["position"]) == (2, 11)
     assert t.tokenizer.decode(out["text"]) == "Hallo!"
     assert out["audio_features"].shape == (80,) and np.array_equal(out["image"], record["image"])

@@ -228,7 +228,8 @@ def log_to_workdir(workdir: str, process: int = 0) -> Iterator[str]:
     os.makedirs(workdir, exist_ok=True)
     handler = logging.FileHandler(path, encoding="utf-8")
     handler.setLevel(logging.INFO)
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(filename)s:%(lineno)d] %(message)s"))
+    handler.setFormatter(logging.Formatter(
+        "%(asctime)s %(levelname)s %(filename)s:%(lineno)d] %(message)s"))
     root = logging.getLogger()
     level = root.level
     if root.level > logging.INFO or root.level == logging.NOTSET:
