@@ -71,7 +71,7 @@ def get_config(arg=None):
     # runlocal size (README, "Dev and test halves"); half: the eval stage's held-out images.
     a = parse_arg(arg, runlocal=False, tiny=False, steps=0, student_steps=0, tower=True,
                   half="test", regression=0.25, dmd_lr=1e-4, decay=0.0, floor=0.25,
-                  sid_lr=3e-4, reflow_lr=1e-3)
+                  sid_lr=1e-3, reflow_lr=3e-3)
     tiny = a.tiny
     data = "emoji/tiny" if tiny else "emoji"
     size = 32 if (a.runlocal or tiny) else 64

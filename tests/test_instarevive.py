@@ -225,7 +225,7 @@ def test_the_dev_sweep_names_points_and_passes_each_familys_learning_rate():
             spec.stages.reflow.optim.lr) == (1e-4, 1e-4, 3e-4)
     from xmodal.core import spec as spec_lib
     default = spec_lib.load(os.path.join(cli.ROOT, "specs/instarevive.py") + ":tiny")
-    assert (default.stages.sid.optim.lr, default.stages.one_step.optim.lr) == (3e-4, 1e-3)
+    assert (default.stages.sid.optim.lr, default.stages.one_step.optim.lr) == (1e-3, 3e-3)
     spec, arg = dev_sweep.spec_for("tiny", sid_lr=3e-5, reflow_lr=1e-3)
     assert "sid_lr=3e-05" in arg and "reflow_lr=0.001" in arg
     assert spec.stages.sid.optim.lr == 3e-5 and spec.stages.dmd.optim.lr == 1e-4

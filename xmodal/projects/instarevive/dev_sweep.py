@@ -36,8 +36,9 @@ REGRESSION = (0.25, 1.0)
 SPEC_LR = {"dmd": 1e-4, "sid": 1e-4, "reflow": 3e-4}
 DMD_LR = SPEC_LR["dmd"]
 DMD_LRS = (3e-5, 1e-4, 3e-4)
-# SiD's and reflow's first grids (3e-5..3e-4, 1e-4..1e-3) chose their largest rate: each grid
-# goes one step further, so the choice is not the grid's edge by construction.
+# SiD's and reflow's first grids (3e-5..3e-4, 1e-4..1e-3) chose their largest rate, so each went
+# one step further; the widened grids chose their edge again (README: at 200 student steps the
+# students are undertrained, and the next search is the number of steps).
 SID_LRS = (3e-5, 1e-4, 3e-4, 1e-3)
 REFLOW_LRS = (1e-4, 3e-4, 1e-3, 3e-3)
 CONTROL = ((0.98, 0.25), (0.98, 0.5))          # (decay, floor)
