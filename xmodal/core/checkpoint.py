@@ -198,12 +198,19 @@ def verify(tree, expected: dict | None, where: str = "") -> None:
         raise ValueError(f"{where}array {bad[0]} differs from its checksum"
                          + (f" (and {len(bad) - 1} more)" if len(bad) > 1 else ""))
 
+def committed_steps(root: str) -> list[int]:
+    """The committed checkpoint steps under a checkpoint root (``.../checkpoints``), ascending;
+    [] when it does not exist. A save in progress or killed (orbax's ``*.orbax-checkpoint-tmp-*``
+    folders) is not one."""
+    return list(ocp.utils.checkpoint_steps(root)) if os.path.isdir(root) else []
+
+
 def find_step_dir(path: str) -> tuple[str, int]:
     """A checkpoint root (``.../checkpoints``), a workdir, or one step's folder → (root, step)."""
     path = os.path.abspath(path)
     for root in (path, os.path.join(path, "checkpoints")):
         if os.path.isdir(root):
-            steps = ocp.utils.checkpoint_steps(root)  # committed steps only
+            steps = committed_steps(root)
             if steps:
                 return root, max(steps)
     parent, leaf = os.path.split(path)

@@ -14,6 +14,7 @@ from typing import Iterator, Mapping
 import jax
 import numpy as np
 
+from xmodal.core.checkpoint import committed_steps
 from xmodal.core.registry import RunStateError, SpecError
 
 FINITE = "all_finite"  # metrics key of the step's NaN/Inf flag (set by step.py); not logged
@@ -147,7 +148,7 @@ class Progress:
     """
 
     def __init__(self, start: int, stop: int, batch: int, step_flops: float, peak: float,
-                 clock=None):
+                 clock=None, later: LaterStages | None = None):
         self.stop, self.batch, self.step_flops, self.peak = stop, batch, step_flops, peak
         self.clock = clock or (lambda: time.perf_counter())
         self.t0, self.s0 = self.clock(), start
@@ -155,7 +156,7 @@ class Progress:
         self._printed = self.t0
         self.first_step_s = 0.0
         self.hinted = False
-        self.later = LaterStages()    # the invocation's later stages (run ETA)
+        self.later = later or LaterStages()   # the invocation's later stages (run ETA)
 
     def pause(self):
         # Called after an eval, so its time does not count as training time.
@@ -263,7 +264,8 @@ class LaterStages:
             if steps == 0:                    # an eval-only stage: it runs every time
                 untimed.append(name)
                 continue
-            left = steps - last_checkpoint_step(stage_dir)
+            left = steps - max(committed_steps(os.path.join(stage_dir, "checkpoints")),
+                               default=0)
             if left <= 0:
                 continue                      # finished: restored, it trains nothing
             pace = logged_pace(stage_dir)
@@ -286,15 +288,6 @@ class LaterStages:
             return f"  run ETA {total}"
         n = len(self.untimed)
         return f"  run ETA ≥ {total} (+{n} stage{'s' if n > 1 else ''} not yet timed)"
-
-
-def last_checkpoint_step(stage_dir: str) -> int:
-    """The newest committed checkpoint step under ``stage_dir/checkpoints`` (0 if none)."""
-    root = os.path.join(stage_dir, "checkpoints")
-    if not os.path.isdir(root):
-        return 0
-    # orbax writes a step into "<step>.orbax-checkpoint-tmp-<n>" and renames it when committed
-    return max((int(d) for d in os.listdir(root) if d.isdigit()), default=0)
 
 
 def logged_pace(stage_dir: str) -> float | None:

@@ -318,8 +318,8 @@ def train(setup: Setup, until_step: int = 0, later: run_io.LaterStages | None = 
         step_flops = flops.compiled_flops(compiled)
     # Fake CPU devices share one processor, so the CPU peak is counted once, not per device.
     peak = flops.measured_peak() * (1 if jax.default_backend() == "cpu" else jax.device_count())
-    meter = run_io.Progress(start, stop_at, spec.data.batch_size, step_flops, peak)
-    meter.later = later or run_io.LaterStages()
+    meter = run_io.Progress(start, stop_at, spec.data.batch_size, step_flops, peak,
+                            later=later)
     def say(step: int, values: dict) -> None:
         print(meter.line(step, values, first=step == start + 1), flush=True)
         hint = meter.cpu_hint(values["perf/eta_s"], jax.default_backend())

@@ -23,7 +23,6 @@ sequence (``segments_<i>.png``: truth and each method's segments).
 """
 from __future__ import annotations
 
-import json
 import os
 
 import numpy as np
@@ -148,9 +147,9 @@ def segmentation(features: dict | None = None, methods: tuple = METHODS, sequenc
         chance = one_cluster(ctx)
         n_seq, n_clips = len(sequences(ctx, sequence, order)), len(ctx.arrays[truth])
         if ctx.out_dir:
+            from xmodal.evaluate.segment_report import time_line, write_table
             write_table(ctx.out_dir, rows, chance, n_seq, n_clips, tolerance)
             for s, true, preds in plots:
-                from xmodal.evaluate.segment_plot import time_line
                 time_line(os.path.join(ctx.out_dir, f"segments_{s}.png"), true, preds,
                           f"held-out sequence {s}, {len(true)} clips; features: {plot}")
         return dict(flatten(rows), **{f"one_cluster/{k}": v for k, v in chance.items()},
@@ -164,7 +163,8 @@ def segmentation(features: dict | None = None, methods: tuple = METHODS, sequenc
         const = rows[CONSTANT]
         out = {f"{slug(name)}/{m}/{metric}": const[m][metric]
                for name in (*features, CONSTANT) for m in clustering for metric in seg.METRICS}
-        out.update(flatten({k: v for k, v in rows.items() if k == NO_FEATURES}))
+        if NO_FEATURES in rows:
+            out.update(flatten({NO_FEATURES: rows[NO_FEATURES]}))
         out.update({f"one_cluster/{k}": v for k, v in one_cluster(ctx).items()})
         return out
     run.chance = chance
@@ -185,23 +185,3 @@ def mean_scores(per_sequence: list[dict]) -> dict:
 def slug(name: str) -> str:
     out = "".join(c if c.isalnum() else "_" for c in name.lower())
     return "_".join(filter(None, out.split("_")))
-
-
-def write_table(out_dir: str, rows: dict, chance: dict, n_seq: int, n_clips: int,
-                tolerance: int) -> None:
-    os.makedirs(out_dir, exist_ok=True)
-    with open(os.path.join(out_dir, "segmentation_table.json"), "w") as f:
-        json.dump({"rows": rows, "one_cluster": chance, "sequences": n_seq, "clips": n_clips,
-                   "tolerance": tolerance}, f, indent=2)
-    lines = [f"{n_seq} held-out sequences, {n_clips} clips; percent, mean over sequences; "
-             f"boundary F1 within ±{tolerance} clip", "",
-             "| features | method | " + " | ".join(seg.METRICS) + " |",
-             "|---|---|" + "---|" * len(seg.METRICS)]
-    for name, r in rows.items():
-        for m, ms in r.items():
-            lines.append(f"| {name} | {m} | " + " | ".join(f"{ms[k]:.1f}" for k in seg.METRICS)
-                         + " |")
-    lines.append("| one cluster (chance) | — | " + " | ".join(f"{chance[k]:.1f}"
-                                                         for k in seg.METRICS) + " |")
-    with open(os.path.join(out_dir, "segmentation_table.md"), "w") as f:
-        f.write("\n".join(lines) + "\n")

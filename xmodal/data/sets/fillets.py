@@ -27,7 +27,6 @@ from __future__ import annotations
 import collections
 import dataclasses
 import hashlib
-import io
 import os
 import re
 from typing import Iterator
@@ -37,6 +36,7 @@ import tensorflow_datasets as tfds
 
 from xmodal.core import datasets as sources
 from xmodal.data.builder import Builder
+from xmodal.data.sets.emoji import encode_png
 
 ROOT = "/usr/share/games/fillets-ng"
 LANGUAGE = "nl"
@@ -122,15 +122,13 @@ def load_recording(path: str) -> np.ndarray:
     """.ogg -> float32 mono at SAMPLE_RATE (channel mean, polyphase resampling), at most
     MAX_SECONDS. A file that does not decode stops the build with its path."""
     import soundfile
-    from scipy.signal import resample_poly
 
+    from xmodal.audio import dsp    # jax: imported only when building
     try:
         audio, rate = soundfile.read(path, dtype="float32", always_2d=True)
     except Exception as e:  # soundfile.LibsndfileError and friends
         raise ValueError(f"could not decode {path}: {e}") from e
-    mono = audio.mean(axis=1)
-    g = np.gcd(int(rate), SAMPLE_RATE)
-    mono = resample_poly(mono, SAMPLE_RATE // g, int(rate) // g).astype(np.float32)
+    mono = dsp.resample(audio.mean(axis=1), int(rate), SAMPLE_RATE)
     return mono[:int(MAX_SECONDS * SAMPLE_RATE)]
 
 
@@ -174,13 +172,6 @@ def split_of_lectures(lectures: list[Lecture]) -> dict[str, str]:
     order = sorted(lectures, key=lambda c: hashlib.sha1(f"fillets:{c.name}".encode()).hexdigest())
     return {c.name: ("test" if i < TEST_LECTURES else "dev" if i < TEST_LECTURES + DEV_LECTURES
                      else "train") for i, c in enumerate(order)}
-
-
-def encode_png(image: np.ndarray) -> bytes:
-    from PIL import Image
-    buf = io.BytesIO()
-    Image.fromarray(image).save(buf, format="PNG")
-    return buf.getvalue()
 
 
 @dataclasses.dataclass

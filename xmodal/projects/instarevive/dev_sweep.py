@@ -31,8 +31,9 @@ import shutil
 
 REGRESSION = (0.25, 1.0)
 # The spec's learning rates when each was first searched (its dmd_lr, sid_lr, reflow_lr at the
-# time): a point's folder and spec argument name its rate only where it differs from these, so
-# the points measured then keep their folders. Every rate is passed to the spec explicitly.
+# time): a point's folder names its rate only where it differs from these, so the points
+# measured then keep their folders. The spec argument always names every rate, so a point means
+# the same whatever the spec's defaults are now.
 SPEC_LR = {"dmd": 1e-4, "sid": 1e-4, "reflow": 3e-4}
 DMD_LR = SPEC_LR["dmd"]
 DMD_LRS = (3e-5, 1e-4, 3e-4)
@@ -103,11 +104,11 @@ def score_point(size: str, workdir: str, family: str, lr: float, rescore: bool =
 def scored_after_training(table_path: str, stage_dir: str) -> bool:
     """Whether the point's dev table exists and was written after its student's newest
     checkpoint (a retrained student is scored again)."""
+    from xmodal.core.checkpoint import committed_steps
     ckpts = os.path.join(stage_dir, "checkpoints")
-    if not os.path.isfile(table_path) or not os.path.isdir(ckpts):
-        return False
-    steps = [os.path.join(ckpts, d) for d in os.listdir(ckpts) if d.isdigit()]
-    return bool(steps) and os.path.getmtime(table_path) > max(map(os.path.getmtime, steps))
+    steps = committed_steps(ckpts)
+    return bool(steps) and os.path.isfile(table_path) and \
+        os.path.getmtime(table_path) > os.path.getmtime(os.path.join(ckpts, str(steps[-1])))
 
 
 def best(points: list[dict]) -> dict:

@@ -33,7 +33,9 @@ def lecture_id(name: str | bytes) -> int:
 def log_mel_stats(wav: np.ndarray, sample_rate: int, n_fft: int, hop: int,
                   n_mels: int) -> np.ndarray:
     """float32 [2 * n_mels]: per band, the mean and the standard deviation over time of
-    log(mel power + 1e-6) (Hann frames, no centring; a clip shorter than one frame is padded)."""
+    log(mel power + 1e-6) (Hann frames, no centring; a clip shorter than one frame is padded).
+    NumPy, not ``dsp.log_mel``: JAX per record in the input pipeline would compile a program
+    for every clip length."""
     wav = np.asarray(wav, np.float64)
     if len(wav) < n_fft:
         wav = np.pad(wav, (0, n_fft - len(wav)))

@@ -1,8 +1,11 @@
-"""A sequence's segments on a time line: the truth and each method's prediction, one band each,
-a colour per segment (predicted clusters coloured by the true segment they overlap most, so a
-right answer looks like the truth)."""
+"""What the ``segmentation`` evaluator writes: its table (``segmentation_table.{json,md}``)
+and a sequence's segments on a time line: the truth and each method's prediction, one band
+each, a colour per segment (predicted clusters coloured by the true segment they overlap most,
+so a right answer looks like the truth)."""
 from __future__ import annotations
 
+import json
+import os
 from typing import Mapping
 
 import numpy as np
@@ -41,3 +44,23 @@ def time_line(path: str, true, preds: Mapping[str, np.ndarray], title: str = "")
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)
+
+
+def write_table(out_dir: str, rows: dict, chance: dict, n_seq: int, n_clips: int,
+                tolerance: int) -> None:
+    os.makedirs(out_dir, exist_ok=True)
+    with open(os.path.join(out_dir, "segmentation_table.json"), "w") as f:
+        json.dump({"rows": rows, "one_cluster": chance, "sequences": n_seq, "clips": n_clips,
+                   "tolerance": tolerance}, f, indent=2)
+    lines = [f"{n_seq} held-out sequences, {n_clips} clips; percent, mean over sequences; "
+             f"boundary F1 within ±{tolerance} clip", "",
+             "| features | method | " + " | ".join(seg.METRICS) + " |",
+             "|---|---|" + "---|" * len(seg.METRICS)]
+    for name, r in rows.items():
+        for m, ms in r.items():
+            lines.append(f"| {name} | {m} | " + " | ".join(f"{ms[k]:.1f}" for k in seg.METRICS)
+                         + " |")
+    lines.append("| one cluster (chance) | — | " + " | ".join(f"{chance[k]:.1f}"
+                                                         for k in seg.METRICS) + " |")
+    with open(os.path.join(out_dir, "segmentation_table.md"), "w") as f:
+        f.write("\n".join(lines) + "\n")
