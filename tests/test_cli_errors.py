@@ -61,7 +61,8 @@ def test_unknown_mode_and_stray_flag_are_refused(tmp_path):
     wd = tmp_path / "run"
     r = _run("--spec=specs/clip.py:runlocal", f"--workdir={wd}", "--mode=smaple")
     assert r.returncode == 2 and _lines(r.stderr) == [
-        "unknown --mode='smaple'; valid: train, eval, compile, embed, sample, separate, zeroshot"]
+        "unknown --mode='smaple'; valid: train, eval, compile, caption, embed, sample, separate, "
+        "zeroshot"]
     # Every family's verb exists; on a workdir with nothing trained it says so in one line.
     r = _run("--spec=specs/clip.py:runlocal", f"--workdir={wd}", "--mode=sample")
     assert r.returncode == 2 and "train it first" in r.stderr and "Traceback" not in r.stderr

@@ -145,7 +145,36 @@ def segmentation_case(rng):
     return run, context(arrays), {}
 
 
-CASES = {"retrieval": retrieval_case, "segmentation": segmentation_case, "zeroshot": zeroshot_case,
+def caption_retrieval_case(rng):
+    """A real captioner (random weights) whose encoder gives every clip the same tokens: its
+    likelihoods then depend on the caption alone, the same ranking for every clip."""
+    import jax
+
+    from xmodal.core import parallel
+    from xmodal.core.eval_context import Applier
+    from xmodal.nn.captioner import Captioner
+
+    model = Captioner(encoder=dict(name="audio_encoder", n_fft=256, hop=128, n_mels=16,
+                                   channels=(4,), width=8, pool="none"),
+                      decoder=dict(max_len=16, width=16, depth=1, num_heads=2))
+    n = 30
+    texts = tokens([f"clip {i} " + "x" * (i % 7) for i in range(n)])   # lengths differ
+    audio = rng.normal(size=(n, 2000)).astype(np.float32)
+    params = model.init(jax.random.PRNGKey(0), audio[:1], texts[:1, :-1])["params"]
+
+    class SameClip(EvalContext):
+        def apply_model(self, method, *arrays, group="model"):
+            memory = model.apply({"params": params}, arrays[0][:1], method="encode")
+            return np.repeat(np.asarray(memory), len(arrays[0]), axis=0)
+
+    ctx = SameClip(arrays={"audio": audio, "text": texts}, class_names=[],
+                   params={"model": params}, model=model,
+                   transform=types.SimpleNamespace(tokenizer=ByteTokenizer(16)),
+                   applier=Applier(parallel.make_mesh({"data": -1}), 16))
+    return EVALUATORS.build("caption_retrieval", ks=(1, 5, 10)), ctx, {"*": 1e-4}
+
+
+CASES = {"retrieval": retrieval_case, "caption_retrieval": caption_retrieval_case, "segmentation": segmentation_case, "zeroshot": zeroshot_case,
          "field_zeroshot": field_zeroshot_case, "person_retrieval": person_retrieval_case,
          "same_style": same_style_case, "mvl_sib": mvl_sib_case, "gqr": gqr_case}
 
@@ -157,6 +186,7 @@ NOT_RANKING = {
     "mel_vae": "reconstruction error and latent statistics",
     "separation": "SI-SDR and spectral distances of separated audio",
     "mask_separation": "SI-SDR of a mask network's separated audio",
+    "captioning": "BLEU/METEOR/ROUGE-L/CIDEr-D of generated captions against references",
 }
 # Ranking evaluators whose collapsed-model check is at the metric level for now: their
 # contexts need a trained objective (M3EL's score matrix, M3PT's tag tokens);

@@ -67,6 +67,15 @@ def test_a_build_says_what_it_does_once_and_truly(first_prepare):
     assert "\r" not in out and "examples/s" not in out, out
 
 
+def test_a_set_without_configs_builds_into_an_empty_folder(tmp_path, capsys):
+    # eight_gaussians has no builder configs: its build line names the set alone (a fresh
+    # machine once failed here, where every set is built for the first time).
+    builder = sources.prepare("eight_gaussians", str(tmp_path))
+    assert builder.info.splits["train"].num_examples > 0
+    out = capsys.readouterr().out
+    assert "eight_gaussians: building from what is installed" in out
+
+
 @pytest.mark.slow
 def test_list_before_and_after_prepare(tmp_path):
     before = list_blocks(tmp_path)[TINY]

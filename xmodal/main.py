@@ -14,6 +14,8 @@ generic ones (``--input=... --query=... --out=...``):
                     ``--prompt``, ``--out``)
   --mode=separate   FlowSep: separate a WAV by a text query (``--input``, ``--query``,
                     ``--out``)
+  --mode=caption    AAC→ATR: caption audio files with a trained captioner (``--audio``,
+                    ``--samples``, ``--out``)
 
 Exit status: 0 done (a SIGTERM that saved a checkpoint included); 2 the command line or the
 spec is wrong (an unknown key or mode, a value out of range or of the wrong type, a bad flag

@@ -60,8 +60,10 @@ class Builder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
         # screenful of fragments, so they are kept to terminals.
         if not sys.stderr.isatty():
             tfds.disable_progress_bar()
-        print(f"{self.name}/{self.builder_config.name}: building from what is installed on "
-              f"this machine (nothing is downloaded) into {self.data_dir} ...", flush=True)
+        # A set without configs (eight_gaussians) has no builder_config.
+        config = f"/{self.builder_config.name}" if self.builder_config else ""
+        print(f"{self.name}{config}: building from what is installed on this machine "
+              f"(nothing is downloaded) into {self.data_dir} ...", flush=True)
 
     def _log_download_done(self) -> None:
         pass

@@ -133,6 +133,19 @@ def ranks_i2t(img_emb, txt_emb, txt_to_img,
     return image_ids, _tied(counts)
 
 
+def ranks_from_scores(scores, positive) -> TiedRanks:
+    """Ranks from a whole score matrix ``[Q, G]`` (higher = better) whose query q has the one
+    positive ``positive[q]``, ties at random (module docstring). For scorers that give a matrix
+    rather than embeddings (a captioner's likelihoods)."""
+    scores = np.asarray(scores, np.float64)
+    positive = np.asarray(positive, np.int64)
+    if scores.ndim != 2 or positive.shape != (scores.shape[0],):
+        raise ValueError(f"ranks_from_scores: scores {scores.shape} must be [Q, G] with one "
+                         f"positive per query, got positives {positive.shape}")
+    pos = scores[np.arange(len(scores)), positive][:, None]
+    return TiedRanks(np.sum(scores > pos, 1), np.sum(scores == pos, 1) - 1)
+
+
 def rank_summary(ranks, ks: Sequence[int], prefix: str) -> dict[str, float]:
     """R@k in percent, median and mean rank, and mean reciprocal rank: of a ``TiedRanks``
     (each at its expectation over a random order of the ties), or of exact int ranks."""

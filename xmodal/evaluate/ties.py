@@ -71,14 +71,18 @@ class TiedRanks:
         """E[rank] = greater + 1 + tied / (positives + 1)."""
         return self.greater + 1.0 + self.tied / (self.positives + 1.0)
 
-    def reciprocal_rank(self) -> np.ndarray:
-        """E[1 / rank] per query: sum over j of P(X = j) / (greater + 1 + j)."""
-        out = 1.0 / (self.greater + 1.0)
+    def reciprocal_rank(self, cutoff: int | None = None) -> np.ndarray:
+        """E[1 / rank] per query: sum over j of P(X = j) / (greater + 1 + j). With ``cutoff``
+        k, a rank beyond k counts 0: the average precision at k of a query with one relevant
+        item (mAP@k, as DCASE's audio-text retrieval reports it)."""
+        def inverse(rank):
+            return np.where(rank <= (cutoff or np.inf), 1.0 / rank, 0.0)
+        out = inverse(self.greater + 1.0)
         for i in np.flatnonzero(self.tied > 0):  # a loop only over queries that have ties
             j = np.arange(self.tied[i] + 1)
             t, p = self.tied[i], self.positives[i]
             pmf = _tail(t, p, j) - _tail(t, p, j + 1)
-            out[i] = float(np.sum(pmf / (self.greater[i] + 1.0 + j)))
+            out[i] = float(np.sum(pmf * inverse(self.greater[i] + 1.0 + j)))
         return out
 
     @classmethod

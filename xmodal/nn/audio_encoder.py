@@ -8,7 +8,9 @@ Input: a waveform ``[B, T]`` at ``sample_rate`` (the log-mel is computed here, i
 log-mel is standardised over all its bins, ``(L - mean) / (std + 0.1)``, so the tower does not
 see the clip's overall level (a separated estimate can come at any gain). Then ``len(channels)``
 blocks of [conv3x3 → GroupNorm → GELU] × 2 and a 2x2 average pool; the frequency axis is averaged
-and time is pooled by mean + max (PANNs), then a Dense to ``width``.
+and time is pooled by mean + max (PANNs), then a Dense to ``width``. With ``pool="none"`` the
+time axis is kept: ``[B, frames / 2^len(channels), width]``, one token per pooled frame, the
+sequence a captioner's decoder attends to (same parameters).
 
 Convolutions and global pooling accept any clip length, so the same weights embed the 2 s
 training clips and 4 s separated mixtures.
@@ -24,6 +26,8 @@ import jax.numpy as jnp
 from xmodal.core.registry import MODELS
 from xmodal.nn.precision import dot_general_for
 
+POOLS = ("meanmax", "none")
+
 
 def standardise(feats: jax.Array, eps: float = 0.1, flat: float = 1e-3) -> jax.Array:
     """(L − mean) / (std + eps) over each clip's frames and bins; eps keeps silence finite.
@@ -38,13 +42,15 @@ def standardise(feats: jax.Array, eps: float = 0.1, flat: float = 1e-3) -> jax.A
 
 @MODELS.register("audio_encoder")
 class AudioEncoder(nn.Module):
-    """``[B, T]`` waveform or ``[B, frames, n_mels]`` log-mel -> ``[B, width]``."""
+    """``[B, T]`` waveform or ``[B, frames, n_mels]`` log-mel -> ``[B, width]`` (``pool``
+"meanmax") or ``[B, frames', width]`` (``pool="none"``)."""
     sample_rate: int = 16000
     n_fft: int = 1024
     hop: int = 256
     n_mels: int = 64
     channels: tuple = (32, 64, 128, 256)
     width: int = 256
+    pool: str = "meanmax"
     dtype: Any = jnp.float32
     param_dtype: Any = jnp.float32
 
@@ -72,6 +78,8 @@ class AudioEncoder(nn.Module):
     @nn.compact
     def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
         del train  # no dropout or batch statistics
+        if self.pool not in POOLS:
+            raise ValueError(f"audio_encoder pool={self.pool!r} is not one of {', '.join(POOLS)}")
         if not self.channels:
             raise ValueError("audio_encoder needs at least one conv block (channels)")
         h = self.features(x)[..., None].astype(self.dtype)      # [B, frames, mels, 1]
@@ -85,6 +93,7 @@ class AudioEncoder(nn.Module):
             if h.shape[1] >= 2 and h.shape[2] >= 2:
                 h = nn.avg_pool(h, (2, 2), strides=(2, 2))
         h = jnp.mean(h, axis=2)                                   # [B, frames', C]
-        h = jnp.mean(h, axis=1) + jnp.max(h, axis=1)
+        if self.pool == "meanmax":
+            h = jnp.mean(h, axis=1) + jnp.max(h, axis=1)
         return nn.Dense(self.width, name="proj", dot_general=dot_general_for(self.dtype),
                         **kw)(h)

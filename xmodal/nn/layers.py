@@ -80,6 +80,24 @@ class LayerNorm(nn.Module):
         return y.astype(self.dtype)
 
 
+def dot_product_attention(q: jax.Array, k: jax.Array, v: jax.Array, mask: jax.Array | None,
+                          dtype: Dtype) -> jax.Array:
+    """``softmax(q k^T / sqrt(head_dim) + mask) v`` per head: q ``[B, q, heads, head_dim]``,
+    k and v ``[B, k, heads, head_dim]``, ``mask`` boolean broadcastable to ``[B, heads, q, k]``
+    (True = attend) -> ``[B, q, heads, head_dim]``. Logits and softmax in f32."""
+    dot = dot_general_for(dtype)
+    # einsum "bqhd,bkhd->bhqk", accumulated and returned in f32 for the softmax.
+    logits = dot(q, k, (((3,), (3,)), ((0, 2), (0, 2))), preferred_element_type=jnp.float32)
+    logits = logits * (q.shape[-1] ** -0.5)
+    if mask is not None:
+        # The f32 minimum, not -inf: a fully masked row then gives a uniform softmax, not NaN.
+        logits = jnp.where(mask, logits, jnp.finfo(jnp.float32).min)
+    weights = jax.nn.softmax(logits, axis=-1).astype(dtype)
+    # einsum "bhqk,bkhd->bhqd", then back to [batch, q, heads, head_dim].
+    y = dot(weights, v, (((3,), (1,)), ((0, 1), (0, 2))))
+    return constrain(jnp.transpose(y, (0, 2, 1, 3)), "batch", "length", "heads", "kv")
+
+
 class Attention(nn.Module):
     """Multi-head dot-product attention (Vaswani et al., "Attention Is All You Need", 2017).
 
@@ -107,16 +125,7 @@ class Attention(nn.Module):
             return constrain(y, "batch", "length", "heads", "kv")
 
         q, k, v = proj("query", x_q), proj("key", x_kv), proj("value", x_kv)
-        # einsum "bqhd,bkhd->bhqk", accumulated and returned in f32 for the softmax.
-        logits = dot(q, k, (((3,), (3,)), ((0, 2), (0, 2))), preferred_element_type=jnp.float32)
-        logits = logits * (head_dim ** -0.5)
-        if mask is not None:
-            # The f32 minimum, not -inf: a fully masked row then gives a uniform softmax, not NaN.
-            logits = jnp.where(mask, logits, jnp.finfo(jnp.float32).min)
-        weights = jax.nn.softmax(logits, axis=-1).astype(self.dtype)
-        # einsum "bhqk,bkhd->bhqd", then back to [batch, q, heads, head_dim].
-        y = dot(weights, v, (((3,), (1,)), ((0, 1), (0, 2))))
-        y = constrain(jnp.transpose(y, (0, 2, 1, 3)), "batch", "length", "heads", "kv")
+        y = dot_product_attention(q, k, v, mask, self.dtype)
         y = nn.DenseGeneral(width, axis=(-2, -1), dtype=self.dtype, param_dtype=self.param_dtype,
                             kernel_init=KERNEL_INIT, dot_general=dot, name="out")(y)
         return constrain(y, "batch", "length", "embed")
