@@ -15,7 +15,9 @@ import contextlib
 import os
 import shutil
 import sys
-from typing import Sequence
+from typing import Mapping, Sequence
+
+import numpy as np
 
 METRICS = ("BLEU-1", "BLEU-4", "METEOR", "ROUGE-L", "CIDEr-D")
 
@@ -24,6 +26,15 @@ def caption_metrics(candidates: Sequence[str], references: Sequence[Sequence[str
                     meteor: bool = True) -> dict[str, float]:
     """Corpus scores of ``candidates[i]`` against ``references[i]`` (one or more each).
     ``meteor=False`` skips METEOR (a JVM start and 1-2 s per call). Needs ``java`` on PATH."""
+    return caption_metrics_by_group(candidates, references,
+                                    {"": np.arange(len(candidates))}, meteor)[""]
+
+
+def caption_metrics_by_group(candidates: Sequence[str], references: Sequence[Sequence[str]],
+                             groups: Mapping[str, Sequence[int]], meteor: bool = True
+                             ) -> dict[str, dict[str, float]]:
+    """``{group: corpus scores of the items in groups[group]}``: the captions are tokenised
+    once and one METEOR process scores every group (each Java start costs about a second)."""
     if len(candidates) != len(references) or not candidates:
         raise ValueError(f"caption_metrics: {len(candidates)} candidates for "
                          f"{len(references)} reference sets (need one set each, at least one)")
@@ -40,16 +51,25 @@ def caption_metrics(candidates: Sequence[str], references: Sequence[Sequence[str
         res = tokenizer.tokenize({i: [{"caption": c}] for i, c in enumerate(candidates)})
         gts = tokenizer.tokenize({i: [{"caption": r} for r in refs]
                                   for i, refs in enumerate(references)})
-    bleu, _ = Bleu(4).compute_score(gts, res, verbose=0)
-    out = {"BLEU-1": bleu[0], "BLEU-4": bleu[3],
-           "ROUGE-L": Rouge().compute_score(gts, res)[0],
-           "CIDEr-D": Cider().compute_score(gts, res)[0]}
+    scorer = None
     if meteor:
         from pycocoevalcap.meteor.meteor import Meteor
-        # The scorer's Java process ends when the object is collected (its __del__), here.
-        out["METEOR"] = Meteor().compute_score(gts, res)[0]
-    return {k: float(v) for k, v in out.items()}
-
+        scorer = Meteor()
+    out = {}
+    for name, idx in groups.items():
+        g = {int(i): gts[int(i)] for i in idx}
+        r = {int(i): res[int(i)] for i in idx}
+        if not g:
+            continue
+        bleu, _ = Bleu(4).compute_score(g, r, verbose=0)
+        scores = {"BLEU-1": bleu[0], "BLEU-4": bleu[3],
+                  "ROUGE-L": Rouge().compute_score(g, r)[0],
+                  "CIDEr-D": Cider().compute_score(g, r)[0]}
+        if scorer is not None:
+            scores["METEOR"] = scorer.compute_score(g, r)[0]
+        out[name] = {k: float(v) for k, v in scores.items()}
+    del scorer  # its Java process ends when the object is collected (its __del__)
+    return out
 
 
 @contextlib.contextmanager

@@ -14,7 +14,7 @@ import numpy as np
 
 from xmodal.core.eval_context import EvalContext
 from xmodal.core.registry import EVALUATORS
-from xmodal.evaluate.caption_metrics import caption_metrics
+from xmodal.evaluate.caption_metrics import caption_metrics_by_group
 from xmodal.inference.captions import generate
 from xmodal.projects.aac_atr.retrieval import halves
 
@@ -45,14 +45,10 @@ def captioning(beams: int = 4, alpha: float = 0.0, top_p: float = 0.9, meteor: b
         keys = np.asarray(jax.random.split(jax.random.PRNGKey(seed), len(memory)))
         sampled = decode_all(tokenizer, ctx.apply(fns["sample"], memory, keys))
         refs = decode_all(tokenizer, ctx.arrays["text"])
-        out = {}
-        for half, idx in halves(refs).items():
-            if not len(idx):
-                continue
-            scores = caption_metrics([beam[i] for i in idx], [[refs[i]] for i in idx],
-                                     meteor=meteor)
-            prefix = "" if half == "all" else f"{half}/"
-            out.update({prefix + k: v for k, v in scores.items()})
+        groups = {half: idx for half, idx in halves(refs).items() if len(idx)}
+        scores = caption_metrics_by_group(beam, [[r] for r in refs], groups, meteor=meteor)
+        out = {("" if half == "all" else f"{half}/") + k: v
+               for half, metrics in scores.items() for k, v in metrics.items()}
         if ctx.out_dir and jax.process_index() == 0:
             name = f"captions_{ctx.eval_set}" if ctx.eval_set else "captions"
             path = os.path.join(ctx.out_dir, f"{name}_{ctx.step:07d}.jsonl")

@@ -29,26 +29,33 @@ from xmodal.inference.commands import AUDIO_EXTENSIONS, expand
 SILENT = 1e-4
 
 
-def load_captioner(workdir: str):
-    """(stage, transform) of a trained captioner workdir; one line when it is not one."""
+def trained_spec(workdir: str) -> tuple[dict, object]:
+    """(spec, transform) of a captioner workdir, read before its checkpoint so a bad input
+    file is reported without loading a model."""
     if not os.path.isfile(os.path.join(workdir, "spec.json")):
         raise CommandError(f"{workdir!r} holds no trained run (no spec.json): train it first")
+    spec = stages_lib.read_spec(workdir)
+    if spec["model"]["name"] != "captioner":
+        raise CommandError(f"{workdir!r} trained model {spec['model']['name']!r}, not a "
+                           "captioner")
+    data = spec["data"]
+    return spec, TRANSFORMS.build(data["transform"]["name"],
+                                  **spec_lib.component_kwargs(data["transform"]))
+
+
+def load_captioner(workdir: str, transform):
+    """The trained stage; one line when it cannot be loaded or its vocabulary is not the
+    tokenizer's."""
     try:
         stage = stages_lib.load_stage(workdir)
     except SpecError as e:
         raise CommandError(f"{e}; train the run first")
-    if stage.spec["model"]["name"] != "captioner":
-        raise CommandError(f"{workdir!r} trained model {stage.spec['model']['name']!r}, not a "
-                           "captioner")
-    data = stage.spec["data"]
-    transform = TRANSFORMS.build(data["transform"]["name"],
-                                 **spec_lib.component_kwargs(data["transform"]))
     vocab = stage.params["model"]["dec"]["token_embed"]["embedding"].shape[0]
     if vocab != transform.tokenizer.vocab_size:
         raise CommandError(f"{workdir!r}: the checkpoint's decoder has a vocabulary of {vocab} "
                            f"tokens, its spec's tokenizer {transform.tokenizer.vocab_size}: "
                            "they were not trained together")
-    return stage, transform
+    return stage
 
 
 def read_clip(path: str, rate: int, num_samples: int, min_samples: int) -> np.ndarray:
@@ -75,12 +82,13 @@ def caption_command(spec, workdir: str, argv: list[str]) -> dict:
         raise CommandError("--mode=caption: give --audio=FILE (or a folder; repeat for more)")
     if args.beams < 1 or args.samples < 0 or not 0.0 < args.top_p <= 1.0:
         raise CommandError("--mode=caption: --beams >= 1, --samples >= 0, 0 < --top_p <= 1")
-    stage, transform = load_captioner(workdir)
-    model, params = stage.model, stage.params["model"]
-    encoder = stage.spec["model"]["encoder"]
+    spec_json, transform = trained_spec(workdir)
+    encoder = spec_json["model"]["encoder"]
     rate, n_fft = int(encoder.get("sample_rate", 16000)), int(encoder.get("n_fft", 1024))
     files = expand(args.audio, AUDIO_EXTENSIONS)
     clips = np.stack([read_clip(f, rate, transform.num_samples, n_fft // 2 + 1) for f in files])
+    stage = load_captioner(workdir, transform)
+    model, params = stage.model, stage.params["model"]
     memory = jax.jit(lambda p, x: model.apply({"params": p}, x, method="encode"))(params, clips)
     decode = transform.tokenizer.decode
     beam = jax.jit(lambda p, m: generate(model, p, m, "beam", beams=args.beams))(params, memory)
