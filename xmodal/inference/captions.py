@@ -101,6 +101,27 @@ def caption_nll(model, params: dict, memory: jax.Array, ids: jax.Array,
     return sequence_nll(logits, targets, weights)
 
 
+_BLOCKS: dict = {}
+
+
+def _pair_block(model, mesh: Mesh, a: int, c: int) -> Callable:
+    """The jitted block of ``a`` items × ``c`` captions, one per (model, mesh, a, c), so an
+    evaluation run again during training reuses its compiled program."""
+    key = (id(model), id(mesh), a, c)
+    if key not in _BLOCKS:
+        pairs = NamedSharding(mesh, P(tuple(x for x in parallel.BATCH_AXES if x in mesh.shape)))
+
+        @jax.jit
+        def block(params, mem, caps):
+            mem = jnp.repeat(mem, c, axis=0)                  # pair (i, j) at row i * c + j
+            caps = jnp.tile(caps, (a, 1))
+            mem = jax.lax.with_sharding_constraint(mem, pairs)
+            caps = jax.lax.with_sharding_constraint(caps, pairs)
+            return caption_nll(model, params, mem, caps).reshape(a, c)
+        _BLOCKS[key] = block
+    return _BLOCKS[key]
+
+
 def pair_nll(model, params: dict, memory: np.ndarray, ids: np.ndarray, mesh: Mesh,
              items_per_block: int = 16, captions_per_block: int = 32) -> np.ndarray:
     """``[N, M]`` float32: ``-log p(caption_j | item_i)`` for every item's memory
@@ -111,15 +132,7 @@ def pair_nll(model, params: dict, memory: np.ndarray, ids: np.ndarray, mesh: Mes
     shards = parallel.batch_size_per_device(mesh)
     if (a * c) % shards:
         c = -(-c // shards) * shards  # a block's pairs split evenly over the batch axes
-    pairs = NamedSharding(mesh, P(tuple(x for x in parallel.BATCH_AXES if x in mesh.shape)))
-
-    @jax.jit
-    def block(params, mem, caps):
-        mem = jnp.repeat(mem, c, axis=0)                      # pair (i, j) at row i * c + j
-        caps = jnp.tile(caps, (a, 1))
-        mem = jax.lax.with_sharding_constraint(mem, pairs)
-        caps = jax.lax.with_sharding_constraint(caps, pairs)
-        return caption_nll(model, params, mem, caps).reshape(a, c)
+    block = _pair_block(model, mesh, a, c)
 
     def padded(x, start, size):
         rows = np.asarray(x[start:start + size])
