@@ -30,7 +30,7 @@ fi
 # Exit 0 even if some system package cannot be had here: the report says which.
 .venv/bin/python -m xmodal.data install || echo "setup: some datasets cannot be installed here (see above); their tests will skip"
 # Java runs the caption metrics' PTB tokenizer and METEOR (pycocoevalcap's jars). Without it the
-# captioning evaluator says so in one line and its tests skip.
+# captioning evaluator stops a run at its start in one line and its tests skip.
 if ! command -v java >/dev/null 2>&1; then
   SUDO=""; [ "$(id -u)" = 0 ] || SUDO="sudo"
   { $SUDO apt-get update -q && $SUDO apt-get install -y -q default-jre-headless; } >/dev/null \

@@ -21,25 +21,25 @@ tiny configs), ``normaliser`` (audio→text normaliser of the ``a2t_*`` metrics:
 uncond; every one is reported as ``a2t_<normaliser>_*``; the default ``raw`` won on the
 instruments' dev half, see the README), ``positions`` (learned or rope), ``batch=N``, ``steps=N``.
 """
-from xmodal.core.spec import apply_size_args, base, mix_source, parse_arg
-from xmodal.data.sets.instruments import CLIP_SECONDS, SAMPLE_RATE
+from xmodal.core.spec import apply_size_args, base, parse_arg, sibling
+
+LABEL_PROMPT = ("label_prompt", "label_names", "label_prob")
 
 
 def get_config(arg=None):
     a = parse_arg(arg, runlocal=False, tiny=False, batch=0, steps=0, normaliser="raw",
                   positions="learned")
+    # The CLAP spec's data (instruments + one effect in five) and its audio CNN without the
+    # pooling, at the same size: the retrieval table compares the two models on the same clips.
+    # The captioner learns the captions themselves: the label-prompt swap is left out.
+    clap = sibling(__file__, "clap.py").get_config(
+        ",".join(k for k in ("runlocal", "tiny") if a[k]))
     c = base()
-    c.data.name = "instruments"
-    c.data.transform = dict(name="audio_text", max_text_len=48, audio_field="audio",
-                            text_field="caption", label_field="instrument", gain_db=6.0,
-                            num_samples=int(CLIP_SECONDS * SAMPLE_RATE))
-    # Effects: the same transform with Tux Paint's field names and no label (cut or padded to
-    # the instruments' 2 s), one training clip in five as in the CLAP spec.
-    effects = dict(c.data.transform, audio_field="sound", label_field="")
-    c.data.mix = dict(effects=mix_source("tuxpaint/effects", effects, weight=0.25))
-    c.data.batch_size = 256
-    encoder = dict(name="audio_encoder", sample_rate=16000, n_fft=1024, hop=256, n_mels=64,
-                   channels=(32, 64, 128, 256), width=256, pool="none")
+    c.data = clap.data
+    for transform in (c.data.transform, c.data.mix.effects.transform):
+        for key in LABEL_PROMPT:
+            del transform[key]
+    encoder = dict(clap.model.towers.audio, pool="none")
     decoder = dict(vocab_size=259, max_len=48, width=256, depth=4, num_heads=4,
                    positions=a.positions, tie_embedding=True, dropout=0.1)
     c.model = dict(name="captioner", encoder=encoder, decoder=decoder)
@@ -58,10 +58,6 @@ def get_config(arg=None):
     c.train.eval_every = 1000
     c.train.ckpt_every = 1000
     if a.runlocal:
-        c.data.batch_size = 64
-        c.data.num_workers = 0
-        c.model.encoder.channels = (16, 32, 64, 128)
-        c.model.encoder.width = 128
         c.model.decoder.width = 128
         c.model.decoder.depth = 2
         c.optim.warmup_steps = 50
@@ -72,11 +68,6 @@ def get_config(arg=None):
         c.train.eval_every = 800
         c.train.ckpt_every = 400
     if a.tiny:
-        c.data.name = "instruments/tiny"
-        c.data.mix.effects.name = "tuxpaint/effects_tiny"
-        c.data.batch_size = 8
-        c.data.num_workers = 0
-        c.model.encoder = dict(encoder, n_fft=256, hop=128, n_mels=16, channels=(4, 8), width=8)
         c.model.decoder = dict(decoder, width=16, depth=1, num_heads=2)
         c.optim.warmup_steps = 0
         c.train.steps = 2

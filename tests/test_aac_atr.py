@@ -131,3 +131,11 @@ def test_captions_longer_than_the_decoders_context_fail_at_init_naming_both_keys
         objective.init(jax.random.PRNGKey(0), batch)
     params = objective.init(jax.random.PRNGKey(0), dict(batch, text=batch["text"][:, :21]))
     assert set(params["model"]) == {"enc", "dec"}
+
+
+def test_without_java_the_captioning_evaluator_stops_the_run_at_its_start(monkeypatch):
+    from xmodal.core.datasets import DataSourceMissing
+    from xmodal.core.registry import EVALUATORS
+    monkeypatch.setattr(shutil, "which", lambda name: None)
+    with pytest.raises(DataSourceMissing, match="apt-get install default-jre-headless"):
+        EVALUATORS.build("captioning")

@@ -19,9 +19,6 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
-METRICS = ("BLEU-1", "BLEU-4", "METEOR", "ROUGE-L", "CIDEr-D")
-
-
 def caption_metrics(candidates: Sequence[str], references: Sequence[Sequence[str]],
                     meteor: bool = True) -> dict[str, float]:
     """Corpus scores of ``candidates[i]`` against ``references[i]`` (one or more each).

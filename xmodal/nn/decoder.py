@@ -199,5 +199,7 @@ def init_cache(decoder: TransformerDecoder, params: Any, memory: jax.Array) -> A
     """An empty cache for ``decoder`` (``decode=True``) with ``memory``'s rows: every block's
     keys and values at ``max_len`` positions, ``index`` 0."""
     placeholder = jnp.zeros((memory.shape[0], decoder.max_len), jnp.int32)
-    _, variables = decoder.apply({"params": params}, placeholder, memory, mutable=["cache"])
-    return jax.tree.map(jnp.zeros_like, variables["cache"])
+    # Only the cache's shapes are read from the placeholder pass: nothing of it is computed.
+    shapes = jax.eval_shape(lambda: decoder.apply({"params": params}, placeholder, memory,
+                                                  mutable=["cache"])[1]["cache"])
+    return jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), shapes)

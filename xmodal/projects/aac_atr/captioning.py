@@ -8,19 +8,17 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 
 import jax
 import numpy as np
 
+from xmodal.core.datasets import DataSourceMissing
 from xmodal.core.eval_context import EvalContext
 from xmodal.core.registry import EVALUATORS
 from xmodal.evaluate.caption_metrics import caption_metrics_by_group
 from xmodal.inference.captions import generate
-from xmodal.projects.aac_atr.retrieval import halves
-
-
-def decode_all(tokenizer, ids) -> list[str]:
-    return [tokenizer.decode(row) for row in np.asarray(ids)]
+from xmodal.projects.aac_atr.retrieval import decode_all, halves
 
 
 @EVALUATORS.register("captioning")
@@ -28,6 +26,9 @@ def captioning(beams: int = 4, alpha: float = 0.0, top_p: float = 0.9, meteor: b
                seed: int = 0):
     """Beam search with ``beams`` beams and length penalty ``alpha``; the listed sampled
     caption is nucleus sampling at ``top_p``. ``meteor=False`` skips METEOR."""
+    if shutil.which("java") is None:  # at the run's start, not after its training
+        raise DataSourceMissing("the captioning evaluator needs Java (the caption metrics' "
+                                "tokenizer and METEOR): apt-get install default-jre-headless")
     fns = {}
 
     def run(ctx: EvalContext) -> dict:

@@ -20,7 +20,8 @@ from xmodal.audio.files import read_audio
 from xmodal.core import checkpoint as ckpt_lib
 from xmodal.core import spec as spec_lib
 from xmodal.core import stages as stages_lib
-from xmodal.core.registry import COMMANDS, TRANSFORMS, CommandError, SpecError, command_parser
+from xmodal.core.registry import (COMMANDS, MODELS, TRANSFORMS, CommandError, SpecError,
+                                  command_parser)
 from xmodal.data.transforms.audio_text import fit
 from xmodal.inference.captions import generate
 from xmodal.inference.commands import AUDIO_EXTENSIONS, expand
@@ -84,7 +85,9 @@ def caption_command(spec, workdir: str, argv: list[str]) -> dict:
         raise CommandError("--mode=caption: --beams >= 1, --samples >= 0, 0 < --top_p <= 1")
     spec_json, transform = trained_spec(workdir)
     encoder = spec_json["model"]["encoder"]
-    rate, n_fft = int(encoder.get("sample_rate", 16000)), int(encoder.get("n_fft", 1024))
+    tower = MODELS.get(encoder["name"])  # its field defaults where the spec leaves them out
+    rate = int(encoder.get("sample_rate", tower.sample_rate))
+    n_fft = int(encoder.get("n_fft", tower.n_fft))
     files = expand(args.audio, AUDIO_EXTENSIONS)
     clips = np.stack([read_clip(f, rate, transform.num_samples, n_fft // 2 + 1) for f in files])
     stage = load_captioner(workdir, transform)

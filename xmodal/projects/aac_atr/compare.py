@@ -19,7 +19,7 @@ from xmodal.core.evaluation import load_data
 from xmodal.core.writers import read_metrics
 from xmodal.evaluate.retrieval import ranks_from_scores
 from xmodal.inference.two_tower import Embedder
-from xmodal.projects.aac_atr.retrieval import NORMALISERS, halves, summary
+from xmodal.projects.aac_atr.retrieval import NORMALISERS, decode_all, halves, summary
 
 SETS = {"": "instruments", "effects": "Tux Paint effects"}
 COLUMNS = ("t2a_R@1", "t2a_R@5", "t2a_R@10", "t2a_mAP@10", "a2t_R@1", "a2t_R@5", "a2t_R@10",
@@ -33,7 +33,7 @@ def clap_metrics(workdir: str, half: str) -> dict[str, dict[str, float]]:
     out = {}
     for key in SETS:
         arrays = data.eval_sets[key].arrays
-        captions = [emb.transform.tokenizer.decode(t) for t in arrays["text"]]
+        captions = decode_all(emb.transform.tokenizer, arrays["text"])
         idx = halves(captions)[half]
         za = emb.embed_items(list(arrays["audio"][idx]))
         zt = emb.embed_texts([captions[i] for i in idx])

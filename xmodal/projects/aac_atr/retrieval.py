@@ -68,6 +68,11 @@ def retrieval_metrics(nll: np.ndarray, uncond: np.ndarray, normaliser: str,
     return out
 
 
+def decode_all(tokenizer, ids) -> list[str]:
+    """The texts of token rows ``ids`` [N, L]."""
+    return [tokenizer.decode(row) for row in np.asarray(ids)]
+
+
 def halves(captions: Sequence[str]) -> dict[str, np.ndarray]:
     dev = heldout.dev_half(captions, SALT)
     return {half: heldout.select(half, dev) for half in heldout.HALVES}
@@ -94,7 +99,7 @@ def caption_retrieval(ks: tuple = (1, 5, 10), normaliser: str = "mean",
         nll = pair_nll(model, ctx.params["model"], memory, text, mesh,
                        items_per_block, captions_per_block)
         uncond = ctx.apply(state["uncond"], memory, text)
-        captions = [ctx.transform.tokenizer.decode(t) for t in text]
+        captions = decode_all(ctx.transform.tokenizer, text)
         out = {}
         for half, idx in halves(captions).items():
             if len(idx) < 2:
@@ -105,7 +110,7 @@ def caption_retrieval(ks: tuple = (1, 5, 10), normaliser: str = "mean",
         return out
 
     def chance(ctx: EvalContext) -> dict:
-        captions = [ctx.transform.tokenizer.decode(t) for t in ctx.arrays["text"]]
+        captions = decode_all(ctx.transform.tokenizer, ctx.arrays["text"])
         out = {}
         for half, idx in halves(captions).items():
             n = len(idx)
