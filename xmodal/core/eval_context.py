@@ -1,5 +1,8 @@
 """What an evaluator gets: the eval split, the current parameters, the model and objective, and
-a way to apply any function of the parameters over arrays in sharded, fixed-size chunks."""
+a way to apply any function of the parameters over the split in sharded, fixed-size chunks:
+``ctx.stream`` reads the split batch by batch (each process its own rows) and keeps only the
+function's outputs; ``ctx.arrays`` stacks a field in host memory when an evaluator asks for
+it (``core/eval_data.py``)."""
 from __future__ import annotations
 
 import dataclasses
@@ -9,12 +12,13 @@ import jax
 import numpy as np
 from jax.sharding import Mesh
 
-from xmodal.core import parallel
+from xmodal.core import eval_data, parallel
 
 
 @dataclasses.dataclass
 class EvalContext:
-    arrays: dict[str, np.ndarray]            # the whole eval split, transformed, stacked, in order
+    arrays: Any                              # {field: the split's stacked field}, lazily:
+                                             # a dict, or eval_data.LazyArrays over a split
     class_names: Sequence[str]               # names of the transform's label_field (or [])
     params: dict[str, Any]                   # group → parameters (the EMA copy when EMA is on)
     model: Any = None                        # the spec's model (a flax module)
@@ -25,6 +29,36 @@ class EvalContext:
     out_dir: str = ""                        # where an evaluator writes files ('' = none)
     step: int = 0
     eval_set: str = ""                       # the evals' ``data`` name of this set ('' = main)
+
+    def __post_init__(self):
+        if not isinstance(self.arrays, eval_data.LazyArrays):
+            self.arrays = eval_data.LazyArrays(eval_data.split_of(self.arrays))
+
+    @property
+    def split(self):
+        """The eval split itself (``read(indices)``, ``len``), for reading a few examples."""
+        return self.arrays.split
+
+    @property
+    def size(self) -> int:
+        """How many examples the eval split has (without reading any)."""
+        return len(self.split)
+
+    def stream(self, fn: Callable, fields: Sequence[str], keep: Sequence[str] = ()
+               ) -> tuple[Any, dict[str, np.ndarray]]:
+        """``fn(params, *batch[fields])`` over the whole split in sharded fixed-size batches,
+        reading each batch as it is used (never the split at once); returns the outputs
+        concatenated on the host, and the ``keep`` fields (small ones: labels, types) of every
+        example, gathered on the way."""
+        self.require(list(fields) + list(keep), f"stream of {getattr(fn, '__name__', fn)}")
+        return self.applier.stream(fn, self.params, self.split, fields, keep)
+
+    def stream_encode(self, *modalities: str) -> tuple[np.ndarray, ...]:
+        """Unit-norm embeddings of the split's ``modalities`` fields, each by its tower, in
+        one pass over the split."""
+        fn = encode_all_fn(self.model, tuple(modalities))
+        out, _ = self.stream(fn, modalities)
+        return tuple(out)
 
     def require(self, keys: Sequence[str], needs: str) -> None:
         """One line when the eval arrays lack ``keys``: ``needs`` says what provides them
@@ -90,6 +124,16 @@ def encode_fn(model, modality: str, group: str = "model") -> Callable:
     return _METHOD_FNS[key]
 
 
+def encode_all_fn(model, modalities: tuple[str, ...], group: str = "model") -> Callable:
+    # ``(z_1, ..., z_k)`` of fields 1..k by their towers: one compiled program per pass.
+    key = (id(model), ("encode_all",) + modalities, group)
+    if key not in _METHOD_FNS:
+        _METHOD_FNS[key] = lambda params, *xs: tuple(
+            model.apply({"params": params[group]}, x, m, method="encode")
+            for x, m in zip(xs, modalities))
+    return _METHOD_FNS[key]
+
+
 def method_fn(model, method: str, group: str = "model") -> Callable:
     # One function object per (model, method, group), so the Applier compiles it once.
     key = (id(model), method, group)
@@ -103,8 +147,8 @@ class Applier:
     """Applies jitted ``fn(params, *xs)`` over arrays of any length in fixed-size padded chunks.
 
     One compiled shape per function; each chunk is split over the mesh's batch axes, and only
-    the outputs (not the inputs) come back to the host. Every process holds the whole eval
-    split, so each can serve any slice of a chunk.
+    the outputs (not the inputs) come back to the host. ``__call__`` takes arrays every
+    process holds whole; ``stream`` reads a split chunk by chunk, each process only its rows.
     """
 
     def __init__(self, mesh: Mesh, batch_size: int):
@@ -120,9 +164,7 @@ class Applier:
         n = len(arrays[0])
         if any(len(a) != n for a in arrays):
             raise ValueError(f"Applier arrays differ in length: {[len(a) for a in arrays]}")
-        if fn not in self._jitted:
-            self._jitted[fn] = jax.jit(fn, out_shardings=self.out_sharding)
-        jfn, bs = self._jitted[fn], self.batch_size
+        jfn, bs = self._jit(fn), self.batch_size
         out = []
         for i in range(0, n, bs):
             pad = bs - min(bs, n - i)
@@ -136,6 +178,40 @@ class Applier:
             y = jax.device_get(jfn(params, *chunks))
             out.append(jax.tree.map(lambda v: np.asarray(v)[: bs - pad], y))
         return jax.tree.map(lambda *vs: np.concatenate(vs), *out)
+
+    def _jit(self, fn: Callable):
+        if fn not in self._jitted:
+            self._jitted[fn] = jax.jit(fn, out_shardings=self.out_sharding)
+        return self._jitted[fn]
+
+    def stream(self, fn: Callable, params, split, fields: Sequence[str],
+               keep: Sequence[str] = ()) -> tuple[Any, dict[str, np.ndarray]]:
+        """``fn(params, *batch[fields])`` over ``split`` (``eval_data``) in ``batch_size``
+        chunks; each process reads only the rows of a chunk its devices take, and the next
+        chunks are read while one is computed. Returns (outputs concatenated on the host,
+        ``{k: keep field k of every example}``). The kept fields (numeric: labels, types) ride
+        through the device beside the inputs, so every process gets all of them without
+        reading another process's rows."""
+        fields, keep = list(fields), list(keep)
+        if not fields:
+            raise ValueError("Applier.stream needs at least one field to feed the function")
+        key = (fn, len(fields))
+        if key not in self._jitted:
+            nf = len(fields)
+            self._jitted[key] = jax.jit(lambda params, *xs: (fn(params, *xs[:nf]), xs[nf:]),
+                                        out_shardings=self.out_sharding)
+        jfn, bs = self._jitted[key], self.batch_size
+        rows = eval_data.process_rows(self.sharding, bs)
+        out, kept = [], []
+        for valid, batch in eval_data.stream_batches(split, fields + keep, bs, rows):
+            chunks = [jax.make_array_from_callback(batch[f].shape, self.sharding,
+                                                   lambda idx, c=batch[f]: c[idx])
+                      for f in fields + keep]
+            y, k = jax.device_get(jfn(params, *chunks))
+            out.append(jax.tree.map(lambda v: np.asarray(v)[:valid], y))
+            kept.append([np.asarray(v)[:valid] for v in k])
+        gathered = [np.concatenate(vs) for vs in zip(*kept)] if keep else []
+        return eval_data.concat_outputs(out), dict(zip(keep, gathered))
 
 
 def batched(fn: Callable, mesh: Mesh, batch_size: int) -> Callable:

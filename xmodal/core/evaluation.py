@@ -21,6 +21,7 @@ from absl import logging
 
 from xmodal.core import checkpoint as ckpt_lib
 from xmodal.core import datasets as sources
+from xmodal.core import eval_data
 from xmodal.core import input as pipeline
 from xmodal.core import objective as objective_lib
 from xmodal.core import parallel
@@ -29,7 +30,7 @@ from xmodal.core import spec as spec_lib
 from xmodal.core import stages as stages_lib
 from xmodal.core import train_state as ts
 from xmodal.core.eval_context import Applier, EvalContext
-from xmodal.core.registry import EVALUATORS, TRANSFORMS, SpecError
+from xmodal.core.registry import EVALUATORS, TRANSFORMS
 from xmodal.core.writers import MetricWriter
 
 
@@ -61,8 +62,8 @@ def run(spec: mlc.ConfigDict, workdir: str) -> dict:
 
 @dataclasses.dataclass
 class EvalSet:
-    """One eval split, transformed and stacked, with what an EvalContext needs beside it."""
-    arrays: dict
+    """One eval split (read on use: ``eval_data``), with what an EvalContext needs beside it."""
+    split: Any
     class_names: list
     transform: Any
     features: Any
@@ -109,10 +110,10 @@ def load_data(spec: mlc.ConfigDict) -> Data:
 def _eval_set(data: mlc.ConfigDict, builder, transform, data_dir: str | None,
               max_examples: int) -> EvalSet:
     source = sources.data_source(data.name, data.eval_split, data_dir)
-    arrays = pipeline.eval_arrays(source, transform, max_examples=max_examples or None)
+    split = eval_data.RecordSplit(source, transform, max_examples or None)
     label_field = getattr(transform, "label_field", None)
     class_names = builder.info.features[label_field].names if label_field else []
-    return EvalSet(arrays, list(class_names), transform, builder.info.features)
+    return EvalSet(split, list(class_names), transform, builder.info.features)
 
 
 class Evaluation:
@@ -135,10 +136,12 @@ class Evaluation:
         return bool(self.evaluators)
 
     def context(self, state, es: EvalSet, eval_set: str = "") -> EvalContext:
-        """What an evaluator (or ``stage_outputs``) sees: one set's arrays, the parameters by
-        the EMA policy with the frozen networks, and the chunked applier."""
+        """What an evaluator (or ``stage_outputs``) sees: one set's split (its fields stacked
+        on first use, ``ctx.arrays``, or streamed, ``ctx.stream``), the parameters by the EMA
+        policy with the frozen networks, and the chunked applier. A fresh context per
+        evaluation: nothing an evaluator stacked outlives it."""
         return EvalContext(
-            arrays=es.arrays, class_names=es.class_names,
+            arrays=eval_data.LazyArrays(es.split), class_names=es.class_names,
             params=ts.with_frozen(state.ema if self.ema else state.params, state.frozen),
             model=self.model, objective=self.objective, transform=es.transform,
             features=es.features, applier=self.applier, out_dir=self.out_dir,
@@ -161,10 +164,10 @@ class Evaluation:
         if not objective_lib.has_stage_outputs(self.objective):
             return {}
         source, transform = self.data.train_source, self.data.transform
-        arrays = pipeline.eval_arrays(source, transform, max_examples=min(512, len(source)))
-        ctx = self.context(state, EvalSet(arrays, [], transform, None))
+        split = eval_data.RecordSplit(source, transform, min(512, len(source)))
+        ctx = self.context(state, EvalSet(split, [], transform, None))
         return dict(objective_lib.stage_outputs(self.objective, ctx), step=ctx.step,
-                    examples=len(next(iter(arrays.values()))), split=self.train_split)
+                    examples=len(split), split=self.train_split)
 
 
 def write_stage_outputs(evaluation: Evaluation, state, stage_dir: str) -> None:

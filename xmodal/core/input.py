@@ -22,10 +22,14 @@ import numpy as np
 
 
 def training_example(record: Mapping[str, Any], transform: grain.transforms.Map) -> dict:
-    """One record as a training batch holds it: transformed, then through the transform's
-    ``augment`` if it has one (a fixed draw), so an augment that adds or drops fields gives
-    the compiled step the fields it will really be fed."""
-    example = transform.map(record)
+    """One record as a training batch holds it: transformed (by its ``random_map`` when it has
+    one, with a fixed draw), then through the transform's ``augment`` if it has one (a fixed
+    draw), so an augment that adds or drops fields gives the compiled step the fields it will
+    really be fed."""
+    if hasattr(transform, "random_map"):
+        example = transform.random_map(record, np.random.default_rng(0))
+    else:
+        example = transform.map(record)
     augment = getattr(transform, "augment", None)
     return augment.random_map(example, np.random.default_rng(0)) if augment else example
 
@@ -67,12 +71,36 @@ def train_loader(source: Sequence, transform: grain.transforms.Map, *, global_ba
     if num_epochs is not None:
         records = records[: len(records) // shard_count * shard_count]
     shard = records[shard_index::shard_count]
-    mapped = shard.map(transform)
+    mapped = training_map(shard, transform, seed)
     if augment is not None:
         # Seeded per record from (seed, position): the same crops on every run and resume.
         mapped = mapped.random_map(augment, seed=seed)
     return _batched_stream(mapped, global_batch_size // shard_count, worker_count,
                            read_threads, prefetch_batches)
+
+
+class _RandomMapOf(grain.transforms.RandomMap):
+    """A transform's own ``random_map(record, rng)`` as a grain RandomMap."""
+
+    def __init__(self, transform):
+        self.transform = transform
+
+    def random_map(self, element, rng: np.random.Generator):
+        return self.transform.random_map(element, rng)
+
+    def __repr__(self) -> str:
+        return f"random_map of {self.transform!r}"
+
+
+def training_map(records: grain.MapDataset, transform, seed: int) -> grain.MapDataset:
+    """``records`` through the transform: its ``random_map`` when it has one (a transform that
+    draws per record, e.g. a video clip's start: seeded from (seed, position) by grain, so the
+    draws are the same on every run and resume), else its ``map``. Evaluation always calls
+    ``map``, the transform's deterministic choice."""
+    if hasattr(transform, "random_map"):
+        # Another seed than the augment's, so the two draws of a record are independent.
+        return records.random_map(_RandomMapOf(transform), seed=(seed + 0x9E3779B1) % 2**32)
+    return records.map(transform)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -120,7 +148,7 @@ def mixture_loader(parts: Sequence[Part], *, global_batch_size: int, seed: int,
     for k, part in enumerate(parts):
         part_seed = (seed + k) % 2**32
         stream = grain.MapDataset.source(part.source).shuffle(seed=part_seed).repeat()
-        stream = stream.map(part.transform)
+        stream = training_map(stream, part.transform, part_seed)
         if part.augment is not None:
             stream = stream.random_map(part.augment, seed=part_seed)
         streams.append(stream)

@@ -219,6 +219,8 @@ def cmd_show(args: argparse.Namespace) -> int:
     print(cards.card(args.name, args.data_dir))
     caption = sheet.fields.caption or "no caption field"
     picture = (f"image field '{sheet.fields.image}'" if sheet.fields.image
+               else f"frames of '{sheet.fields.video}' with masks '{sheet.fields.masks}' "
+                    f"(and a GIF beside it)" if sheet.fields.video
                else f"spectrogram of '{sheet.fields.audio}'")
     print(f"wrote {sheet.path}: {sheet.rows} x {sheet.cols} grid of {sheet.count} examples "
           f"of split {args.split!r} ({picture}, caption '{caption}'); font: {sheet.fonts}")

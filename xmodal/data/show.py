@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
 import re
 from typing import Any, Mapping, Sequence
 
@@ -53,6 +54,8 @@ class ShowFields:
     image: str | None
     audio: str | None
     caption: str | None
+    video: str | None = None      # T x H x W x 3 frames: drawn by ``show_video``
+    masks: str | None = None      # the video's instance ids, tinted over its frames
 
 
 @dataclasses.dataclass(frozen=True)
@@ -168,10 +171,10 @@ def find_fields(features: Mapping[str, Any], override: Mapping[str, str] | None 
                 dataset: str = "") -> ShowFields:
     """Fields to draw: ``override`` (from ``CARD["show"]``) first, else found by feature type."""
     override = dict(override or {})
-    unknown = sorted(set(override) - {"image", "audio", "caption"})
+    unknown = sorted(set(override) - {"image", "audio", "caption", "video", "masks"})
     if unknown:
         raise ValueError(f"CARD['show'] of {dataset!r} has keys {unknown}; "
-                         "allowed: image, audio, caption")
+                         "allowed: image, audio, caption, video, masks")
     for role, field in override.items():
         if field not in features:
             raise ValueError(f"the {role} field {field!r} (from --caption or CARD['show']) is "
@@ -184,6 +187,9 @@ def find_fields(features: Mapping[str, Any], override: Mapping[str, str] | None 
     audio = first(lambda k, f: isinstance(f, tfds.features.Tensor) and len(f.shape) == 1
                   and np.dtype(f.np_dtype).kind == "f" and AUDIO_NAME.search(k))
     caption = first(lambda k, f: isinstance(f, tfds.features.Text))
+    if "video" in override:
+        return ShowFields(None, None, override.get("caption", caption), override["video"],
+                          override.get("masks"))
     if "image" in override or "audio" in override:
         image, audio = override.get("image"), override.get("audio")
     fields = ShowFields(image=image, audio=audio, caption=override.get("caption", caption))
@@ -272,6 +278,7 @@ def write_contact_sheet(name: str, split: str, n: int, out: str, data_dir: str |
     builder = sources.prepare(name, data_dir)
     source = sources.data_source(name, split, data_dir)
     override = dict(cards.card_dict(name).get("show") or {})
+    ms_per_frame = int(override.pop("ms_per_frame", 100))    # a video's GIF speed
     if caption is not None:
         override["caption"] = caption
     fields = find_fields(builder.info.features, override, name)
@@ -279,6 +286,14 @@ def write_contact_sheet(name: str, split: str, n: int, out: str, data_dir: str |
     if not records:
         raise ValueError(f"split {split!r} of dataset {name!r} is empty")
     fonts = load_fonts()
+    if fields.video:   # a band of frames and masks per example, and a GIF beside the sheet
+        from xmodal.data import show_video
+        show_video.video_sheet(records, fields.video, fields.masks, fields.caption,
+                               fonts).save(out, format="PNG")
+        show_video.write_gif(records, fields.video, fields.masks,
+                             os.path.splitext(out)[0] + ".gif", ms_per_frame)
+        return Sheet(out, len(records), show_video.FRAMES_SHOWN, len(records), fields,
+                     fonts.describe())
     contact_sheet(records, fields, fonts).save(out, format="PNG")
     rows, cols = grid_shape(len(records))
     return Sheet(out, rows, cols, len(records), fields, fonts.describe())

@@ -8,6 +8,7 @@ import numpy as np
 
 from xmodal.core.registry import EVALUATORS
 from xmodal.core.eval_context import EvalContext
+from xmodal.core.eval_data import FieldView
 from xmodal.evaluate.retrieval import retrieval_metrics
 from xmodal.evaluate.retrieval_sheet import retrieval_sheet
 from xmodal.evaluate.zeroshot import PROMPT_TEMPLATES, zeroshot_accuracy, zeroshot_classifier
@@ -22,14 +23,14 @@ def retrieval(ks: tuple = (1, 5, 10), chunk_size: int = 256, sheet_queries: int 
     that many queries each way and their top ``sheet_k`` (``xmodal.evaluate.retrieval_sheet``)."""
     def run(ctx: EvalContext) -> dict:
         x, text = ctx.modalities
-        zimg = ctx.encode(x, ctx.arrays[x])
-        ztxt = ctx.encode(text, ctx.arrays[text])
+        # One pass over the split, batch by batch: only the embeddings are held.
+        zimg, ztxt = ctx.stream_encode(x, text)
         metrics = retrieval_metrics(zimg, ztxt, np.arange(len(ztxt)), ks=tuple(ks),
                                     chunk_size=chunk_size)
         if sheet_queries and ctx.out_dir and x == "image" and jax.process_index() == 0:
             write_sheet(ctx, zimg, ztxt, sheet_queries, sheet_k)
         return metrics
-    run.chance = lambda ctx: retrieval_chance(len(ctx.arrays["text"]), ks)
+    run.chance = lambda ctx: retrieval_chance(ctx.size, ks)
     return run
 
 
@@ -49,8 +50,10 @@ def sheet_path(workdir: str, step: int, data: str = "") -> str:
 
 def write_sheet(ctx: EvalContext, zimg, ztxt, queries: int, k: int) -> str:
     tokenizer = ctx.transform.tokenizer
-    captions = [tokenizer.decode(t) for t in ctx.arrays["text"]]
-    sheet, _ = retrieval_sheet(zimg, ztxt, ctx.arrays["image"], captions, queries, k,
+    captions = [tokenizer.decode(t) for t in ctx.arrays["text"]]   # token ids: a small field
+    # The sheet draws a few images: each read when drawn, the split's images never stacked.
+    images = FieldView(ctx.split, "image")
+    sheet, _ = retrieval_sheet(zimg, ztxt, images, captions, queries, k,
                                title=f"{os.path.basename(os.path.abspath(ctx.out_dir))}, step "
                                      f"{ctx.step}, {len(captions)} eval pairs")
     path = sheet_path(ctx.out_dir, ctx.step, ctx.eval_set)
@@ -76,7 +79,8 @@ def zeroshot(templates: tuple = PROMPT_TEMPLATES, ks: tuple = (1, 5)):
         prompts = [t.format(c.lower()) for c in names for t in templates]
         x, text = ctx.modalities
         ztxt = ctx.encode(text, ctx.tokenize(prompts)).reshape(len(names), len(templates), -1)
-        zimg = ctx.encode(x, ctx.arrays[x][keep])
+        (zimg,) = ctx.stream_encode(x)
+        zimg = zimg[keep]
         acc = zeroshot_accuracy(zimg, zeroshot_classifier(ztxt), labels[keep], ks=tuple(ks))
         return {f"zeroshot_{k}": v for k, v in acc.items()}
     # A uniform guess among C classes is top-k right with probability k / C.

@@ -15,6 +15,7 @@ import ml_collections as mlc
 import numpy as np
 
 from xmodal.core import stages as stages_lib
+from xmodal.core.eval_data import LazyArrays
 from xmodal.core.evaluation import load_data
 from xmodal.core.writers import read_metrics
 from xmodal.evaluate.retrieval import ranks_from_scores
@@ -32,7 +33,7 @@ def clap_metrics(workdir: str, half: str) -> dict[str, dict[str, float]]:
     data = load_data(mlc.ConfigDict(stages_lib.read_spec(workdir)))
     out = {}
     for key in SETS:
-        arrays = data.eval_sets[key].arrays
+        arrays = LazyArrays(data.eval_sets[key].split)
         captions = decode_all(emb.transform.tokenizer, arrays["text"])
         idx = halves(captions)[half]
         za = emb.embed_items(list(arrays["audio"][idx]))
