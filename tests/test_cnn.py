@@ -54,3 +54,22 @@ def test_registered_and_in_two_tower():
     zi, zt, _ = model.apply(params, images(), tokens)
     assert zi.shape == zt.shape == (2, 6)
     np.testing.assert_allclose(jnp.linalg.norm(zi, axis=1), 1.0, rtol=1e-5)
+
+
+def test_squeeze_excite_scales_each_channel_by_one_gate_in_0_1():
+    import jax
+    import jax.numpy as jnp
+    import numpy as np
+
+    from xmodal.nn.cnn import SqueezeExcite
+    x = jax.random.normal(jax.random.key(0), (2, 5, 6, 8)) + 2.0
+    se = SqueezeExcite(reduction=4)
+    params = se.init(jax.random.key(1), x)
+    y = se.apply(params, x)
+    ratio = np.asarray(y / x)
+    # One gate per (example, channel): the same at every pixel, strictly between 0 and 1.
+    np.testing.assert_allclose(ratio, np.broadcast_to(ratio[:, :1, :1], ratio.shape), rtol=1e-5)
+    assert (ratio > 0).all() and (ratio < 1).all()
+    # The gate depends on the input's channel means: another input, other gates.
+    y2 = se.apply(params, x * jnp.arange(1, 9.0))
+    assert not np.allclose(np.asarray(y2 / (x * jnp.arange(1, 9.0)))[:, 0, 0], ratio[:, 0, 0])

@@ -177,7 +177,37 @@ def caption_retrieval_case(rng):
     return EVALUATORS.build("caption_retrieval", ks=(1, 5, 10)), ctx, {"*": 1e-4}
 
 
-CASES = {"retrieval": retrieval_case, "caption_retrieval": caption_retrieval_case, "segmentation": segmentation_case, "zeroshot": zeroshot_case,
+def videoqa_case(rng):
+    """A model that scores every candidate of every question alike: 20 % on every type."""
+    import flax.linen as nn
+    import jax
+
+    from xmodal.core import parallel
+    from xmodal.core.eval_context import Applier
+
+    class SameScore(nn.Module):
+        @nn.compact
+        def __call__(self, video, flow, question, candidates):
+            bias = self.param("bias", nn.initializers.zeros, ())
+            return jax.numpy.zeros(candidates.shape[:3]) + bias
+
+    n, q = 12, 4
+    arrays = {"video": rng.integers(0, 255, (n, 2, 4, 4, 3), np.uint8),
+              "flow": rng.normal(size=(n, 2, 4, 4, 2)).astype(np.float16),
+              "question": rng.integers(1, 9, (n, q, 3)).astype(np.int32),
+              "candidates": rng.integers(1, 9, (n, q, 5, 2)).astype(np.int32),
+              "answer": rng.integers(0, 5, (n, q)).astype(np.int32),
+              "qtype": np.tile(np.arange(q, dtype=np.int32), (n, 1)),
+              "valid": np.ones((n, q), np.float32)}
+    model = SameScore()
+    params = model.init(jax.random.key(0), *(arrays[k][:1] for k in
+                                             ("video", "flow", "question", "candidates")))
+    ctx = EvalContext(arrays=arrays, class_names=[], params={"model": params["params"]},
+                      model=model, applier=Applier(parallel.make_mesh({"data": -1}), 8))
+    return EVALUATORS.build("videoqa"), ctx, {}
+
+
+CASES = {"retrieval": retrieval_case, "videoqa": videoqa_case, "caption_retrieval": caption_retrieval_case, "segmentation": segmentation_case, "zeroshot": zeroshot_case,
          "field_zeroshot": field_zeroshot_case, "person_retrieval": person_retrieval_case,
          "same_style": same_style_case, "mvl_sib": mvl_sib_case, "gqr": gqr_case}
 

@@ -127,3 +127,20 @@ def referring_expressions(script: Script) -> list[list[str]]:
                     out[k].append(f"the {_ordinal(rank)}unit from the {low}")
     return out
 
+
+
+TEMPLATES = ("How many units are there?", "What does the do first?", "What does the do at "
+             "the end?", "Which way does the move?", "Which unit?", "Which unit is the first "
+             "to change what it is doing?")
+
+
+def vocabulary(units: Sequence[Unit]) -> list[str]:
+    """Every word a question or candidate about ``units`` can hold (templates, numbers,
+    directions, actions with these units' attacks, colours, these units' names): the words a
+    model trained on these units can know."""
+    from xmodal.data.tokenizer import words_of
+    texts = list(TEMPLATES) + list(NUMBERS) + [NO_MOVE] + list(DIRECTIONS)
+    texts += list(TEAM_COLOURS) + ["the"]
+    for unit in units:
+        texts += possible_phrases(unit, last=True) + [unit.name]
+    return sorted({w for t in texts for w in words_of(t)})

@@ -200,6 +200,9 @@ class SpriteVideos(Builder):
         self.info.metadata["skipped"] = skipped
         self.info.metadata["units"] = {s: [u.id for u in us] for s, us in by_split.items()}
         self.info.metadata["terrains"] = terrains
+        # The words of the training split's questions and answers: a word tokenizer's
+        # vocabulary (a held-out unit's name is not in it).
+        self.info.metadata["vocabulary"] = qa.vocabulary(by_split["train"])
         return {s: self._generate_examples(s, by_split[s], terrains[s])
                 for s in ("train", "dev", "test")}
 
