@@ -29,7 +29,7 @@ def get_config(arg=None):
     c.data.eval_split = a.split
     c.data.transform = dict(name="videoqa", vocabulary_from=c.data.name, frames=8, stride=2,
                             max_questions=14, question_len=16, answer_len=8,
-                            vocab_size=VOCAB_SIZE)
+                            vocab_size=VOCAB_SIZE, train_questions=6)
     c.data.batch_size = 32
     c.data.num_workers = 2
     stream = dict(channels=(16, 32, 64), width=128, pool=2, stem_stride=2, se_reduction=4)

@@ -102,6 +102,21 @@ def test_training_clips_are_drawn_per_record_and_reproducible(transform, record)
     a = transform.random_map(record, np.random.default_rng(5))
     b = transform.random_map(record, np.random.default_rng(5))
     np.testing.assert_array_equal(a["video"], b["video"])
+    # A random subset of train_questions questions, each with its own candidates and answer.
+    n = len(record["question"])
+    assert a["question"].shape[0] == transform.train_questions < n
+    texts = [transform.tokenizer.decode(t) for t in transform.tokenizer.encode_batch(
+        record["question"])]
+    picked = []
+    for row in range(transform.train_questions):
+        i = texts.index(transform.tokenizer.decode(a["question"][row]))
+        picked.append(i)
+        right = record["candidates"][5 * i + int(record["answer"][i])].decode().lower()
+        assert transform.answers.decode(a["candidates"][row, a["answer"][row]]) == right
+        assert a["qtype"][row] == record["qtype"][i]
+    assert picked == sorted(picked) and len(set(picked)) == len(picked)
+    other = transform.random_map(record, np.random.default_rng(6))
+    assert not np.array_equal(other["question"], a["question"])
 
 
 @needs_data

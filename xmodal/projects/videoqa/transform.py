@@ -8,9 +8,12 @@
     qtype      int32   [max_questions]     index into ``sprite_questions.QTYPES``; -1: no question
     valid      float32 [max_questions]     1 for a real question, 0 for a padding slot
 
-Every question of the clip is kept (the video is encoded once for all of them). Evaluation
-takes ``eval_clips`` frames (``uniform``: spread over the whole clip); training draws a
-``train_clips`` clip per record (``random``: a random start, ``stride`` apart). The vocabulary
+Evaluation keeps every question of the clip (``max_questions`` slots; the video is encoded
+once for all of them) and takes ``eval_clips`` frames (``uniform``: spread over the whole clip).
+Training draws a ``train_clips`` clip per record (``random``: a random start, ``stride`` apart)
+and ``train_questions`` of its questions (a random subset, in their order): the text and
+matching cost grows with the questions, the video's does not, and a clip seen again in another
+epoch is asked other questions. The vocabulary
 is the training split's words (the dataset's ``vocabulary`` metadata).
 """
 from __future__ import annotations
@@ -31,7 +34,7 @@ class VideoQATransform(grain.transforms.Map):
     def __init__(self, vocabulary_from: str, frames: int = 8, stride: int = 2,
                  train_clips: str = "random", eval_clips: str = "uniform",
                  max_questions: int = 14, question_len: int = 16, answer_len: int = 8,
-                 vocab_size: int = 512):
+                 vocab_size: int = 512, train_questions: int = 6):
         metadata = sources.builder_for(vocabulary_from).info.metadata
         if "vocabulary" not in metadata:
             raise ValueError(f"dataset {vocabulary_from!r} has no 'vocabulary' in its metadata "
@@ -46,6 +49,10 @@ class VideoQATransform(grain.transforms.Map):
         self.train_sampler = clips.ClipSampler(frames, train_clips, stride)
         self.eval_sampler = clips.ClipSampler(frames, eval_clips, stride)
         self.max_questions = max_questions
+        if not 1 <= train_questions <= max_questions:
+            raise ValueError(f"videoqa train_questions={train_questions} must lie in "
+                             f"1..max_questions={max_questions}")
+        self.train_questions = train_questions
         self.qtypes = QTYPES
 
     def __repr__(self) -> str:
@@ -66,6 +73,7 @@ class VideoQATransform(grain.transforms.Map):
         questions = list(record["question"])
         n, q = len(questions), self.max_questions
         candidates = list(record["candidates"])
+        answers, types = list(record["answer"]), list(record["qtype"])
         if len(candidates) != CANDIDATES * n or len(record["answer"]) != n \
                 or len(record["qtype"]) != n:
             raise ValueError(f"record seed {record.get('seed')}: {n} questions need "
@@ -75,6 +83,14 @@ class VideoQATransform(grain.transforms.Map):
         if n > q:
             raise ValueError(f"record seed {record.get('seed')} has {n} questions, more than "
                              f"max_questions={q}; raise it")
+        if rng is not None:       # training: a random subset of the questions
+            q = self.train_questions
+            keep = np.sort(rng.permutation(n)[:q])
+            questions = [questions[i] for i in keep]
+            candidates = [c for i in keep for c in
+                          candidates[CANDIDATES * i:CANDIDATES * (i + 1)]]
+            answers, types = [answers[i] for i in keep], [types[i] for i in keep]
+            n = len(keep)
         question = np.zeros((q, self.tokenizer.max_len), np.int32)
         cands = np.zeros((q, CANDIDATES, self.answers.max_len), np.int32)
         answer = np.zeros(q, np.int32)
@@ -83,8 +99,8 @@ class VideoQATransform(grain.transforms.Map):
         if n:
             question[:n] = self.tokenizer.encode_batch(questions)
             cands[:n] = self.answers.encode_batch(candidates).reshape(n, CANDIDATES, -1)
-            answer[:n] = np.asarray(record["answer"], np.int32)
-            qtype[:n] = np.asarray(record["qtype"], np.int32)
+            answer[:n] = np.asarray(answers, np.int32)
+            qtype[:n] = np.asarray(types, np.int32)
             valid[:n] = 1.0
         if np.any((answer < 0) | (answer >= CANDIDATES)):
             raise ValueError(f"record seed {record.get('seed')}: answers {answer[:n].tolist()} "
@@ -97,6 +113,8 @@ class VideoQATransform(grain.transforms.Map):
 @TRANSFORMS.register("videoqa")
 def videoqa(vocabulary_from: str = "sprite_videos", frames: int = 8, stride: int = 2,
             train_clips: str = "random", eval_clips: str = "uniform", max_questions: int = 14,
-            question_len: int = 16, answer_len: int = 8, vocab_size: int = 512):
+            question_len: int = 16, answer_len: int = 8, vocab_size: int = 512,
+            train_questions: int = 6):
     return VideoQATransform(vocabulary_from, frames, stride, train_clips, eval_clips,
-                            max_questions, question_len, answer_len, vocab_size)
+                            max_questions, question_len, answer_len, vocab_size,
+                            train_questions)
