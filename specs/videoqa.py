@@ -46,9 +46,9 @@ def get_config(arg=None):
     c.train.eval_every = 1000
     c.train.ckpt_every = 500
     if a.runlocal:
-        c.train.steps = 1000
-        c.train.eval_every = 500
-        c.train.ckpt_every = 250
+        c.train.steps = 700
+        c.train.eval_every = 350
+        c.train.ckpt_every = 350
     if a.tiny:
         c.data.batch_size = 8
         c.model.embed_dim = 16

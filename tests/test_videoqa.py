@@ -128,6 +128,10 @@ def test_transform_bad_input_is_one_line(transform, record):
                  flow=record["flow"][:5])
     with pytest.raises(ValueError, match="video of 6 frames is shorter than the clip"):
         transform.random_map(short, np.random.default_rng(0))
+    small = dict(record, video=record["video"][:, :80, :80], masks=record["masks"][:, :80, :80],
+                 flow=record["flow"][:, :80, :80])
+    with pytest.raises(ValueError, match="frames of 80 x 80, the transform's frame_size is 96"):
+        transform.map(small)
     resized = dict(record, masks=record["masks"][:, :90])
     with pytest.raises(ValueError, match="'masks' of shape .* does not match"):
         transform.map(resized)

@@ -34,7 +34,7 @@ class VideoQATransform(grain.transforms.Map):
     def __init__(self, vocabulary_from: str, frames: int = 8, stride: int = 2,
                  train_clips: str = "random", eval_clips: str = "uniform",
                  max_questions: int = 14, question_len: int = 16, answer_len: int = 8,
-                 vocab_size: int = 512, train_questions: int = 6):
+                 vocab_size: int = 512, train_questions: int = 6, frame_size: int = 96):
         metadata = sources.builder_for(vocabulary_from).info.metadata
         if "vocabulary" not in metadata:
             raise ValueError(f"dataset {vocabulary_from!r} has no 'vocabulary' in its metadata "
@@ -53,6 +53,7 @@ class VideoQATransform(grain.transforms.Map):
             raise ValueError(f"videoqa train_questions={train_questions} must lie in "
                              f"1..max_questions={max_questions}")
         self.train_questions = train_questions
+        self.frame_size = frame_size
         self.qtypes = QTYPES
 
     def __repr__(self) -> str:
@@ -67,6 +68,10 @@ class VideoQATransform(grain.transforms.Map):
 
     def _example(self, record: Mapping[str, Any], rng) -> dict[str, np.ndarray]:
         video = clips.check_video(record, "video", "masks", "flow")
+        if video.shape[1:3] != (self.frame_size, self.frame_size):
+            raise ValueError(f"record seed {record.get('seed')}: frames of {video.shape[1]} x "
+                             f"{video.shape[2]}, the transform's frame_size is "
+                             f"{self.frame_size} (every clip of a batch must match)")
         sampler = self.eval_sampler if rng is None else self.train_sampler
         frames = sampler.indices(len(video), rng)
         out = clips.take_clip(record, frames, flow_field="flow")
@@ -114,7 +119,7 @@ class VideoQATransform(grain.transforms.Map):
 def videoqa(vocabulary_from: str = "sprite_videos", frames: int = 8, stride: int = 2,
             train_clips: str = "random", eval_clips: str = "uniform", max_questions: int = 14,
             question_len: int = 16, answer_len: int = 8, vocab_size: int = 512,
-            train_questions: int = 6):
+            train_questions: int = 6, frame_size: int = 96):
     return VideoQATransform(vocabulary_from, frames, stride, train_clips, eval_clips,
                             max_questions, question_len, answer_len, vocab_size,
-                            train_questions)
+                            train_questions, frame_size)
