@@ -312,7 +312,7 @@ def test_show_writes_a_sheet_with_masks_and_a_gif(tmp_path):
     from PIL import Image
     from xmodal.data import show, show_video
     out = str(tmp_path / "sheet.png")
-    sheet = show.write_contact_sheet("sprite_videos/tiny", "train", 2, out)
+    sheet = show_video.write_video_sheet("sprite_videos/tiny", "train", 2, out)
     assert sheet.fields.video == "video" and sheet.fields.masks == "masks"
     with Image.open(tmp_path / "sheet.gif") as gif:
         # Pillow merges identical frames into one longer one: the clip's 2 s are all there.

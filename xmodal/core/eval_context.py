@@ -164,25 +164,10 @@ class Applier:
         n = len(arrays[0])
         if any(len(a) != n for a in arrays):
             raise ValueError(f"Applier arrays differ in length: {[len(a) for a in arrays]}")
-        jfn, bs = self._jit(fn), self.batch_size
-        out = []
-        for i in range(0, n, bs):
-            pad = bs - min(bs, n - i)
-            chunks = []
-            for a in arrays:
-                c = np.asarray(a[i:i + bs])
-                if pad:
-                    c = np.concatenate([c, np.repeat(c[-1:], pad, axis=0)])
-                chunks.append(jax.make_array_from_callback(c.shape, self.sharding,
-                                                           lambda idx, c=c: c[idx]))
-            y = jax.device_get(jfn(params, *chunks))
-            out.append(jax.tree.map(lambda v: np.asarray(v)[: bs - pad], y))
-        return jax.tree.map(lambda *vs: np.concatenate(vs), *out)
-
-    def _jit(self, fn: Callable):
-        if fn not in self._jitted:
-            self._jitted[fn] = jax.jit(fn, out_shardings=self.out_sharding)
-        return self._jitted[fn]
+        # The same chunks as a split's: one chunking path (padding, sharding, compiling).
+        split = eval_data.ArraySplit({str(i): a for i, a in enumerate(arrays)})
+        out, _ = self.stream(fn, params, split, [str(i) for i in range(len(arrays))])
+        return out
 
     def stream(self, fn: Callable, params, split, fields: Sequence[str],
                keep: Sequence[str] = ()) -> tuple[Any, dict[str, np.ndarray]]:
@@ -211,7 +196,7 @@ class Applier:
             out.append(jax.tree.map(lambda v: np.asarray(v)[:valid], y))
             kept.append([np.asarray(v)[:valid] for v in k])
         gathered = [np.concatenate(vs) for vs in zip(*kept)] if keep else []
-        return eval_data.concat_outputs(out), dict(zip(keep, gathered))
+        return jax.tree.map(lambda *vs: np.concatenate(vs), *out), dict(zip(keep, gathered))
 
 
 def batched(fn: Callable, mesh: Mesh, batch_size: int) -> Callable:

@@ -219,7 +219,3 @@ def stream_batches(split, fields: Sequence[str], batch_size: int, rows: Sequence
             yield result
             del result
 
-
-def concat_outputs(outputs: list[Any]) -> Any:
-    import jax
-    return jax.tree.map(lambda *vs: np.concatenate(vs), *outputs)

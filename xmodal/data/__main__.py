@@ -21,7 +21,7 @@ import subprocess
 import sys
 from typing import Sequence
 
-from xmodal.data import cards, show
+from xmodal.data import cards, show, show_video
 from xmodal.core import datasets as sources
 from xmodal.core.registry import SpecError
 
@@ -214,8 +214,9 @@ def cmd_show(args: argparse.Namespace) -> int:
     out = args.out or os.path.join(args.data_dir, "contact_sheets",
                                    f"{args.name.replace('/', '-')}-{args.split}.png")
     os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
-    sheet = show.write_contact_sheet(args.name, args.split, args.n, out, args.data_dir,
-                                     args.caption)
+    # A video set gets a band of frames over its masks per example, and a GIF beside it.
+    write = show_video.write_video_sheet if show.is_video(args.name) else show.write_contact_sheet
+    sheet = write(args.name, args.split, args.n, out, args.data_dir, args.caption)
     print(cards.card(args.name, args.data_dir))
     caption = sheet.fields.caption or "no caption field"
     picture = (f"image field '{sheet.fields.image}'" if sheet.fields.image

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import os
 import re
 from typing import Any, Mapping, Sequence
 
@@ -266,34 +265,47 @@ class Sheet:
     fonts: str
 
 
-def write_contact_sheet(name: str, split: str, n: int, out: str, data_dir: str | None = None,
-                        caption: str | None = None) -> Sheet:
-    """Prepares ``name`` if needed and writes a sheet of ``n`` examples of ``split`` to ``out``.
+@dataclasses.dataclass(frozen=True)
+class SheetInput:
+    records: list
+    fields: ShowFields
+    ms_per_frame: int      # a video set's GIF speed (CARD["show"]["ms_per_frame"])
 
-    ``caption`` names the Text field under the pictures instead of the one ``find_fields``
-    picks (e.g. ``name_zh`` to check another language).
-    """
+
+def sheet_input(name: str, split: str, n: int, data_dir: str | None = None,
+                caption: str | None = None) -> SheetInput:
+    """Prepares ``name`` if needed and reads ``n`` examples of ``split`` spread over it, with
+    the fields to draw. ``caption`` names the Text field under the pictures instead of the one
+    ``find_fields`` picks (e.g. ``name_zh`` to check another language)."""
     if n < 1:
         raise ValueError(f"--n must be at least 1, got {n}")
     builder = sources.prepare(name, data_dir)
     source = sources.data_source(name, split, data_dir)
     override = dict(cards.card_dict(name).get("show") or {})
-    ms_per_frame = int(override.pop("ms_per_frame", 100))    # a video's GIF speed
+    ms_per_frame = int(override.pop("ms_per_frame", 100))
     if caption is not None:
         override["caption"] = caption
     fields = find_fields(builder.info.features, override, name)
     records = [source[i] for i in spread_indices(len(source), n)]
     if not records:
         raise ValueError(f"split {split!r} of dataset {name!r} is empty")
+    return SheetInput(records, fields, ms_per_frame)
+
+
+def is_video(name: str) -> bool:
+    """Whether the set draws as video (``CARD["show"]["video"]``: ``show_video``'s sheet)."""
+    return "video" in (cards.card_dict(name).get("show") or {})
+
+
+def write_contact_sheet(name: str, split: str, n: int, out: str, data_dir: str | None = None,
+                        caption: str | None = None) -> Sheet:
+    """Writes a sheet of ``n`` examples of ``split`` to ``out`` (a video set: use
+    ``show_video.write_video_sheet``)."""
+    given = sheet_input(name, split, n, data_dir, caption)
+    if given.fields.video:
+        raise ValueError(f"dataset {name!r} is a video set: draw it with "
+                         "xmodal.data.show_video.write_video_sheet")
     fonts = load_fonts()
-    if fields.video:   # a band of frames and masks per example, and a GIF beside the sheet
-        from xmodal.data import show_video
-        show_video.video_sheet(records, fields.video, fields.masks, fields.caption,
-                               fonts).save(out, format="PNG")
-        show_video.write_gif(records, fields.video, fields.masks,
-                             os.path.splitext(out)[0] + ".gif", ms_per_frame)
-        return Sheet(out, len(records), show_video.FRAMES_SHOWN, len(records), fields,
-                     fonts.describe())
-    contact_sheet(records, fields, fonts).save(out, format="PNG")
-    rows, cols = grid_shape(len(records))
-    return Sheet(out, rows, cols, len(records), fields, fonts.describe())
+    contact_sheet(given.records, given.fields, fonts).save(out, format="PNG")
+    rows, cols = grid_shape(len(given.records))
+    return Sheet(out, rows, cols, len(given.records), given.fields, fonts.describe())

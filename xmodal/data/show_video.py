@@ -4,10 +4,11 @@ The sheet has one band per example: ``FRAMES_SHOWN`` frames spread over the clip
 frames with each instance's mask tinted in its own colour below them, and the caption under
 both. The GIF plays the examples side by side (a grid, like ``show.contact_sheet``), each with
 its masks' outlines, at the clip's frame rate. Chosen by a source's ``CARD["show"] =
-{"video": FIELD, "masks": FIELD, "caption": FIELD}``.
+{"video": FIELD, "masks": FIELD, "caption": FIELD, "ms_per_frame": MS}``.
 """
 from __future__ import annotations
 
+import os
 from typing import Any, Mapping, Sequence
 
 import numpy as np
@@ -94,3 +95,20 @@ def write_gif(records: Sequence[Mapping[str, Any]], video: str, masks: str | Non
     pictures[0].save(out, format="GIF", save_all=True, append_images=pictures[1:],
                      duration=ms_per_frame, loop=0)
     return len(pictures)
+
+
+def write_video_sheet(name: str, split: str, n: int, out: str, data_dir: str | None = None,
+                      caption: str | None = None) -> show.Sheet:
+    """Prepares ``name`` if needed and writes the sheet of ``n`` examples of ``split`` to
+    ``out`` (PNG) and their GIF beside it (same name, ``.gif``)."""
+    given = show.sheet_input(name, split, n, data_dir, caption)
+    fields = given.fields
+    if not fields.video:
+        raise ValueError(f"dataset {name!r} names no video field in CARD['show']")
+    fonts = show.load_fonts()
+    video_sheet(given.records, fields.video, fields.masks, fields.caption,
+                fonts).save(out, format="PNG")
+    write_gif(given.records, fields.video, fields.masks, os.path.splitext(out)[0] + ".gif",
+              given.ms_per_frame)
+    return show.Sheet(out, len(given.records), FRAMES_SHOWN, len(given.records), fields,
+                      fonts.describe())

@@ -129,6 +129,8 @@ def referring_expressions(script: Script) -> list[list[str]]:
 
 
 
+# The question templates' own words (names and phrases are filled in where the gaps are): only
+# their words matter, for the vocabulary.
 TEMPLATES = ("How many units are there?", "What does the do first?", "What does the do at "
              "the end?", "Which way does the move?", "Which unit?", "Which unit is the first "
              "to change what it is doing?")

@@ -26,6 +26,7 @@ import numpy as np
 from xmodal.core import datasets as sources
 from xmodal.core.registry import TRANSFORMS
 from xmodal.data.sets.sprite_questions import CANDIDATES, QTYPES
+from xmodal.data.sets.sprite_videos import MAX_QUESTIONS
 from xmodal.data.tokenizer import WordTokenizer
 from xmodal.data.video import clips
 
@@ -33,7 +34,8 @@ from xmodal.data.video import clips
 class VideoQATransform(grain.transforms.Map):
     def __init__(self, vocabulary_from: str, frames: int = 8, stride: int = 2,
                  train_clips: str = "random", eval_clips: str = "uniform",
-                 max_questions: int = 14, question_len: int = 16, answer_len: int = 8,
+                 max_questions: int = MAX_QUESTIONS, question_len: int = 16,
+                 answer_len: int = 8,
                  vocab_size: int = 512, train_questions: int = 6, frame_size: int = 96):
         metadata = sources.builder_for(vocabulary_from).info.metadata
         if "vocabulary" not in metadata:
@@ -117,7 +119,8 @@ class VideoQATransform(grain.transforms.Map):
 
 @TRANSFORMS.register("videoqa")
 def videoqa(vocabulary_from: str = "sprite_videos", frames: int = 8, stride: int = 2,
-            train_clips: str = "random", eval_clips: str = "uniform", max_questions: int = 14,
+            train_clips: str = "random", eval_clips: str = "uniform",
+            max_questions: int = MAX_QUESTIONS,
             question_len: int = 16, answer_len: int = 8, vocab_size: int = 512,
             train_questions: int = 6, frame_size: int = 96):
     return VideoQATransform(vocabulary_from, frames, stride, train_clips, eval_clips,
